@@ -1,0 +1,39 @@
+# Two entry points for a fresh clone: `make demo` runs the main job on the
+# bundled demo input, `make test` runs the test suite. Each builds the local
+# virtual environment it needs (.venv) on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: demo test bench clean
+
+# torch goes in first and alone, pinned: the CPU build of exactly this version
+# ships with the development machines, and any looser spec pulls CUDA wheels.
+$(VENV)/.runtime: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install "torch==$$(sed -n 's/^torch==//p' constraints.txt)"
+	$(PIP) install -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.runtime
+	$(PIP) install -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(PY) jobs/encode_dataset.py
+
+test: $(VENV)/.test
+	$(PY) -m pytest
+
+bench: $(VENV)/.test
+	$(PY) bench/model.py
+	$(PY) bench/decode.py
+	$(PY) bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) out
