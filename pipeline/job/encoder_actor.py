@@ -1,0 +1,68 @@
+"""The Ray actor that owns one WF-VAE on one GPU (or CPU) and encodes shards with it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import ray
+import torch
+
+from wfvae import WFVAE
+
+from ..output.layout import OutputLayout
+from ..output.manifest import code_version
+from ..reading import ReadConfig
+from .config import JobConfig
+from .shard_encoder import ShardEncoder
+
+COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str, on_gpu: bool) -> str:
+    """``auto`` is bfloat16 on GPUs (fast, and WF-VAE's latents stay within 1e-2) and float32 on CPU."""
+    return ("bfloat16" if on_gpu else "float32") if name == "auto" else name
+
+
+class EncoderActor:
+    """Loads the model once; ``encode_shard`` runs one shard at a time, ``progress`` reports on it."""
+
+    def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: int,
+                 fingerprint: str, run_id: str) -> None:
+        on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+        self.device = torch.device("cuda") if on_gpu else torch.device("cpu")
+        if on_gpu:
+            torch.backends.cudnn.benchmark = True  # clip shapes repeat: pick the fastest kernels once
+        self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype])
+        tc = self.vae.temporal_compression
+        self.checksum = self.vae.weights_checksum()
+        scale, shift = self.vae.config.latent_scale_shift()
+        metadata = {
+            "model": job.model, "weights_sha256": self.checksum, "model_config": self.vae.config.to_dict(),
+            "scale": scale, "shift": shift, "stored": job.store, "latent_dtype": job.latent_dtype,
+            "compute_dtype": compute_dtype, "temporal_compression": tc,
+            "spatial_compression": self.vae.spatial_compression, "latent_channels": self.vae.latent_channels,
+            "fingerprint": fingerprint, "code_version": code_version(),
+        }
+        self.encoder = ShardEncoder(
+            self.vae, read_config, OutputLayout(job.output, job.storage_options),
+            batch_size=job.batch_size, chunk_frames=job.chunk_frames,
+            piece_frames=(job.chunk_frames or 8 * tc) if job.whole_videos else None,
+            latent_dtype=job.latent_dtype, store_logvar=job.store == "moments", decode_workers=decode_workers,
+            file_metadata=metadata,
+            record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
+                                                      "device": str(self.device)}},
+        )
+
+    def identity(self) -> dict[str, Any]:
+        return {"weights_sha256": self.checksum, "config": self.vae.config.to_dict(), "pid": os.getpid(),
+                "device": str(self.device), "dtype": str(self.vae.dtype).removeprefix("torch."),
+                "temporal_compression": self.vae.temporal_compression}
+
+    def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
+        return self.encoder.encode_shard(url, attempt)
+
+    @ray.method(concurrency_group="progress")
+    def progress(self) -> dict[str, Any]:
+        return {**self.encoder.progress, "pid": os.getpid()}

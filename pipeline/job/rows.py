@@ -1,0 +1,41 @@
+"""Output rows: one per encoded clip, one per failed sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..output.schema import LATENT_DTYPES, tensor_bytes
+
+
+def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor | None,
+               latent_dtype: str) -> dict[str, Any]:
+    """``info`` is a pipeline.reading.ClipInfo; ``mean``/``logvar`` are one clip's (C, t, h, w)."""
+    dtype = LATENT_DTYPES[latent_dtype]
+    return {
+        "key": info.key,
+        "shard": shard,
+        "clip": info.clip_index,
+        "frame_start": info.frame_indices[0],
+        "num_frames": info.num_frames,
+        "fps": info.fps,
+        "height": info.height,
+        "width": info.width,
+        "caption": info.caption,
+        "meta": info.meta,
+        "latent": tensor_bytes(mean.to(dtype)),
+        "latent_shape": list(mean.shape),
+        "latent_dtype": latent_dtype,
+        "logvar": None if logvar is None else tensor_bytes(logvar.to(dtype)),
+        "frame_indices": list(info.frame_indices),
+        "timestamps": [float(t) for t in info.timestamps],
+        "source_fps": info.source_fps,
+        "source_height": info.source_height,
+        "source_width": info.source_width,
+        "source_num_frames": info.source_num_frames,
+    }
+
+
+def error_row(shard: str, key: str | None, stage: str, error_type: str, message: str) -> dict[str, Any]:
+    return {"key": key, "shard": shard, "stage": stage, "error_type": error_type, "message": message}

@@ -1,0 +1,76 @@
+"""The job's closing summary, built from every commit record (this run's and earlier ones)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from ..output.layout import OutputLayout
+from ..output.stats import LatentStats
+from ..output.storage import write_json
+
+
+def read_commit_records(layout: OutputLayout) -> dict[str, dict[str, Any]]:
+    """All commit markers, fetched concurrently (object stores: one request each)."""
+    names = layout.committed_shards()
+    if not names:
+        return {}
+    paths = [layout.committed(name) for name in names]
+    payloads = layout.fs.cat(paths)
+    if not isinstance(payloads, dict):  # a single path returns bytes
+        payloads = {paths[0]: payloads}
+    by_path = {layout.fs._strip_protocol(p): v for p, v in payloads.items()}
+    return {name: json.loads(by_path[layout.fs._strip_protocol(path)]) for name, path in zip(names, paths)}
+
+
+def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, Any]) -> dict[str, Any]:
+    records = read_commit_records(layout)
+    given_up = layout.given_up_shards()
+    stats = LatentStats()
+    errors_by_type: Counter = Counter()
+    for record in records.values():
+        stats = stats.merge(LatentStats.from_dict(record.get("stats")))
+        errors_by_type.update(record.get("errors_by_type", {}))
+    committed = set(records)
+    pending = [name for name in all_shards if name not in committed and name not in given_up]
+    return {
+        "output": layout.url,
+        "finished_at": time.time(),
+        "shards": {"total": len(all_shards), "committed": len(committed), "given_up": len(given_up),
+                   "pending": len(pending)},
+        "given_up": given_up,
+        "clips": sum(r.get("rows", 0) for r in records.values()),
+        "errors": sum(r.get("errors", 0) for r in records.values()),
+        "errors_by_type": dict(sorted(errors_by_type.items())),
+        "bytes": sum(sum(r.get("bytes", {}).values()) for r in records.values()),
+        "latent_stats": {"channels": len(stats.sum), "values_per_channel": stats.count,
+                         "mean": stats.mean, "std": stats.std},
+        "this_run": run,
+    }
+
+
+def write_summary(layout: OutputLayout, summary: dict[str, Any]) -> None:
+    write_json(layout.fs, layout.summary, summary)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    shards, run = summary["shards"], summary["this_run"]
+    lines = [
+        f"output        {summary['output']}",
+        f"shards        {shards['committed']}/{shards['total']} committed, {shards['given_up']} given up, "
+        f"{shards['pending']} pending",
+        f"clips         {summary['clips']} encoded, {summary['errors']} samples failed "
+        + (f"({', '.join(f'{k}: {v}' for k, v in summary['errors_by_type'].items())})" if summary["errors"] else ""),
+        f"this run      {run['shards_encoded']} shards, {run['clips']} clips in {run['seconds']:.1f} s "
+        f"({run['clips_per_second']:.2f} clips/s), {run['shards_skipped']} already committed",
+        f"stored        {summary['bytes'] / 2**20:.1f} MiB",
+    ]
+    stats = summary["latent_stats"]
+    if stats["channels"]:
+        lines.append("latent mean   " + " ".join(f"{v:+.3f}" for v in stats["mean"]))
+        lines.append("latent std    " + " ".join(f"{v:.3f}" for v in stats["std"]))
+    if summary["given_up"]:
+        lines.append(f"given up      {', '.join(summary['given_up'])} (see _given_up/; a re-run retries them)")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Residual, attention and container blocks of WF-VAE."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cache import CausalCache
+from .conv import CausalConv3d, FrameConv2d
+from .norm import ChannelLayerNorm, make_norm
+
+
+class CausalSequential(nn.Sequential):
+    """nn.Sequential that hands the Causal Cache to every layer."""
+
+    def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:  # type: ignore[override]
+        for layer in self:
+            x = layer(x, cache)
+        return x
+
+
+class ResnetBlock2D(nn.Module):
+    """Pre-norm residual block applied to each frame on its own."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = make_norm(norm_type, in_channels, per_frame=True)
+        self.conv1 = FrameConv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.norm2 = make_norm(norm_type, out_channels, per_frame=True)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = FrameConv2d(out_channels, out_channels, kernel_size=3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = FrameConv2d(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
+        return shortcut + h
+
+
+class ResnetBlock3D(nn.Module):
+    """Pre-norm residual block with causal 3x3x3 convolutions."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = make_norm(norm_type, in_channels, per_frame=False)
+        self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.norm2 = make_norm(norm_type, out_channels, per_frame=False)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size=3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = CausalConv3d(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x, cache)), cache)
+        h = self.conv2(self.dropout(F.silu(self.norm2(h, cache))), cache)
+        shortcut = self.nin_shortcut(x, cache) if hasattr(self, "nin_shortcut") else x
+        return shortcut + h
+
+
+class FrameAttention(nn.Module):
+    """Single-head self-attention among the pixels of each frame (the reference's AttnBlock3DFix).
+
+    Frames never attend to each other, so attention is chunk-exact. q/k/v/proj keep the
+    released 1x1x1-conv parameter layout and run as one fused matmul over channels-last tokens.
+    """
+
+    def __init__(self, channels: int, norm_type: str) -> None:
+        super().__init__()
+        self.norm = make_norm(norm_type, channels, per_frame=False)
+        self.q = CausalConv3d(channels, channels, kernel_size=1)
+        self.k = CausalConv3d(channels, channels, kernel_size=1)
+        self.v = CausalConv3d(channels, channels, kernel_size=1)
+        self.proj_out = CausalConv3d(channels, channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        if t == 0:
+            return x
+        if isinstance(self.norm, ChannelLayerNorm):  # normalise straight into channels-last tokens
+            norm = self.norm.norm
+            tokens = F.layer_norm(x.permute(0, 2, 3, 4, 1), (c,), norm.weight, norm.bias, norm.eps)
+        else:
+            tokens = self.norm(x, cache).permute(0, 2, 3, 4, 1)
+        tokens = tokens.reshape(b * t, h * w, c)
+        weight = torch.cat([m.conv.weight for m in (self.q, self.k, self.v)]).view(3 * c, c)
+        bias = torch.cat([m.conv.bias for m in (self.q, self.k, self.v)])
+        q, k, v = F.linear(tokens, weight, bias).chunk(3, dim=-1)
+        attended = F.scaled_dot_product_attention(q, k, v)
+        out = F.linear(attended, self.proj_out.conv.weight.view(c, c), self.proj_out.conv.bias)
+        return x + out.view(b, t, h, w, c).permute(0, 4, 1, 2, 3)
+
+
+class AlignStreams(nn.Module):
+    """Pairs frames of two branches that, chunk by chunk, produce frames at different times.
+
+    In the decoder one branch goes through a look-ahead interpolation and lags behind the
+    other; the surplus of the leading branch waits here for the next chunk. Holds no weights.
+    """
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, cache: CausalCache) -> tuple[torch.Tensor, torch.Tensor]:
+        held_a, held_b = cache.load(self, (None, None))
+        if held_a is not None:
+            a = torch.cat([held_a, a], dim=2)
+        if held_b is not None:
+            b = torch.cat([held_b, b], dim=2)
+        n = min(a.shape[2], b.shape[2])
+        if cache.closing:
+            if a.shape[2] != b.shape[2]:
+                raise RuntimeError(f"decoder branches ended with {a.shape[2]} and {b.shape[2]} frames")
+        else:
+            cache.store(self, tuple(s[:, :, n:].clone() if s.shape[2] > n else None for s in (a, b)))
+        return a[:, :, :n], b[:, :, :n]

@@ -1,0 +1,145 @@
+"""WFVAE: the public model. Knows about tensors and checkpoints, nothing about pipelines."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .cache import CausalCache
+from .config import WFVAEConfig
+from .decoder import Decoder
+from .encoder import Encoder
+from .posterior import DiagonalGaussian
+from .presets import preset
+from .streaming import StreamDecoder, StreamEncoder
+from .validation import check_latents, check_video
+
+
+class WFVAE(nn.Module):
+    """Wavelet-driven energy-flow video VAE (arXiv 2411.17459), compatible with released weights.
+
+    ``encode(video, chunk_frames=k)`` runs frame 0, then chunks of k frames, through the
+    Causal Cache: the same latents as a whole-clip encode, in memory set by k.
+    """
+
+    def __init__(self, config: WFVAEConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    # -- construction ----------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype = torch.float32, *, allow_pickle: bool = False) -> "WFVAE":
+        """Load a release folder (config.json + safetensors), a training checkpoint (*.ckpt next
+        to config.json) or a Hugging Face repo id. Loading is strict: a file that does not
+        match the config exactly raises ``CheckpointError`` naming what is wrong."""
+        from .loading import load_pretrained
+
+        return load_pretrained(cls, path_or_repo_id, device=device, dtype=dtype, allow_pickle=allow_pickle)
+
+    @classmethod
+    def from_config(cls, config: WFVAEConfig | str, device: str | torch.device = "cpu",
+                    dtype: torch.dtype = torch.float32, seed: int | None = 0) -> "WFVAE":
+        """A randomly initialised model of a config or preset name (benchmarks, tests)."""
+        config = preset(config) if isinstance(config, str) else config
+        if seed is not None:
+            torch.manual_seed(seed)
+        return cls(config).to(device=device, dtype=dtype).eval()
+
+    # -- facts -------------------------------------------------------------------------
+    @property
+    def temporal_compression(self) -> int:
+        return self.config.temporal_compression
+
+    @property
+    def spatial_compression(self) -> int:
+        return self.config.spatial_compression
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.decoder.conv_in.conv.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decoder.conv_in.conv.weight.dtype
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """(C, t, h, w) of the latents of a (3, frames, height, width) clip."""
+        s = self.spatial_compression
+        return (self.latent_channels, 1 + (frames - 1) // self.temporal_compression, height // s, width // s)
+
+    def weights_checksum(self) -> str:
+        """SHA-256 over parameter names, dtypes and values: identifies the weights, whatever file held them."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+            digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        return digest.hexdigest()
+
+    # -- encode / decode ---------------------------------------------------------------
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(device=self.device, dtype=self.dtype, non_blocking=True)
+
+    @torch.inference_mode()
+    def encode(self, video: torch.Tensor, chunk_frames: int | None = None) -> DiagonalGaussian:
+        """video (B, 3, T, H, W) in [-1, 1], T = 1 + k * temporal_compression, H and W multiples of 8."""
+        check_video(video, self.temporal_compression)
+        if chunk_frames is None:
+            return DiagonalGaussian.from_moments(self.encoder(self.prepare_input(video), CausalCache.whole_clip()))
+        self._require_chunkable()
+        stream = self.stream_encoder(chunk_frames)
+        return DiagonalGaussian.cat([stream.push(video), stream.close()])
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor, chunk_frames: int | None = None) -> torch.Tensor:
+        """latents (B, C, t, h, w) -> video (B, 3, 1 + (t-1) * temporal_compression, 8h, 8w).
+
+        ``chunk_frames`` counts latent frames per decoder call."""
+        check_latents(latents, self.latent_channels)
+        if latents.shape[2] < 1:
+            raise ValueError("latents must have at least one frame")
+        if chunk_frames is None:
+            return self.decoder(self.prepare_input(latents), CausalCache.whole_clip())
+        self._require_chunkable()
+        stream = self.stream_decoder(chunk_frames)
+        return torch.cat([stream.push(latents), stream.close()], dim=2)
+
+    def stream_encoder(self, chunk_frames: int) -> StreamEncoder:
+        self._require_chunkable()
+        return StreamEncoder(self, chunk_frames)
+
+    def stream_decoder(self, chunk_frames: int) -> StreamDecoder:
+        self._require_chunkable()
+        return StreamDecoder(self, chunk_frames)
+
+    # -- latent normalisation ----------------------------------------------------------
+    def normalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """(z - shift) * scale per channel, the convention of Open-Sora-Plan's WF-VAE releases."""
+        scale, shift = self._scale_shift(latents)
+        return (latents - shift) * scale
+
+    def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        scale, shift = self._scale_shift(latents)
+        return latents / scale + shift
+
+    def _scale_shift(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = self.config.latent_scale_shift()
+        shape = (-1,) + (1,) * (latents.dim() - 2)
+        return (torch.tensor(scale, dtype=latents.dtype, device=latents.device).view(shape),
+                torch.tensor(shift, dtype=latents.dtype, device=latents.device).view(shape))
+
+    def _require_chunkable(self) -> None:
+        if not self.config.chunkable:
+            raise ValueError(f"this WF-VAE uses {self.config.norm_type}, whose statistics span all frames, so "
+                             "chunked (Causal Cache) encoding/decoding would change the result; "
+                             "use chunk_frames=None (whole clip)")
