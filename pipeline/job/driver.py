@@ -16,12 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 
 from wfvae.config import WFVAEConfig
 from wfvae.loading import resolve_source
 
-from ..output.layout import OutputLayout, shard_name
+from ..output.layout import OutputLayout, remove_partial_files, shard_name
 from ..output.manifest import OutputConflict, check_or_create, clear, describe_differences, make_manifest
 from ..output.storage import read_json, write_json
 from ..reading import ReadConfig, list_shards
@@ -87,6 +87,9 @@ class Plan:
         check_against_model(job, self.model.temporal_compression)
         self.read_config = make_read_config(job, self.model.temporal_compression)
 
+    def place(self, log: Callable[[str], None]) -> None:
+        """Actors, decode tasks and precision, from the cluster's resources (needs a Ray connection)."""
+        job = self.job
         gpus = ray.cluster_resources().get("GPU", 0)
         cpus = ray.cluster_resources().get("CPU", 1)
         self.gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
@@ -101,8 +104,9 @@ class Plan:
 
 
 def run_job(job: JobConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    plan = Plan(job, log)  # every setting is checked before Ray starts
     connect(job.ray_address)
-    plan = Plan(job, log)
+    plan.place(log)
     layout = plan.layout
     run_id = uuid.uuid4().hex[:8]
     started = time.perf_counter()
@@ -112,7 +116,7 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print) -> dict[str, Any
         log(f"--overwrite: removed the previous contents of {layout.url}")
     else:
         _check_settings(plan)  # a different job's output is refused before anything loads
-    layout.refresh()
+    remove_partial_files(layout)
     committed = set(layout.committed_shards())
     todo = [url for url, name in zip(plan.urls, plan.names) if name not in committed]
     log(f"{len(plan.urls)} shards, {len(plan.urls) - len(todo)} already committed, {len(todo)} to encode "
@@ -175,13 +179,19 @@ def _start_actors(plan: Plan, run_id: str, count: int) -> list:
 
 def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], None],
               started: float) -> list[dict]:
+    """Hands shards to idle actors until every shard is committed or given up.
+
+    After an actor fails, it gets no shard until a health probe returns: Ray restarts it
+    (reloading the model takes a while) and calls made meanwhile would fail without
+    running, which must not count as attempts.
+    """
     job, layout = plan.job, plan.layout
     queue = deque(todo)
     attempts: dict[str, int] = defaultdict(int)
-    running: dict[Any, tuple[int, str]] = {}
+    running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
+    probes: dict[Any, int] = {}  # health probes of actors being restarted
     idle = list(range(len(actors)))[::-1]
     encoded: list[dict] = []
-    failures: dict[str, str] = {}
     given_up = 0
     last_report = time.perf_counter()
     while queue or running:
@@ -189,18 +199,32 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
             index, url = idle.pop(), queue.popleft()
             attempts[url] += 1
             running[actors[index].encode_shard.remote(url, attempts[url])] = (index, url)
-        done, _ = ray.wait(list(running), num_returns=1, timeout=min(job.progress_seconds, 5.0))
+        if not running and not probes:
+            raise JobError("every encoder actor has died and none can be restarted")
+        done, _ = ray.wait([*running, *probes], num_returns=1, timeout=min(job.progress_seconds, 5.0))
         for ref in done:
+            if ref in probes:
+                index = probes.pop(ref)
+                try:
+                    ray.get(ref)
+                    idle.append(index)
+                except ActorDiedError as err:
+                    log(f"encoder actor {index} is gone for good: {_first_line(err)}")
+                except RayActorError:
+                    time.sleep(0.5)  # still restarting
+                    probes[actors[index].identity.remote()] = index
+                continue
             index, url = running.pop(ref)
-            idle.append(index)
             try:
                 encoded.append(ray.get(ref))
+                idle.append(index)
                 continue
             except RayActorError as err:
                 reason = f"encoder actor died ({type(err).__name__}): {_first_line(err)}"
+                probes[actors[index].identity.remote()] = index
             except RayTaskError as err:
                 reason = f"{describe(err.cause) if getattr(err, 'cause', None) else describe(err)}"
-            failures[url] = reason
+                idle.append(index)
             if attempts[url] < job.max_shard_attempts:
                 log(f"shard {shard_name(url)} failed (attempt {attempts[url]}/{job.max_shard_attempts}): {reason}; "
                     "re-queued")

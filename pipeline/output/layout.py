@@ -81,3 +81,14 @@ class OutputLayout:
     def refresh(self) -> None:
         """Forget cached listings (object stores cache directory listings)."""
         self.fs.invalidate_cache()
+
+
+def remove_partial_files(layout: OutputLayout) -> None:
+    """Delete temporary files an interrupted run left beside its outputs (local storage only;
+    object stores never publish a partial upload)."""
+    for folder in ("latents", "errors", "_committed"):
+        path = f"{layout.root}/{folder}"
+        if layout.fs.exists(path):
+            for leftover in layout.fs.glob(f"{path}/*.tmp-*"):
+                layout.fs.rm(leftover)
+    layout.refresh()

@@ -9,6 +9,7 @@ what was written when the writer raises inside ``with fs.open(...)``: on error w
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
@@ -37,7 +38,7 @@ def write_atomically(fs: AbstractFileSystem, path: str, write: Callable[[IO[byte
         try:
             with fs.open(temporary, "wb") as file:
                 write(file)
-            fs.mv(temporary, path)
+            os.replace(temporary, path)  # atomic; refuses to replace a directory
         except BaseException:
             if fs.exists(temporary):
                 fs.rm(temporary)
@@ -50,6 +51,7 @@ def write_atomically(fs: AbstractFileSystem, path: str, write: Callable[[IO[byte
         discard = getattr(file, "discard", None)
         if discard is not None:
             discard()
+            file.closed = True  # nothing left to flush; keeps __del__ from trying
         else:  # pragma: no cover - filesystems without discard publish on close; remove it again
             file.close()
             fs.rm(path)

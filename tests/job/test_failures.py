@@ -1,0 +1,107 @@
+"""Failures cost only what they must: a killed actor, a killed driver, a shard that keeps failing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pyarrow.parquet as pq
+import ray
+
+from pipeline.reading import ReadConfig, read_shard
+
+from .conftest import SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
+
+
+def _wait_for(condition, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _encoder_actor():
+    """(handle, progress) of the running job's encoder actor, once it reports a shard in progress."""
+    from ray.util.state import list_actors
+
+    for actor in list_actors(filters=[("class_name", "=", "EncoderActor"), ("state", "=", "ALIVE")]):
+        if actor.name:
+            handle = ray.get_actor(actor.name, namespace="wfvae-latents")
+            try:
+                progress = ray.get(handle.progress.remote(), timeout=5)
+            except Exception:
+                continue
+            if progress.get("clips", 0) >= 1:
+                return handle, progress
+    return None
+
+
+def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=2, samples=30, frames=40)
+    out = tmp_path / "out"
+    job = start_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--resolution", "64x64",
+                    "--clips", "all", "--batch-size", "1", "--decode-workers", "1", log=tmp_path / "job.log")
+    try:
+        _, progress = _wait_for(_encoder_actor, 120, "the encoder to be mid-shard")
+        os.kill(progress["pid"], signal.SIGKILL)
+        assert job.wait(timeout=240) == 0, (tmp_path / "job.log").read_text()
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert "encoder actor died" in log and "re-queued" in log
+    keys = [(r["key"], r["clip"]) for r in read_output(out)]
+    expected = {(clip.info.key, clip.info.clip_index) for shard in sorted(data.folder.glob("*.tar"))
+                for clip in read_shard(str(shard), ReadConfig(num_frames=5, resolution=(64, 64), clips="all"))}
+    assert len(expected) == 2 * 30 * 8  # 40 frames: 8 non-overlapping 5-frame clips per video
+    assert len(keys) == len(set(keys)) and set(keys) == expected
+    killed = json.loads((out / "_committed" / f"{progress['shard']}.json").read_text())
+    assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress["pid"]
+
+
+def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=6, samples=6)
+    args = ["--input", data.spec, *SMALL_CLIPS]
+    interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
+    job = start_cli(ray_head, *args, "--output", str(interrupted), log=tmp_path / "first.log")
+    try:
+        _wait_for(lambda: len(list((interrupted / "_committed").glob("*.json"))) >= 2, 180, "two committed shards")
+        job.send_signal(signal.SIGKILL)
+        job.wait(timeout=30)
+    finally:
+        job.kill()
+    first = {p.stem for p in (interrupted / "_committed").glob("*.json")}
+    assert 2 <= len(first) < 6, "the driver must die mid-job for this test to mean anything"
+    rerun = run_cli(ray_head, *args, "--output", str(interrupted))
+    assert f"{len(first)} already committed, {6 - len(first)} to encode" in rerun.stdout
+    run_ids = {json.loads(p.read_text())["run_id"] for p in (interrupted / "_committed").glob("*.json")}
+    assert len(run_ids) == 2
+    run_cli(ray_head, *args, "--output", str(clean))
+    for kind in ("latents", "errors"):
+        for path in sorted((clean / kind).glob("*.parquet")):
+            assert pq.read_table(interrupted / kind / path.name).equals(pq.read_table(path)), path.name
+    assert not list(interrupted.rglob("*.tmp-*"))
+
+
+def test_a_shard_that_keeps_failing_is_given_up_and_recorded(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=3, samples=2)
+    out = tmp_path / "out"
+    (out / "errors" / "part-000001.parquet").mkdir(parents=True)  # that shard's output cannot be written
+    result = run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--max-shard-attempts", "2",
+                     check=False)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "shard part-000001 failed (attempt 1/2)" in result.stdout
+    assert "shard part-000001 given up after 2 attempts" in result.stdout
+    given_up = json.loads((out / "_given_up" / "part-000001.json").read_text())
+    assert given_up["attempts"] == 2 and given_up["last_error"]
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["shards"] == {"total": 3, "committed": 2, "given_up": 1, "pending": 0}
+    (out / "errors" / "part-000001.parquet").rmdir()  # fixed: a re-run retries only that shard
+    again = run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS)
+    assert "2 already committed, 1 to encode" in again.stdout
+    assert not (out / "_given_up" / "part-000001.json").exists()
+    assert len(read_output(out)) == 6
