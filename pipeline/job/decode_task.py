@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import ray
 from ray.exceptions import RayTaskError, WorkerCrashedError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips
 from ..reading.records import STAGE_DECODE, describe
@@ -28,8 +29,10 @@ decode_task = ray.remote(num_cpus=1, max_retries=0)(_decode)
 
 
 def submit(sample: Sample, config: ReadConfig, piece_frames: int | None):
-    """Start decoding ``sample``; returns a generator of ObjectRefs of ClipPieces."""
-    return decode_task.options(num_returns="streaming",
+    """Start decoding ``sample``, preferably on the caller's node (decoded frames then never
+    cross the network); returns a generator of ObjectRefs of ClipPieces."""
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+    return decode_task.options(num_returns="streaming", scheduling_strategy=here,
                                _generator_backpressure_num_objects=PIECES_AHEAD).remote(sample, config, piece_frames)
 
 

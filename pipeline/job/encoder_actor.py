@@ -34,6 +34,8 @@ class EncoderActor:
         self.device = torch.device("cuda") if on_gpu else torch.device("cpu")
         if on_gpu:
             torch.backends.cudnn.benchmark = True  # clip shapes repeat: pick the fastest kernels once
+        else:  # use exactly the CPUs Ray reserved for this actor
+            torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype])
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()

@@ -24,12 +24,16 @@ from ..output.layout import OutputLayout, shard_name
 from ..output.shard_writer import publish_shard
 from ..output.stats import LatentStats
 from ..reading import ErrorRecord, ReadConfig, iter_samples
-from ..reading.records import STAGE_SHARD, describe
+from ..reading.records import SHARD_DAMAGE, STAGE_SHARD, describe
 from . import decode_task
 from .batching import ClipBatcher, PendingClip, to_video
 from .rows import error_row, latent_row
 
 _END = object()
+
+
+class ShardUnreadable(RuntimeError):
+    """The shard could not be read at all (as opposed to damaged content, which is recorded)."""
 
 
 class ShardEncoder:
@@ -81,6 +85,8 @@ class ShardEncoder:
                 if item is _END:
                     break
                 if isinstance(item, ErrorRecord):
+                    if item.stage == STAGE_SHARD and item.error_type not in SHARD_DAMAGE:
+                        raise ShardUnreadable(f"{url}: {item.message}")  # fail the attempt: it may be retried
                     errors.append(error_row(name, item.key, item.stage, item.error_type, item.message))
                     self.progress["errors"] = len(errors)
                     continue

@@ -87,8 +87,11 @@ def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_h
     assert not list(interrupted.rglob("*.tmp-*"))
 
 
-def test_a_shard_that_keeps_failing_is_given_up_and_recorded(ray_head, tmp_path):
+def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=3, samples=2)
+    missing = data.folder / "part-000002.tar"
+    saved = missing.read_bytes()
+    missing.unlink()  # unreadable input: not committed as an empty shard, but retried and given up
     out = tmp_path / "out"
     (out / "errors" / "part-000001.parquet").mkdir(parents=True)  # that shard's output cannot be written
     result = run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--max-shard-attempts", "2",
@@ -96,12 +99,15 @@ def test_a_shard_that_keeps_failing_is_given_up_and_recorded(ray_head, tmp_path)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "shard part-000001 failed (attempt 1/2)" in result.stdout
     assert "shard part-000001 given up after 2 attempts" in result.stdout
+    assert "shard part-000002 given up after 2 attempts" in result.stdout
     given_up = json.loads((out / "_given_up" / "part-000001.json").read_text())
     assert given_up["attempts"] == 2 and given_up["last_error"]
+    assert "FileNotFoundError" in json.loads((out / "_given_up" / "part-000002.json").read_text())["last_error"]
     summary = json.loads((out / "_summary.json").read_text())
-    assert summary["shards"] == {"total": 3, "committed": 2, "given_up": 1, "pending": 0}
-    (out / "errors" / "part-000001.parquet").rmdir()  # fixed: a re-run retries only that shard
+    assert summary["shards"] == {"total": 3, "committed": 1, "given_up": 2, "pending": 0}
+    (out / "errors" / "part-000001.parquet").rmdir()  # fixed: a re-run retries only these shards
+    missing.write_bytes(saved)
     again = run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS)
-    assert "2 already committed, 1 to encode" in again.stdout
-    assert not (out / "_given_up" / "part-000001.json").exists()
+    assert "1 already committed, 2 to encode" in again.stdout
+    assert not list((out / "_given_up").glob("*.json"))
     assert len(read_output(out)) == 6

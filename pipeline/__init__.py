@@ -1,0 +1,1 @@
+"""The latent-precompute pipeline: reading shards (`pipeline.reading`), then encoding and writing."""

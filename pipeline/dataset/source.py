@@ -1,0 +1,81 @@
+"""What a training reader may use from a job's output folder: the committed shards only.
+
+A latents file without a commit marker is a leftover of an interrupted attempt (its rows
+may be incomplete or be written again), so shards are found through ``_committed/`` and
+sized by their commit records, never by listing ``latents/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ..job.summary import read_commit_records
+from ..output.layout import OutputLayout
+from ..output.schema import read_file_metadata
+from ..output.stats import LatentStats
+from ..output.storage import is_local, read_json
+
+
+class OutputNotReadable(ValueError):
+    """The folder is not (yet) a job output with committed rows; the message says which."""
+
+
+@dataclass(frozen=True)
+class CommittedShard:
+    name: str
+    rows: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CommittedOutput:
+    """A snapshot of an output folder: shards committed when it was opened, in name order."""
+
+    url: str
+    storage_options: dict[str, Any]
+    manifest: dict[str, Any]
+    shards: tuple[CommittedShard, ...]
+    file_metadata: dict[str, Any]  # key-value metadata of the first non-empty latents file
+    stats: LatentStats  # merged from the commit records: the same figures as _summary.json
+
+    @property
+    def num_rows(self) -> int:
+        return sum(shard.rows for shard in self.shards)
+
+    def layout(self) -> OutputLayout:
+        """A fresh layout (and filesystem) for this process: never pickled into workers."""
+        return OutputLayout(self.url, self.storage_options)
+
+
+def open_parquet(layout: OutputLayout, path: str) -> pq.ParquetFile:
+    """Local files through pyarrow's own I/O (faster); anything else through fsspec.
+    ``close(force=True)`` closes either kind."""
+    if is_local(layout.fs):
+        return pq.ParquetFile(path, memory_map=True)
+    return pq.ParquetFile(layout.fs.open(path, "rb"))
+
+
+def open_output(url: str, storage_options: dict[str, Any] | None = None) -> CommittedOutput:
+    layout = OutputLayout(url, storage_options)
+    if not layout.exists():
+        raise OutputNotReadable(f"{url} has no _job.json: it is not an output folder of jobs/encode_dataset.py, "
+                                "or that job has not started writing to it")
+    manifest = read_json(layout.fs, layout.job_manifest)
+    records = read_commit_records(layout)
+    if not records:
+        raise OutputNotReadable(f"{url} has no committed shards yet (nothing in _committed/); wait for the job to "
+                                "commit some, or check its log")
+    shards = tuple(CommittedShard(name, int(record.get("rows", 0)), record) for name, record in sorted(records.items()))
+    first = next((shard for shard in shards if shard.rows), None)
+    if first is None:
+        raise OutputNotReadable(f"{url}: the {len(shards)} committed shard(s) hold no rows (every sample failed; "
+                                "see errors/)")
+    with layout.fs.open(layout.latents(first.name), "rb") as file:
+        metadata = read_file_metadata(pq.ParquetFile(file).schema_arrow)
+    stats = LatentStats()
+    for shard in shards:
+        stats = stats.merge(LatentStats.from_dict(shard.record.get("stats")))
+    return CommittedOutput(layout.url, dict(storage_options or {}), manifest, shards, metadata, stats)

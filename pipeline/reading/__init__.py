@@ -1,0 +1,34 @@
+"""Reading WebDataset video shards into clips for the WF-VAE encoder.
+
+    shards  = list_shards("s3://bucket/shards/{000000..000999}.tar", storage_options)
+    samples = iter_samples(shard, config, storage_options)   # Sample | ErrorRecord
+    pieces  = decode_clips(sample, config, piece_frames=16)  # ClipPiece, raises SampleError
+    clips   = read_shard(shard, config, storage_options)     # Clip | ErrorRecord, all in one
+
+Nothing here raises out of a reader: bad shards, samples and videos become
+ErrorRecords and reading goes on.
+"""
+
+from .config import ReadConfig
+from .decode import DecodedSample, decode_clips, decode_sample, sample_clips
+from .reader import read_shard
+from .records import Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError
+from .samples import iter_samples
+from .shards import list_shards
+
+__all__ = [
+    "Clip",
+    "ClipInfo",
+    "ClipPiece",
+    "DecodedSample",
+    "ErrorRecord",
+    "ReadConfig",
+    "Sample",
+    "SampleError",
+    "decode_clips",
+    "decode_sample",
+    "iter_samples",
+    "list_shards",
+    "read_shard",
+    "sample_clips",
+]

@@ -1,0 +1,165 @@
+"""Sample in, clips out: the per-sample work a CPU worker runs.
+
+`decode_clips` is a pure function of a picklable `Sample` and `ReadConfig`, so a
+Ray task (or any worker process) can run it and a crash in a video library
+costs that one sample. It decodes lazily: only the frames of the piece being
+produced are in memory, so a whole-video clip read in pieces is bounded by the
+piece size, not by the video's length.
+
+decord indexes every video and decodes the random-access modes ("first",
+"uniform:N") with `get_batch`. Its decoder thread is fed far ahead of the frames
+asked for and keeps decoding into memory while the caller holds a piece, so it
+is stopped before control goes back to the caller. The consecutive modes ("all",
+"whole") are decoded front to back with PyAV in the calling thread instead, which
+decodes nothing until asked: same speed here, memory bounded by the piece.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .clip_sampling import plan_clips, source_fps, video_end
+from .config import ReadConfig
+from .records import STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
+from .spatial import center_crop, cover_size, output_size, resize, rotate
+from .video import SequentialReader, TempVideoFile, frame_times, open_reader, probe, read_frames, remux_without_rotation
+
+
+# Times a failed frame read is tried again with a fresh reader before the sample fails.
+DECODE_RETRIES = 2
+
+
+def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = None) -> Iterator[ClipPiece]:
+    """Decode the clips `config` asks for, as pieces of at most `piece_frames` frames.
+
+    With `piece_frames=None` each clip is one piece. Pieces of a clip come in order,
+    the last with `is_last=True`. Raises SampleError (stage, error_type, message) for a
+    video that cannot give (more) clips; clips yielded before it are good.
+    """
+    if piece_frames is not None and (isinstance(piece_frames, bool) or not isinstance(piece_frames, int) or piece_frames < 1):
+        raise ValueError(f"piece_frames must be a positive integer or None, got {piece_frames!r}")
+    try:
+        yield from _decode_clips(sample, config, piece_frames)
+    except SampleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a library failed in a way not foreseen: still one sample
+        raise SampleError(STAGE_DECODE, "DecodeFailed", describe(exc)) from exc
+
+
+def _decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None) -> Iterator[ClipPiece]:
+    if not sample.video:
+        raise SampleError(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)")
+    with TempVideoFile(sample.video, sample.video_ext, config.tmp_dir) as tmp:
+        video = probe(tmp.path)
+        path = tmp.path
+        if video.rotation:
+            path = remux_without_rotation(tmp.path, tmp)
+        display_h, display_w = video.display_size
+        out_h, out_w = output_size(display_h, display_w, config)
+        cover_h, cover_w = cover_size(display_h, display_w, out_h, out_w)
+        if config.resize_at_decode:
+            # The decoder scales in stored orientation; the frames are turned afterwards.
+            decode_size = (cover_w, cover_h) if video.rotation in (90, 270) else (cover_h, cover_w)
+        else:
+            decode_size = (None, None)
+        reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
+        starts, ends = frame_times(reader)
+        end = video_end(starts, ends)
+        fps = source_fps(starts, end)
+        plans = plan_clips(starts, end, config)
+        sequential = None
+        if config.clip_policy in ("all", "whole"):
+            # decord only indexed the file (no decoding has started); a long clip is read
+            # front to back where decoding waits for the caller: memory stays per piece.
+            del reader
+            reader = sequential = SequentialReader(path, *decode_size, config.decode_threads, starts)
+        try:
+            for clip_index, indices in enumerate(plans):
+                info = ClipInfo(
+                    shard=sample.shard,
+                    key=sample.key,
+                    clip_index=clip_index,
+                    frame_indices=indices.tolist(),
+                    timestamps=starts[indices].tolist(),
+                    source_fps=fps,
+                    source_height=display_h,
+                    source_width=display_w,
+                    source_num_frames=len(starts),
+                    height=out_h,
+                    width=out_w,
+                    num_frames=len(indices),
+                    fps=float(config.fps) if config.fps is not None else fps,
+                    caption=sample.caption,
+                    meta=sample.meta,
+                    rotation=video.rotation,
+                )
+                step = piece_frames or len(indices)
+                for start in range(0, len(indices), step):
+                    chunk = indices[start : start + step]
+                    is_last = start + step >= len(indices)
+                    for attempt in range(1 + DECODE_RETRIES):
+                        try:
+                            frames = reader.read(chunk) if sequential else read_frames(reader, chunk)
+                            break
+                        except SampleError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 - decord raises DECORDError, not RuntimeError
+                            if attempt == DECODE_RETRIES or sequential:
+                                raise SampleError(
+                                    STAGE_DECODE, "DecodeFailed",
+                                    f"clip {clip_index}, source frames {int(chunk[0])}..{int(chunk[-1])}: {describe(exc)}",
+                                ) from None
+                            # decord's decoder thread runs ahead of the frames asked for, so damage
+                            # further on can fail this read; a fresh reader seeks straight here.
+                            reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
+                    if not sequential:
+                        if is_last and clip_index == len(plans) - 1:
+                            reader = None  # nothing more to read: stop decord's thread before the caller's turn
+                        elif is_last and config.clip_policy == "uniform":
+                            reader.seek(0)  # the next clip seeks anyway: stop decoding ahead meanwhile
+                    frames = rotate(frames, video.rotation)
+                    if not config.resize_at_decode:
+                        frames = resize(frames, cover_h, cover_w)
+                    frames = np.ascontiguousarray(center_crop(frames, out_h, out_w))
+                    if frames.shape[1:] != (out_h, out_w, 3):
+                        raise SampleError(STAGE_DECODE, "DecodeFailed", f"frames came out {frames.shape[1:]}, not {(out_h, out_w, 3)}")
+                    piece = ClipPiece(info=info, frames=frames, start=start, is_last=is_last)
+                    del frames
+                    yield piece
+                    del piece  # hold at most one piece: the consumer's
+        finally:
+            if sequential is not None:
+                sequential.close()
+
+
+def sample_clips(sample: Sample, config: ReadConfig) -> Iterator[Clip | ErrorRecord]:
+    """The clips of one sample, then an ErrorRecord if it failed. Never raises."""
+    try:
+        for piece in decode_clips(sample, config):
+            yield Clip(info=piece.info, frames=piece.frames)
+    except SampleError as exc:
+        yield exc.to_record(sample.shard, sample.key)
+    except Exception as exc:  # noqa: BLE001
+        yield ErrorRecord(sample.shard, sample.key, STAGE_DECODE, "DecodeFailed", describe(exc))
+
+
+@dataclass
+class DecodedSample:
+    """Everything one sample gave: what a Ray task returns."""
+
+    clips: list[Clip] = field(default_factory=list)
+    error: ErrorRecord | None = None
+
+
+def decode_sample(sample: Sample, config: ReadConfig) -> DecodedSample:
+    """All clips of a sample at once, and its error if any. Never raises."""
+    result = DecodedSample()
+    for item in sample_clips(sample, config):
+        if isinstance(item, ErrorRecord):
+            result.error = item
+        else:
+            result.clips.append(item)
+    return result

@@ -1,0 +1,195 @@
+"""Finding shards and streaming their tar members.
+
+Shards live on local disk or any fsspec filesystem (S3 through s3fs, ...). A
+shard is read as a stream, never downloaded whole first. Damage is detected
+precisely: Python's `tarfile` (which webdataset also uses) silently stops at a
+corrupt header or at a file cut between two members, so the header reader here
+records why the archive ended and anything but a proper end-of-archive block
+is reported as damage.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import tarfile
+from collections.abc import Iterator, Sequence
+from typing import IO
+
+import braceexpand
+import fsspec
+from fsspec.core import url_to_fs
+
+LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
+_GLOB_CHARS = ("*", "?", "[")
+_META_MEMBER = re.compile(r"__[^/]*__($|/)")  # webdataset's rule for metadata members
+
+
+def list_shards(spec: str | Sequence[str], storage_options: dict | None = None) -> list[str]:
+    """Expand a shard spec into a sorted, deduplicated list of shard URLs.
+
+    A spec is any fsspec URL or local path, optionally with brace ranges
+    (`shards/{000000..000999}.tar`) and glob patterns (`s3://b/shards/*.tar`). A spec
+    ending in .txt/.list/.lst is a file listing one spec per line (blank lines and
+    lines starting with # are skipped; relative entries are relative to the list
+    file). Several specs may be given as a sequence. Local paths come back absolute,
+    without a scheme. Raises ValueError when nothing matches.
+    """
+    options = dict(storage_options or {})
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    urls: set[str] = set()
+    for one in specs:
+        urls.update(_expand(one, options, allow_list_file=True))
+    if not urls:
+        raise ValueError(f"no shards match {spec!r}")
+    return sorted(urls)
+
+
+def _expand(spec: str, options: dict, allow_list_file: bool) -> list[str]:
+    spec = spec.strip()
+    if not spec:
+        return []
+    if allow_list_file and spec.lower().endswith(LIST_FILE_SUFFIXES):
+        return _read_list_file(spec, options)
+    urls: list[str] = []
+    for pattern in braceexpand.braceexpand(spec):
+        if any(c in pattern for c in _GLOB_CHARS):
+            fs, path = url_to_fs(pattern, **options)
+            found = fs.glob(path, detail=True)
+            urls.extend(_canonical(fs.unstrip_protocol(p), fs) for p, info in found.items() if info.get("type") == "file")
+        else:
+            fs, _ = url_to_fs(pattern, **options)
+            urls.append(_canonical(pattern, fs))
+    return urls
+
+
+def _read_list_file(spec: str, options: dict) -> list[str]:
+    with fsspec.open(spec, "rt", encoding="utf-8", **options) as f:
+        lines = f.read().splitlines()
+    base = spec.rsplit("/", 1)[0] if "/" in spec else "."
+    urls: list[str] = []
+    for line in lines:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if "://" not in entry and not os.path.isabs(entry):
+            entry = _normalize(f"{base}/{entry}")
+        urls.extend(_expand(entry, options, allow_list_file=False))
+    return urls
+
+
+def _normalize(url: str) -> str:
+    """Resolve "." and ".." in a URL's path (object stores take keys literally)."""
+    if "://" in url:
+        scheme, path = url.split("://", 1)
+        return f"{scheme}://{posixpath.normpath(path)}"
+    return os.path.normpath(url)
+
+
+def _canonical(url: str, fs) -> str:
+    """Local files as absolute paths without a scheme; everything else as proto://path."""
+    if _is_local(fs):
+        path = url[len("file://") :] if url.startswith("file://") else url
+        return os.path.abspath(os.path.expanduser(path))
+    return url
+
+
+def _is_local(fs) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def open_shard(url: str, storage_options: dict | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:
+    """Open a shard for streaming reads (ranged requests of `block_size` on object stores)."""
+    fs, path = url_to_fs(url, **(storage_options or {}))
+    if _is_local(fs):
+        return open(path, "rb")  # noqa: SIM115 - the caller closes it
+    return fs.open(path, "rb", block_size=block_size)
+
+
+class ShardDamage(Exception):
+    """The tar stream cannot be read further.
+
+    `member` is the name of the member whose data was being read when it happened,
+    or None when the damage was at (or instead of) a header.
+    """
+
+    def __init__(self, error_type: str, message: str, member: str | None):
+        super().__init__(error_type, message, member)
+        self.error_type = error_type
+        self.message = message
+        self.member = member
+
+    def __str__(self) -> str:
+        return f"{self.error_type}: {self.message}"
+
+
+class _WatchedTarInfo(tarfile.TarInfo):
+    """Remembers on the TarFile why reading a header failed (tarfile itself forgets)."""
+
+    @classmethod
+    def fromtarfile(cls, tf):  # noqa: ANN001 - tarfile's signature
+        try:
+            return super().fromtarfile(tf)
+        except tarfile.HeaderError as exc:
+            tf.header_error = exc
+            raise
+
+
+def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+    """Yield (name, data) for each regular file of a tar stream (.tar, .tar.gz, ...).
+
+    Ends quietly only at a proper end-of-archive block; otherwise raises ShardDamage
+    after yielding every member that was read whole. Metadata members named
+    `__*__` are skipped, as webdataset does.
+    """
+    try:
+        tf = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_WatchedTarInfo)
+    except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable shard
+        raise ShardDamage("CorruptShard", f"not a readable tar stream: {_one_line(exc)}", None) from exc
+    tf.header_error = None
+    offset = 0
+    while True:
+        try:
+            info = tf.next()
+        except Exception as exc:  # noqa: BLE001
+            raise ShardDamage(_damage_type(exc), f"reading the header at byte {tf.offset}: {_one_line(exc)}", None) from exc
+        if info is None:
+            break
+        offset = info.offset
+        if not info.isreg():
+            continue
+        name = info.name
+        if _META_MEMBER.match(name):
+            continue  # tarfile skips the unread data when it reads the next header
+        try:
+            data = tf.extractfile(info).read()
+        except Exception as exc:  # noqa: BLE001
+            raise ShardDamage(_damage_type(exc), f"reading {name!r} ({info.size} bytes): {_one_line(exc)}", name) from exc
+        tf.members = []  # tarfile keeps every TarInfo otherwise
+        yield name, data
+    error = tf.header_error
+    if isinstance(error, tarfile.EOFHeaderError):
+        return  # the end-of-archive block: a complete shard
+    if isinstance(error, tarfile.InvalidHeaderError):
+        raise ShardDamage("CorruptShard", f"invalid tar header at byte {tf.offset}: {error}", None)
+    raise ShardDamage(
+        "TruncatedShard",
+        f"the tar ends at byte {tf.offset} without an end-of-archive block (last member at byte {offset})",
+        None,
+    )
+
+
+def _damage_type(exc: BaseException) -> str:
+    text = str(exc).lower()
+    if isinstance(exc, EOFError) or "unexpected end" in text or "end of data" in text or "truncated" in text:
+        return "TruncatedShard"
+    if isinstance(exc, (tarfile.TarError, ValueError)) or "zlib" in text or "header" in text:
+        return "CorruptShard"
+    return type(exc).__name__
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

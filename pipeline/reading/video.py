@@ -1,0 +1,235 @@
+"""Opening one video for decoding: temp file, PyAV probe, decord or sequential PyAV reader.
+
+decord reads from a temporary file path, never from memory: on some damaged
+videos its in-memory reader segfaults, while from a path it raises a clean
+error. PyAV (a newer FFmpeg) reads what decord does not expose: the rotation in
+the display matrix and the pixel aspect ratio. decord 0.6 mishandles rotated
+videos (wrong array shapes), so a rotated file is first remuxed without its
+rotation (packets copied, nothing re-encoded) and the frames are turned here.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import decord
+import numpy as np
+
+from .records import STAGE_DECODE, SampleError, describe
+
+
+@dataclass(frozen=True)
+class VideoProbe:
+    """What PyAV says about the first video stream."""
+
+    codec: str
+    stored_height: int
+    stored_width: int
+    rotation: int
+    """Counter-clockwise degrees (0, 90, 180, 270) to turn stored frames for display."""
+    pixel_aspect: float
+    """Sample (pixel) aspect ratio: display width = stored width * pixel_aspect."""
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(height, width) as the video is meant to be seen."""
+        h, w = self.stored_height, max(1, round(self.stored_width * self.pixel_aspect))
+        return (w, h) if self.rotation in (90, 270) else (h, w)
+
+
+class TempVideoFile:
+    """The video bytes in a temporary file, removed on close."""
+
+    def __init__(self, data: bytes, ext: str, tmp_dir: str | None = None):
+        suffix = "." + ext if ext else ""
+        fd, self.path = tempfile.mkstemp(suffix=suffix, prefix="wfvae-video-", dir=tmp_dir)
+        self._extra: list[str] = []
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BaseException:
+            self.close()
+            raise
+
+    def sibling(self) -> str:
+        """A fresh path next to this file with the same suffix, removed on close."""
+        root, suffix = os.path.splitext(self.path)
+        path = f"{root}-{len(self._extra)}{suffix}"
+        self._extra.append(path)
+        return path
+
+    def close(self) -> None:
+        for path in [self.path, *self._extra]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> TempVideoFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# FFmpeg's stream analysis decodes many frames to guess what the first one will
+# tell anyway; we decode the first frame ourselves, so a minimal probe is enough.
+_QUICK_PROBE = {"probesize": "32", "analyzeduration": "1", "fpsprobesize": "0"}
+
+
+def probe(path: str) -> VideoProbe:
+    """Read codec, size, rotation and pixel aspect; decodes the first frame to get them."""
+    try:
+        return _probe(path, _QUICK_PROBE)
+    except SampleError:
+        return _probe(path, None)  # some files need FFmpeg's full analysis to show their video
+
+
+def _probe(path: str, options: dict | None) -> VideoProbe:
+    try:
+        with av.open(path, options=options, metadata_errors="ignore") as container:
+            streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+            if not streams:
+                raise SampleError(STAGE_DECODE, "NoVideoStream", "the file holds no video stream")
+            stream = streams[0]
+            stream.codec_context.thread_count = 1
+            frame = next(container.decode(stream), None)
+            if frame is None:
+                raise SampleError(STAGE_DECODE, "NoFrames", "no frame could be decoded")
+            sar = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
+            return VideoProbe(
+                codec=stream.codec_context.name,
+                stored_height=frame.height,
+                stored_width=frame.width,
+                rotation=_normalize_rotation(frame.rotation),
+                pixel_aspect=float(sar) if sar and Fraction(sar) > 0 else 1.0,
+            )
+    except SampleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything PyAV raises means unreadable
+        raise SampleError(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path)) from None
+
+
+def _without_path(message: str, path: str) -> str:
+    """Error messages name the temporary file; records should not (it is gone, and random)."""
+    return message.replace(f"'{path}'", "the video").replace(path, "the video")
+
+
+def _normalize_rotation(degrees: float | int | None) -> int:
+    """Nearest multiple of 90 in [0, 360)."""
+    if not degrees:
+        return 0
+    return int(round(float(degrees) / 90.0)) % 4 * 90
+
+
+def remux_without_rotation(src: str, tmp: TempVideoFile) -> str:
+    """Copy the video packets into a new file (same container) whose display matrix is the identity."""
+    dst = tmp.sibling()
+    try:
+        _remux(src, dst)
+    except Exception as exc:  # noqa: BLE001
+        raise SampleError(STAGE_DECODE, "RemuxFailed", f"removing the rotation: {_without_path(describe(exc), src)}") from None
+    return dst
+
+
+def _remux(src: str, dst: str) -> None:
+    with av.open(src, metadata_errors="ignore") as inp:
+        stream = next(s for s in inp.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
+        with av.open(dst, "w", format=inp.format.name.split(",")[0]) as out:
+            copy = out.add_stream_from_template(stream)
+            copy.set_display_rotation(0)
+            for packet in inp.demux(stream):
+                if packet.size == 0:  # the demuxer's flush packet
+                    continue
+                packet.stream = copy
+                out.mux(packet)
+
+
+def open_reader(path: str, height: int | None, width: int | None, threads: int, codec: str) -> decord.VideoReader:
+    """A decord reader that scales to (height, width) while converting to RGB (None: source size)."""
+    kwargs = {"width": width, "height": height} if height and width else {}
+    try:
+        return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - decord raises DECORDError or RuntimeError
+        message = _without_path(describe(exc), path)
+        # decord's FFmpeg (4.1) lacks some decoders PyAV has (AV1, ...): it then finds no stream.
+        error_type = "UnsupportedCodec" if "cannot find video stream" in message else "UnreadableVideo"
+        raise SampleError(STAGE_DECODE, error_type, f"decord cannot open this {codec} video: {message}") from None
+
+
+def frame_times(reader: decord.VideoReader) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end time (seconds) of every frame, in presentation order."""
+    n = len(reader)
+    if n == 0:
+        raise SampleError(STAGE_DECODE, "NoFrames", "the video has no frames")
+    try:
+        times = np.asarray(reader.get_frame_timestamp(np.arange(n)), dtype=np.float64).reshape(n, 2)
+    except Exception as exc:  # noqa: BLE001
+        raise SampleError(STAGE_DECODE, "BadTimestamps", describe(exc)) from None
+    return times[:, 0].copy(), times[:, 1].copy()
+
+
+def read_frames(reader: decord.VideoReader, indices: np.ndarray) -> np.ndarray:
+    """Decode the given frames as (n, h, w, 3) uint8 RGB, stored orientation."""
+    batch = reader.get_batch(np.asarray(indices, dtype=np.int64).tolist())
+    frames = batch.asnumpy()
+    del batch
+    if frames.shape[0] != len(indices) or frames.ndim != 4 or frames.shape[3] != 3:
+        raise SampleError(STAGE_DECODE, "DecodeFailed", f"decord returned shape {frames.shape} for {len(indices)} frames")
+    return frames
+
+
+class SequentialReader:
+    """Front-to-back decoding in the calling thread, with PyAV: for long clips read in pieces.
+
+    decord decodes in a background thread that its reads feed far ahead (up to the
+    whole file), and that thread keeps decoding into memory while the caller is busy
+    with a piece. Here nothing is decoded until asked for, so memory is bounded by
+    the piece. Frames are matched to decord's index by their timestamps.
+    """
+
+    def __init__(self, path: str, height: int | None, width: int | None, threads: int, start_times: np.ndarray):
+        self._container = av.open(path, metadata_errors="ignore")
+        stream = next(s for s in self._container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
+        stream.codec_context.thread_count = threads
+        self._frames = self._container.decode(stream)
+        self._size = {"width": width, "height": height} if height and width else {}
+        self._starts = start_times
+        self._tolerance = 0.5 * _typical_gap(start_times)
+        self._index = -1
+        self._frame: av.VideoFrame | None = None
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """(n, h, w, 3) uint8 RGB for non-decreasing frame indices at or after the last one read."""
+        out: np.ndarray | None = None
+        for j, index in enumerate(int(i) for i in indices):
+            if index < self._index:
+                raise SampleError(STAGE_DECODE, "DecodeFailed", f"frame {index} is behind the sequential reader")
+            while self._index < index:
+                frame = next(self._frames, None)
+                if frame is None:
+                    raise SampleError(STAGE_DECODE, "DecodeFailed", f"the video ended before frame {index}")
+                self._frame, self._index = frame, self._index + 1
+            if self._frame.time is not None and abs(self._frame.time - self._starts[index]) > self._tolerance:
+                raise SampleError(
+                    STAGE_DECODE, "FrameMismatch",
+                    f"decoded frame {index} is at {self._frame.time:.3f} s, the index says {self._starts[index]:.3f} s",
+                )
+            rgb = self._frame.to_ndarray(format="rgb24", interpolation="AREA", **self._size)
+            if out is None:
+                out = np.empty((len(indices), *rgb.shape), np.uint8)
+            out[j] = rgb
+        return out
+
+    def close(self) -> None:
+        self._container.close()
+
+
+def _typical_gap(start_times: np.ndarray) -> float:
+    gaps = np.diff(start_times)
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if gaps.size else 1.0

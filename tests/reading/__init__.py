@@ -1,0 +1,1 @@
+"""Tests of pipeline.reading: shards, samples, decoding and clips."""

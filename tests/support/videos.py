@@ -1,0 +1,162 @@
+"""Tiny test videos, made on the fly with PyAV or the ffmpeg binary of imageio-ffmpeg.
+
+Frames can carry their own index as a row of black/white bars (`index_frames`,
+`read_index`) so a test can check exactly which source frames came back, and a
+distinct color in the top-left corner so it can check orientation.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tempfile
+from fractions import Fraction
+
+import av
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+INDEX_BITS = 8
+CORNER_COLOR = (255, 0, 0)  # red
+BACKGROUND = (40, 90, 160)
+
+
+def index_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """(count, height, width, 3) uint8 frames; frame i shows i in binary in its top half.
+
+    The top half is split into INDEX_BITS vertical bars, bar b white when bit b of i
+    is set; the bottom half is a flat background.
+    """
+    if count > 2**INDEX_BITS:
+        raise ValueError(f"at most {2**INDEX_BITS} frames can carry an index")
+    frames = np.empty((count, height, width, 3), np.uint8)
+    frames[:] = BACKGROUND
+    bar = width // INDEX_BITS
+    for i in range(count):
+        for b in range(INDEX_BITS):
+            frames[i, : height // 2, b * bar : (b + 1) * bar] = 255 if (i >> b) & 1 else 0
+    return frames
+
+
+def corner_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Flat background with a red block in the top-left corner (a quarter of each side)."""
+    frames = np.empty((count, height, width, 3), np.uint8)
+    frames[:] = BACKGROUND
+    frames[:, : height // 4, : width // 4] = CORNER_COLOR
+    return frames
+
+
+def read_index(frames: np.ndarray) -> list[int]:
+    """Inverse of `index_frames` for decoded (n, h, w, 3) frames at the source size."""
+    n, h, w, _ = frames.shape
+    bar = w // INDEX_BITS
+    top = frames[:, h // 8 : h // 2 - h // 8, : bar * INDEX_BITS].astype(np.float32).mean(axis=(1, 3))
+    bits = top.reshape(n, INDEX_BITS, bar)[:, :, bar // 4 : bar - bar // 4].mean(axis=2) > 127
+    return (bits * (1 << np.arange(INDEX_BITS))).sum(axis=1).tolist()
+
+
+def smooth_frames(count: int, height: int, width: int) -> np.ndarray:
+    """Slowly varying color waves that move a little each frame: like natural video, no hard edges."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    frames = np.empty((count, height, width, 3), np.uint8)
+    for i in range(count):
+        for c, (fy, fx) in enumerate(((3.0, 2.0), (2.0, 4.0), (5.0, 1.0))):
+            wave = np.sin(2 * np.pi * (fy * y / height + fx * x / width) + 0.2 * i + c)
+            frames[i, :, :, c] = (127.5 + 100 * wave).astype(np.uint8)
+    return frames
+
+
+def solid_frames(count: int, height: int, width: int, color=(200, 60, 30)) -> np.ndarray:
+    frames = np.empty((count, height, width, 3), np.uint8)
+    frames[:] = color
+    return frames
+
+
+def encode(
+    frames: np.ndarray,
+    fps: float = 25,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    container: str = "mp4",
+    timestamps: list[float] | None = None,
+    rotation: int | None = None,
+    options: dict[str, str] | None = None,
+    faststart: bool = False,
+) -> bytes:
+    """Encode RGB frames with PyAV and return the file's bytes.
+
+    `timestamps` (seconds, multiples of 1 ms) makes a variable-frame-rate video.
+    `rotation` stores a display matrix (counter-clockwise degrees, as PyAV and FFmpeg
+    read it back). `faststart` puts an mp4's index first (so a cut file still opens).
+    """
+    if faststart:  # FFmpeg rewrites the file to move the index: it needs a real file
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "video." + container)
+            _encode_to(path, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, {"movflags": "+faststart"})
+            with open(path, "rb") as f:
+                return f.read()
+    buffer = io.BytesIO()
+    _encode_to(buffer, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, {})
+    return buffer.getvalue()
+
+
+def _encode_to(target, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, container_options) -> None:
+    options = {"crf": "12", **(options or {})} if codec.startswith("libx26") else dict(options or {})
+    with av.open(target, "w", format=container, options=container_options) as out:
+        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+        stream.width = frames.shape[2]
+        stream.height = frames.shape[1]
+        stream.pix_fmt = pix_fmt
+        stream.options = options
+        if timestamps is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if timestamps is not None:
+                frame.pts = round(timestamps[i] * 1000)
+                frame.time_base = Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def ffmpeg(args: list[str], suffix: str) -> bytes:
+    """Run imageio-ffmpeg's ffmpeg binary with `args` and an output file; return its bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "out" + suffix)
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args, path]
+        subprocess.run(cmd, check=True, capture_output=True)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def ffmpeg_testsrc(seconds: float, size: str = "64x48", fps: int = 25, codec_args: tuple[str, ...] = (), suffix: str = ".mp4") -> bytes:
+    """ffmpeg's moving test pattern, encoded with `codec_args` (e.g. ("-c:v", "libvpx-vp9"))."""
+    return ffmpeg(["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}", *codec_args], suffix)
+
+
+def ffmpeg_first_frame(data: bytes, suffix: str = ".mp4") -> np.ndarray:
+    """The first frame as the ffmpeg command line shows it (rotation applied), RGB."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "in" + suffix)
+        with open(src, "wb") as f:
+            f.write(data)
+        png = os.path.join(tmp, "first.png")
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", src, "-frames:v", "1", png]
+        subprocess.run(cmd, check=True, capture_output=True)
+        with Image.open(png) as image:
+            return np.asarray(image.convert("RGB"))
+
+
+def truncated(data: bytes, fraction: float) -> bytes:
+    """The first `fraction` of a file."""
+    return data[: int(len(data) * fraction)]
+
+
+def random_bytes(size: int, seed: int = 0) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
