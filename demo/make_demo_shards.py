@@ -32,11 +32,13 @@ CAPTIONS = [
 ATTRIBUTION = "Big Buck Bunny (c) copyright 2008, Blender Foundation, www.bigbuckbunny.org, CC-BY 3.0"
 
 
-def read_frames() -> tuple[list[np.ndarray], float]:
+def read_frames(height: int = 360) -> tuple[list[np.ndarray], float]:
+    """The source's frames as RGB, scaled to ``height`` (16:9, even width)."""
+    width = round(height * 16 / 9 / 2) * 2
     with av.open(str(SOURCE)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate)
-        frames = [f.to_ndarray(format="rgb24", width=640, height=360) for f in container.decode(stream)]
+        frames = [f.to_ndarray(format="rgb24", width=width, height=height) for f in container.decode(stream)]
     return frames, fps
 
 
@@ -44,7 +46,8 @@ def encode_mp4(frames: list[np.ndarray], fps: float) -> bytes:
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "30", "preset": "veryslow"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))

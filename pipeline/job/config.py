@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--num-actors", type=int, help="encoder actors (default: one per GPU, or 1 without GPUs)")
     add("--gpus-per-actor", type=float, help="GPUs per encoder actor, fractions allowed; 0 runs on CPU "
                                             "(default 1 with GPUs, else 0)")
-    add("--decode-workers", type=int, help="concurrent decode tasks per encoder actor (default: from free CPUs)")
+    add("--decode-workers", type=int, help="decode tasks running ahead of each encoder actor, besides one batch "
+                                           "of decoded clips waiting (default: from free CPUs)")
     add("--max-shard-attempts", type=int, help="give up on a shard after this many failed attempts (default 3)")
     add("--storage-options", help="fsspec storage options as JSON, for input and output "
                                   "(e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://host:9000\"}}')")

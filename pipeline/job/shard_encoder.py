@@ -1,8 +1,8 @@
 """One shard, end to end, inside an encoder actor: read, decode (in tasks), encode, publish.
 
 A reader thread streams the tar and starts one decode task per sample, at most
-``decode_workers`` ahead of the encoder, so decoding overlaps encoding and memory stays
-bounded. The encoder consumes samples in order, batches clips of the same shape, and
+``decode_workers + batch_size`` samples ahead of the encoder, so decoding overlaps encoding
+and memory stays bounded. The encoder consumes samples in order, batches clips of the same shape, and
 writes the shard's rows in input order, so a re-encoded shard is identical to the first.
 """
 
@@ -72,7 +72,9 @@ class ShardEncoder:
                 self._add_row(rows, stats, clip.order, clip.info, name, posterior.mean[i],
                               posterior.logvar[i] if self.store_logvar else None)
 
-        work: queue.Queue = queue.Queue(maxsize=self.decode_workers)
+        # Samples submitted ahead of the encoder: the running decodes plus one batch waiting, so a
+        # batch is ready when the encoder finishes the previous one; memory stays bounded.
+        work: queue.Queue = queue.Queue(maxsize=self.decode_workers + self.batch_size)
         stop = threading.Event()
         reader = threading.Thread(target=self._read, args=(url, work, stop), name=f"read-{name}", daemon=True)
         reader.start()
