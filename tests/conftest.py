@@ -1,4 +1,4 @@
-"""Session-wide fixtures: one Ray head node for every test that needs Ray."""
+"""Session-wide fixtures: one Ray head node and one S3 server for every test that needs them."""
 
 from __future__ import annotations
 
@@ -24,3 +24,17 @@ def ray_head():
     finally:
         ray.shutdown()
         head.stop()
+
+
+@pytest.fixture(scope="session")
+def local_s3():
+    """moto's real S3 server on 127.0.0.1, for the whole session."""
+    from tests.support.s3 import LocalS3
+
+    # Credentials come from storage_options; keep a developer's own AWS setup out of it.
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
+    try:
+        with LocalS3() as s3:
+            yield s3
+    finally:
+        os.environ.update(saved)

@@ -44,7 +44,59 @@ class _FrameBuffer:
             self.frames = self.frames.clone()
 
 
-class StreamEncoder:
+class _ChunkedStream:
+    """What both drivers share: one clip's cache, its buffered input, and the chunk schedule."""
+
+    def __init__(self, vae: "WFVAE", chunk_frames: int) -> None:
+        self._vae = vae
+        self._chunk = chunk_frames
+        self._cache = CausalCache()
+        self._pending = _FrameBuffer()
+        self._done = 0  # frames already run through the network
+        self._geometry: tuple[int, int, int] | None = None
+        self._closed = False
+
+    def _network(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _check(self, x: torch.Tensor) -> None:
+        raise NotImplementedError
+
+    def _accept(self, x: torch.Tensor) -> None:
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is closed; start a new one for the next clip")
+        self._check(x)
+        b, _, _, h, w = x.shape
+        if self._geometry is None:
+            self._geometry = (b, h, w)
+        elif self._geometry != (b, h, w):
+            raise ValueError(f"pushed a tensor of batch/size {(b, h, w)} after {self._geometry}: one clip per stream")
+        self._pending.append(x)
+
+    def _run_ready(self, keep: int) -> list[torch.Tensor]:
+        """Runs frame 0 alone, then whole chunks, leaving at least ``keep`` frames pending."""
+        outputs = []
+        while len(self._pending) >= (need := 1 if self._done == 0 else self._chunk) + keep:
+            outputs.append(self._run(self._pending.take(need)))
+            self._done += need
+        self._pending.detach_from_caller()
+        return outputs
+
+    def _run_rest(self) -> torch.Tensor | None:
+        """The closing call: whatever is pending, with the clip-end rules."""
+        if self._closed:
+            raise RuntimeError(f"this {type(self).__name__} is already closed")
+        self._closed = True
+        if not len(self._pending):
+            return None
+        self._cache.closing = True
+        return self._run(self._pending.take(len(self._pending)))
+
+    def _run(self, piece: torch.Tensor) -> torch.Tensor:
+        return self._network(self._vae.prepare_input(piece), self._cache)
+
+
+class StreamEncoder(_ChunkedStream):
     """``push(frames)`` returns the posterior of every latent frame that is final so far;
     ``close()`` checks the clip length and returns the rest.
 
@@ -53,58 +105,35 @@ class StreamEncoder:
     """
 
     def __init__(self, vae: "WFVAE", chunk_frames: int) -> None:
-        self._vae = vae
-        self._chunk = check_encode_chunk(chunk_frames, vae.temporal_compression)
-        self._cache = CausalCache()
-        self._pending = _FrameBuffer()
-        self._encoded = 0  # frames already run through the encoder
-        self._geometry: tuple[int, int, int] | None = None
-        self._closed = False
+        super().__init__(vae, check_encode_chunk(chunk_frames, vae.temporal_compression))
+
+    def _network(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+        return self._vae.encoder(x, cache)
 
     @property
     def frames_pushed(self) -> int:
-        return self._encoded + len(self._pending)
+        return self._done + len(self._pending)
+
+    def _check(self, x: torch.Tensor) -> None:
+        check_video(x, self._vae.temporal_compression, whole_clip=False)
 
     @torch.inference_mode()
     def push(self, frames: torch.Tensor) -> DiagonalGaussian:
-        self._check(frames)
-        self._pending.append(frames)
-        moments = []
-        while len(self._pending) >= (need := 1 if self._encoded == 0 else self._chunk):
-            moments.append(self._run(self._pending.take(need)))
-            self._encoded += need
-        self._pending.detach_from_caller()
-        return self._posterior(moments)
+        self._accept(frames)
+        return self._posterior(self._run_ready(keep=0))
 
     @torch.inference_mode()
     def close(self) -> DiagonalGaussian:
-        if self._closed:
-            raise RuntimeError("this StreamEncoder is already closed")
-        self._closed = True
         tc, total = self._vae.temporal_compression, self.frames_pushed
-        if total == 0:
-            raise ValueError("no frames were pushed to this StreamEncoder")
-        if (total - 1) % tc:
-            raise ValueError(f"the clip has {total} frames; this WF-VAE encodes 1 + a multiple of {tc} "
-                             f"frames, so the last {(total - 1) % tc} frame(s) cannot form a latent frame")
-        moments = []
-        if len(self._pending):
-            self._cache.closing = True
-            moments.append(self._run(self._pending.take(len(self._pending))))
-        return self._posterior(moments)
-
-    def _check(self, frames: torch.Tensor) -> None:
-        if self._closed:
-            raise RuntimeError("this StreamEncoder is closed; start a new one for the next clip")
-        check_video(frames, self._vae.temporal_compression, whole_clip=False)
-        b, _, _, h, w = frames.shape
-        if self._geometry is None:
-            self._geometry = (b, h, w)
-        elif self._geometry != (b, h, w):
-            raise ValueError(f"pushed frames of batch/size {(b, h, w)} after {self._geometry}: one clip per stream")
-
-    def _run(self, piece: torch.Tensor) -> torch.Tensor:
-        return self._vae.encoder(self._vae.prepare_input(piece), self._cache)
+        if not self._closed:
+            if total == 0:
+                raise ValueError("no frames were pushed to this StreamEncoder")
+            if (total - 1) % tc:
+                self._closed = True
+                raise ValueError(f"the clip has {total} frames; this WF-VAE encodes 1 + a multiple of {tc} "
+                                 f"frames, so the last {(total - 1) % tc} frame(s) cannot form a latent frame")
+        rest = self._run_rest()
+        return self._posterior([] if rest is None else [rest])
 
     def _posterior(self, moments: list[torch.Tensor]) -> DiagonalGaussian:
         if moments:
@@ -116,7 +145,7 @@ class StreamEncoder:
         return DiagonalGaussian.from_moments(empty)
 
 
-class StreamDecoder:
+class StreamDecoder(_ChunkedStream):
     """``push(latents)`` returns the video frames decoded so far; ``close()`` the rest.
 
     The last pushed latent frame is kept back until ``close()``, which runs it with the
@@ -124,51 +153,28 @@ class StreamDecoder:
     """
 
     def __init__(self, vae: "WFVAE", chunk_frames: int) -> None:
-        self._vae = vae
-        self._chunk = check_decode_chunk(chunk_frames)
-        self._cache = CausalCache()
-        self._pending = _FrameBuffer()
-        self._decoded = 0
-        self._geometry: tuple[int, int, int] | None = None
-        self._closed = False
+        super().__init__(vae, check_decode_chunk(chunk_frames))
+
+    def _network(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
+        return self._vae.decoder(x, cache)
+
+    def _check(self, x: torch.Tensor) -> None:
+        check_latents(x, self._vae.latent_channels)
 
     @torch.inference_mode()
     def push(self, latents: torch.Tensor) -> torch.Tensor:
-        self._check(latents)
-        self._pending.append(latents)
-        frames = []
-        while len(self._pending) > (need := 1 if self._decoded == 0 else self._chunk):
-            frames.append(self._run(self._pending.take(need)))
-            self._decoded += need
-        self._pending.detach_from_caller()
-        return self._video(frames)
-
-    @torch.inference_mode()
-    def close(self) -> torch.Tensor:
-        if self._closed:
-            raise RuntimeError("this StreamDecoder is already closed")
-        self._closed = True
-        if not len(self._pending):
-            raise ValueError("no latents were pushed to this StreamDecoder")
-        self._cache.closing = True
-        return self._run(self._pending.take(len(self._pending)))
-
-    def _check(self, latents: torch.Tensor) -> None:
-        if self._closed:
-            raise RuntimeError("this StreamDecoder is closed; start a new one for the next clip")
-        check_latents(latents, self._vae.latent_channels)
-        b, _, _, h, w = latents.shape
-        if self._geometry is None:
-            self._geometry = (b, h, w)
-        elif self._geometry != (b, h, w):
-            raise ValueError(f"pushed latents of batch/size {(b, h, w)} after {self._geometry}: one clip per stream")
-
-    def _run(self, piece: torch.Tensor) -> torch.Tensor:
-        return self._vae.decoder(self._vae.prepare_input(piece), self._cache)
-
-    def _video(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        self._accept(latents)
+        frames = self._run_ready(keep=1)
         if frames:
             return torch.cat(frames, dim=2) if len(frames) > 1 else frames[0]
         b, h, w = self._geometry
         s = self._vae.spatial_compression
         return torch.empty(b, 3, 0, h * s, w * s, device=self._vae.device, dtype=self._vae.dtype)
+
+    @torch.inference_mode()
+    def close(self) -> torch.Tensor:
+        if not self._closed and not len(self._pending):
+            raise ValueError("no latents were pushed to this StreamDecoder")
+        rest = self._run_rest()
+        assert rest is not None
+        return rest

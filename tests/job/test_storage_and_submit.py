@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 
 import fsspec
@@ -11,31 +10,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.output.storage import write_atomically
-from tests.support.s3 import LocalS3
 
 from .conftest import REPO, SMALL_CLIPS, read_output, run_cli
 
 
-@pytest.fixture(scope="module")
-def s3():
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
-    try:
-        with LocalS3() as server:
-            yield server
-    finally:
-        os.environ.update(saved)
-
-
-def test_input_and_output_on_s3(ray_head, dataset, s3):
-    s3.create_bucket("videos")
+def test_input_and_output_on_s3(ray_head, dataset, local_s3):
+    local_s3.create_bucket("videos")
     for path in sorted(dataset.folder.glob("*.tar")):
-        s3.put("videos", f"shards/{path.name}", path.read_bytes())
-    options = json.dumps(s3.storage_options)
+        local_s3.put("videos", f"shards/{path.name}", path.read_bytes())
+    options = json.dumps(local_s3.storage_options)
     args = ["--input", "s3://videos/shards/part-{000000..000002}.tar", "--output", "s3://videos/latents",
             "--storage-options", options, *SMALL_CLIPS]
     first = run_cli(ray_head, *args)
     assert "3/3 committed" in first.stdout
-    fs = fsspec.filesystem("s3", **s3.storage_options)
+    fs = fsspec.filesystem("s3", **local_s3.storage_options)
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("videos/latents/_committed")) == \
         ["part-000000.json", "part-000001.json", "part-000002.json"]
     rows = [r for p in sorted(fs.glob("videos/latents/latents/*.parquet"))
@@ -49,9 +37,9 @@ def test_input_and_output_on_s3(ray_head, dataset, s3):
     assert "3 already committed, 0 to encode" in second.stdout
 
 
-def test_failed_upload_leaves_no_object(s3):
-    s3.create_bucket("partial")
-    fs = fsspec.filesystem("s3", **s3.storage_options)
+def test_failed_upload_leaves_no_object(local_s3):
+    local_s3.create_bucket("partial")
+    fs = fsspec.filesystem("s3", **local_s3.storage_options)
 
     def fail_halfway(file):
         file.write(b"x" * 6 * 2**20)  # past s3fs's first multipart block

@@ -1,26 +1,11 @@
-"""Fixtures for the reading tests: a local S3 server and a shard of mixed samples."""
+"""Fixtures for the reading tests: a shard of mixed samples (the S3 server is session-wide)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.support.s3 import LocalS3
 from tests.support.shards import make_shard
 from tests.support.videos import encode, index_frames, random_bytes
-
-
-@pytest.fixture(scope="session")
-def local_s3():
-    """moto's S3 server on 127.0.0.1, for the whole session."""
-    # Credentials come from storage_options; keep a developer's own AWS setup out of it.
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
-    try:
-        with LocalS3() as s3:
-            yield s3
-    finally:
-        os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -20,44 +20,39 @@ class CausalSequential(nn.Sequential):
         return x
 
 
-class ResnetBlock2D(nn.Module):
-    """Pre-norm residual block applied to each frame on its own."""
+class ResnetBlock(nn.Module):
+    """Pre-norm residual block: per frame (2D convolutions) or causal in time (3x3x3)."""
 
-    def __init__(self, in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0, *,
+                 per_frame: bool) -> None:
         super().__init__()
-        self.norm1 = make_norm(norm_type, in_channels, per_frame=True)
-        self.conv1 = FrameConv2d(in_channels, out_channels, kernel_size=3, padding=1)
-        self.norm2 = make_norm(norm_type, out_channels, per_frame=True)
+
+        def conv(cin: int, cout: int, kernel: int) -> nn.Module:
+            if per_frame:
+                return FrameConv2d(cin, cout, kernel_size=kernel, padding=kernel // 2)
+            return CausalConv3d(cin, cout, kernel_size=kernel, padding=kernel // 2)
+
+        self.norm1 = make_norm(norm_type, in_channels, per_frame=per_frame)
+        self.conv1 = conv(in_channels, out_channels, 3)
+        self.norm2 = make_norm(norm_type, out_channels, per_frame=per_frame)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = FrameConv2d(out_channels, out_channels, kernel_size=3, padding=1)
+        self.conv2 = conv(out_channels, out_channels, 3)
         if in_channels != out_channels:
-            self.nin_shortcut = FrameConv2d(in_channels, out_channels, kernel_size=1)
-
-    def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
-        shortcut = self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x
-        return shortcut + h
-
-
-class ResnetBlock3D(nn.Module):
-    """Pre-norm residual block with causal 3x3x3 convolutions."""
-
-    def __init__(self, in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.norm1 = make_norm(norm_type, in_channels, per_frame=False)
-        self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size=3, padding=1)
-        self.norm2 = make_norm(norm_type, out_channels, per_frame=False)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size=3, padding=1)
-        if in_channels != out_channels:
-            self.nin_shortcut = CausalConv3d(in_channels, out_channels, kernel_size=1)
+            self.nin_shortcut = conv(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x, cache)), cache)
         h = self.conv2(self.dropout(F.silu(self.norm2(h, cache))), cache)
         shortcut = self.nin_shortcut(x, cache) if hasattr(self, "nin_shortcut") else x
         return shortcut + h
+
+
+def ResnetBlock2D(in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0) -> ResnetBlock:
+    return ResnetBlock(in_channels, out_channels, norm_type, dropout, per_frame=True)
+
+
+def ResnetBlock3D(in_channels: int, out_channels: int, norm_type: str, dropout: float = 0.0) -> ResnetBlock:
+    return ResnetBlock(in_channels, out_channels, norm_type, dropout, per_frame=False)
 
 
 class FrameAttention(nn.Module):
