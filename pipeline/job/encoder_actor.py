@@ -67,4 +67,4 @@ class EncoderActor:
 
     @ray.method(concurrency_group="progress")
     def progress(self) -> dict[str, Any]:
-        return {**self.encoder.progress, "pid": os.getpid()}
+        return {**self.encoder.progress(), "pid": os.getpid()}

@@ -2,8 +2,9 @@
 
 A reader thread streams the tar and starts one decode task per sample, at most
 ``decode_workers + batch_size`` samples ahead of the encoder, so decoding overlaps encoding
-and memory stays bounded. The encoder consumes samples in order, batches clips of the same shape, and
-writes the shard's rows in input order, so a re-encoded shard is identical to the first.
+and memory stays bounded. The encoder consumes samples in order, batches clips of the same
+shape, and writes the shard's rows in input order, so a re-encoded shard is identical to
+the first.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 import ray
-import torch
 
 from wfvae import WFVAE, DiagonalGaussian
 
@@ -36,6 +35,26 @@ class ShardUnreadable(RuntimeError):
     """The shard could not be read at all (as opposed to damaged content, which is recorded)."""
 
 
+class _ShardResults:
+    """What one attempt at a shard has produced so far."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = shard_name(url)
+        self.samples = 0
+        self.rows: list[tuple[tuple[int, int], dict]] = []  # (sample number, clip index) -> row
+        self.errors: list[dict] = []
+        self.stats = LatentStats()
+        self.timings = {"decode_wait_seconds": 0.0, "encode_seconds": 0.0}
+        self.started = time.perf_counter()
+
+    def add_error(self, key: str | None, stage: str, error_type: str, message: str) -> None:
+        self.errors.append(error_row(self.name, key, stage, error_type, message))
+
+    def progress(self) -> dict[str, Any]:
+        return {"shard": self.name, "samples": self.samples, "clips": len(self.rows), "errors": len(self.errors)}
+
+
 class ShardEncoder:
     def __init__(self, vae: WFVAE, read_config: ReadConfig, layout: OutputLayout, *, batch_size: int,
                  chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
@@ -51,65 +70,54 @@ class ShardEncoder:
         self.decode_workers = decode_workers
         self.file_metadata = file_metadata
         self.record_extra = record_extra
-        self.progress: dict[str, Any] = {}
+        self.current: _ShardResults | None = None
+
+    def progress(self) -> dict[str, Any]:
+        current = self.current
+        return current.progress() if current else {}
 
     # -- the shard ---------------------------------------------------------------------
     def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
-        name = shard_name(url)
-        started = time.perf_counter()
-        self.progress = {"shard": name, "samples": 0, "clips": 0, "errors": 0, "started": time.time()}
-        rows: list[tuple[tuple[int, int], dict]] = []
-        errors: list[dict] = []
-        stats = LatentStats()
-        timings = {"decode_wait_seconds": 0.0, "encode_seconds": 0.0}
+        shard = self.current = _ShardResults(url)
         batcher = ClipBatcher(self.batch_size)
-
-        def emit(batch: list[PendingClip]) -> None:
-            began = time.perf_counter()
-            posterior = self._encode_batch(batch)
-            timings["encode_seconds"] += time.perf_counter() - began
-            for i, clip in enumerate(batch):
-                self._add_row(rows, stats, clip.order, clip.info, name, posterior.mean[i],
-                              posterior.logvar[i] if self.store_logvar else None)
-
         # Samples submitted ahead of the encoder: the running decodes plus one batch waiting, so a
         # batch is ready when the encoder finishes the previous one; memory stays bounded.
         work: queue.Queue = queue.Queue(maxsize=self.decode_workers + self.batch_size)
         stop = threading.Event()
-        reader = threading.Thread(target=self._read, args=(url, work, stop), name=f"read-{name}", daemon=True)
+        reader = threading.Thread(target=self._read, args=(url, work, stop), name=f"read-{shard.name}", daemon=True)
         reader.start()
         try:
-            sample_number = 0
-            while True:
-                began = time.perf_counter()
-                item = work.get()
-                timings["decode_wait_seconds"] += time.perf_counter() - began
-                if item is _END:
-                    break
+            while (item := self._next(work, shard)) is not _END:
                 if isinstance(item, ErrorRecord):
                     if item.stage == STAGE_SHARD and item.error_type not in SHARD_DAMAGE:
                         raise ShardUnreadable(f"{url}: {item.message}")  # fail the attempt: it may be retried
-                    errors.append(error_row(name, item.key, item.stage, item.error_type, item.message))
-                    self.progress["errors"] = len(errors)
+                    shard.add_error(item.key, item.stage, item.error_type, item.message)
                     continue
                 key, pieces = item
-                sample_number += 1
-                self.progress["samples"] = sample_number
-                problem = self._consume(sample_number, pieces, batcher, emit, rows, stats, name, timings)
+                shard.samples += 1
+                problem = self._consume(shard, pieces, batcher)
                 if problem is not None:
-                    errors.append(error_row(name, key, *problem))
-                    self.progress["errors"] = len(errors)
+                    shard.add_error(key, *problem)
             for batch in batcher.drain():
-                emit(batch)
+                self._encode_batch(shard, batch)
         finally:
             stop.set()
             reader.join(timeout=30)
-        rows.sort(key=lambda item: item[0])
-        record = {**self.record_extra, "url": url, "attempt": attempt, "samples": sample_number,
-                  "stats": stats.to_dict(), "errors_by_type": dict(Counter(e["error_type"] for e in errors)),
+        shard.rows.sort(key=lambda item: item[0])
+        record = {**self.record_extra, "url": url, "attempt": attempt, "samples": shard.samples,
+                  "stats": shard.stats.to_dict(),
+                  "errors_by_type": dict(Counter(e["error_type"] for e in shard.errors)),
                   "timings": {k: round(v, 3) for k, v in
-                              {**timings, "total_seconds": time.perf_counter() - started}.items()}}
-        return publish_shard(self.layout, name, [row for _, row in rows], errors, self.file_metadata, record)
+                              {**shard.timings, "total_seconds": time.perf_counter() - shard.started}.items()}}
+        return publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
+                             self.file_metadata, record)
+
+    @staticmethod
+    def _next(work: queue.Queue, shard: _ShardResults) -> Any:
+        began = time.perf_counter()
+        item = work.get()
+        shard.timings["decode_wait_seconds"] += time.perf_counter() - began
+        return item
 
     # -- reading (thread) --------------------------------------------------------------
     def _read(self, url: str, work: queue.Queue, stop: threading.Event) -> None:
@@ -135,12 +143,12 @@ class ShardEncoder:
             put(_END)
 
     # -- one sample --------------------------------------------------------------------
-    def _consume(self, sample_number: int, pieces, batcher: ClipBatcher, emit: Callable, rows: list,
-                 stats: LatentStats, shard: str, timings: dict) -> tuple[str, str, str] | None:
-        """Feeds a sample's decoded clips to the encoder; returns an error triple if decoding failed.
+    def _consume(self, shard: _ShardResults, pieces, batcher: ClipBatcher) -> tuple[str, str, str] | None:
+        """Feeds a sample's decoded clips to the encoder; returns (stage, type, message) if decoding failed.
 
         Clips completed before a failure are kept; a whole-video clip cut off by it is dropped.
-        With ``piece_frames`` unset each piece is a whole clip and joins a batch.
+        Without ``piece_frames`` each piece is a whole clip and joins a batch; with it, the pieces
+        of a clip stream through the Causal Cache.
         """
         stream, parts = None, []
         refs = iter(pieces)
@@ -152,12 +160,11 @@ class ShardEncoder:
                 return None
             except Exception as err:
                 return decode_task.failure(err)
-            timings["decode_wait_seconds"] += time.perf_counter() - began
-            order = (sample_number, piece.info.clip_index)
+            shard.timings["decode_wait_seconds"] += time.perf_counter() - began
+            order = (shard.samples, piece.info.clip_index)
             if self.piece_frames is None:
-                batch = batcher.add(PendingClip(order, piece.info, piece.frames))
-                if batch:
-                    emit(batch)
+                if batch := batcher.add(PendingClip(order, piece.info, piece.frames)):
+                    self._encode_batch(shard, batch)
                 continue
             began = time.perf_counter()
             if piece.start == 0:
@@ -165,18 +172,21 @@ class ShardEncoder:
             parts.append(stream.push(to_video(piece.frames, self.vae.device, self.vae.dtype)))
             if piece.is_last:
                 parts.append(stream.close())
-                posterior = DiagonalGaussian.cat(parts)
-                self._add_row(rows, stats, order, piece.info, shard, posterior.mean[0],
-                              posterior.logvar[0] if self.store_logvar else None)
+                self._add_row(shard, order, piece.info, DiagonalGaussian.cat(parts), 0)
                 stream, parts = None, []
-            timings["encode_seconds"] += time.perf_counter() - began
+            shard.timings["encode_seconds"] += time.perf_counter() - began
 
-    def _encode_batch(self, batch: list[PendingClip]) -> DiagonalGaussian:
+    def _encode_batch(self, shard: _ShardResults, batch: list[PendingClip]) -> None:
+        began = time.perf_counter()
         video = to_video([clip.frames for clip in batch], self.vae.device, self.vae.dtype)
-        return self.vae.encode(video, chunk_frames=self.chunk_frames)
+        posterior = self.vae.encode(video, chunk_frames=self.chunk_frames)
+        shard.timings["encode_seconds"] += time.perf_counter() - began
+        for index, clip in enumerate(batch):
+            self._add_row(shard, clip.order, clip.info, posterior, index)
 
-    def _add_row(self, rows: list, stats: LatentStats, order: tuple[int, int], info: Any, shard: str,
-                 mean: torch.Tensor, logvar: torch.Tensor | None) -> None:
-        stats.add(mean.float())
-        rows.append((order, latent_row(info, shard, mean, logvar, self.latent_dtype)))
-        self.progress["clips"] = len(rows)
+    def _add_row(self, shard: _ShardResults, order: tuple[int, int], info: Any, posterior: DiagonalGaussian,
+                 index: int) -> None:
+        mean = posterior.mean[index]
+        logvar = posterior.logvar[index] if self.store_logvar else None
+        shard.stats.add(mean.float())
+        shard.rows.append((order, latent_row(info, shard.name, mean, logvar, self.latent_dtype)))
