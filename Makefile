@@ -34,6 +34,7 @@ bench: $(VENV)/.test
 	$(PY) bench/model.py
 	$(PY) bench/decode.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/dataset.py
 
 clean:
 	rm -rf $(VENV) out

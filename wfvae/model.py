@@ -133,8 +133,12 @@ class WFVAE(nn.Module):
         return latents / scale + shift
 
     def _scale_shift(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel values shaped (C, 1, 1, 1): channels are dim -4 of (C,t,h,w) and (B,C,t,h,w)."""
+        if latents.dim() not in (4, 5) or latents.shape[-4] != self.latent_channels:
+            raise ValueError(f"latents must be (C, t, h, w) or (B, C, t, h, w) with C = {self.latent_channels}, "
+                             f"got {tuple(latents.shape)}")
         scale, shift = self.config.latent_scale_shift()
-        shape = (-1,) + (1,) * (latents.dim() - 2)
+        shape = (-1, 1, 1, 1)
         return (torch.tensor(scale, dtype=latents.dtype, device=latents.device).view(shape),
                 torch.tensor(shift, dtype=latents.dtype, device=latents.device).view(shape))
 

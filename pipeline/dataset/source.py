@@ -27,12 +27,12 @@ class OutputNotReadable(ValueError):
 class CommittedShard:
     name: str
     rows: int
-    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class CommittedOutput:
-    """A snapshot of an output folder: shards committed when it was opened, in name order."""
+    """A snapshot of an output folder: shards committed when it was opened, in name order.
+    Small (names and row counts): DataLoader workers get a copy each."""
 
     url: str
     storage_options: dict[str, Any]
@@ -52,9 +52,10 @@ class CommittedOutput:
 
 def open_parquet(layout: OutputLayout, path: str) -> pq.ParquetFile:
     """Local files through pyarrow's own I/O (faster); anything else through fsspec.
-    ``close(force=True)`` closes either kind."""
+    ``close(force=True)`` closes either kind. Never memory-mapped: latents are handed out as
+    views of what pyarrow read (see tensors.py), which must be private memory."""
     if is_local(layout.fs):
-        return pq.ParquetFile(path, memory_map=True)
+        return pq.ParquetFile(path, memory_map=False)
     return pq.ParquetFile(layout.fs.open(path, "rb"))
 
 
@@ -68,7 +69,7 @@ def open_output(url: str, storage_options: dict[str, Any] | None = None) -> Comm
     if not records:
         raise OutputNotReadable(f"{url} has no committed shards yet (nothing in _committed/); wait for the job to "
                                 "commit some, or check its log")
-    shards = tuple(CommittedShard(name, int(record.get("rows", 0)), record) for name, record in sorted(records.items()))
+    shards = tuple(CommittedShard(name, int(record.get("rows", 0))) for name, record in sorted(records.items()))
     first = next((shard for shard in shards if shard.rows), None)
     if first is None:
         raise OutputNotReadable(f"{url}: the {len(shards)} committed shard(s) hold no rows (every sample failed; "
@@ -76,6 +77,6 @@ def open_output(url: str, storage_options: dict[str, Any] | None = None) -> Comm
     with layout.fs.open(layout.latents(first.name), "rb") as file:
         metadata = read_file_metadata(pq.ParquetFile(file).schema_arrow)
     stats = LatentStats()
-    for shard in shards:
-        stats = stats.merge(LatentStats.from_dict(shard.record.get("stats")))
+    for record in records.values():
+        stats = stats.merge(LatentStats.from_dict(record.get("stats")))
     return CommittedOutput(layout.url, dict(storage_options or {}), manifest, shards, metadata, stats)

@@ -18,12 +18,17 @@ from .schema import ERRORS_SCHEMA, LATENTS_SCHEMA, file_metadata
 from .storage import write_atomically, write_json
 
 ROW_GROUP_ROWS = 256
+# Latent bytes barely compress (bf16: ~22% under zstd) and dictionary encoding only wastes a
+# page on them, while decompressing them caps training-side reading well below 2000 rows/s.
+RAW_COLUMNS = ("latent", "logvar")
 
 
 def _write_table(layout: OutputLayout, path: str, table: pa.Table) -> int:
+    compression = {name: "none" if name in RAW_COLUMNS else "zstd" for name in table.column_names}
+    dictionary = [name for name in table.column_names if name not in RAW_COLUMNS]
     return write_atomically(layout.fs, path,
                             lambda file: pq.write_table(table, file, row_group_size=ROW_GROUP_ROWS,
-                                                        compression="zstd"))
+                                                        compression=compression, use_dictionary=dictionary))
 
 
 def publish_shard(layout: OutputLayout, shard: str, latent_rows: list[dict[str, Any]],

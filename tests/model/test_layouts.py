@@ -54,6 +54,8 @@ def test_open_sora_plan_v15_scale_shift_are_per_channel():
     normalized = vae.normalize(z)
     assert torch.allclose(normalized[:, 5], (z[:, 5] - shift[5]) * scale[5])
     assert torch.allclose(vae.denormalize(normalized), z, atol=1e-5)
+    single = z[1, :, :2]  # unbatched (C, t, h, w), t != C: channels are still dim -4
+    assert torch.allclose(vae.normalize(single), normalized[1, :, :2])
 
 
 def _tiny_like(config: WFVAEConfig) -> WFVAEConfig:

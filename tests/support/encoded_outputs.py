@@ -1,0 +1,106 @@
+"""Outputs of the real encode job, made once per test session and shared by the dataset and
+inspection tests (each job run costs ~10 s of process start-up).
+
+A helper rather than a fixture so that several conftests can ask for the same output: the
+first caller runs the job into the session's base temp folder, later callers find it there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.job.conftest import TINY_MODEL, run_cli
+from tests.support.shards import make_shard
+from tests.support.videos import encode, random_bytes, smooth_frames
+
+TINY_ARGS = ["--model", str(TINY_MODEL), "--num-frames", "5", "--batch-size", "2", "--progress-seconds", "1"]
+LANDSCAPE, PORTRAIT = (48, 64), (64, 32)  # -> buckets 32x32 and 64x32
+
+
+@dataclass(frozen=True)
+class EncodedOutput:
+    out: Path
+    shards: Path  # the folder of input tars
+    input_spec: str  # what the job read
+    all_input_spec: str  # every tar in the folder (one more than the job read)
+    committed: tuple[str, ...]
+    given_up: tuple[str, ...]
+    never_run: tuple[str, ...]
+
+
+def write_mixed_shards(folder: Path, shards: int, samples: int, broken: int) -> None:
+    """Landscape and portrait videos (two latent shapes with the buckets above); sample ``broken``
+    of every shard is random bytes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in range(shards):
+        records = []
+        for i in range(samples):
+            height, width = LANDSCAPE if i % 2 == 0 else PORTRAIT
+            video = random_bytes(3000, seed=i) if i == broken else \
+                encode(np.roll(smooth_frames(12, height, width), 3 * i + s, axis=2))
+            records.append({"__key__": f"s{s}-v{i:02d}", "mp4": video, "txt": f"caption s{s}-v{i:02d}",
+                            "json": {"s": s, "i": i}})
+        (folder / f"part-{s:06d}.tar").write_bytes(make_shard(records))
+
+
+def moments_output(ray_head, base: Path) -> EncodedOutput:
+    """3 of 4 shards run, 2 clips per video, mean and logvar in bfloat16, two bucket shapes;
+    part-000001 cannot be written (its errors path is a folder), so it is given up after one attempt
+    and leaves a latents file without a commit marker; part-000003 is never run (pending)."""
+    root = base / "moments"
+    result = EncodedOutput(root / "out", root / "shards", str(root / "shards" / "part-{000000..000002}.tar"),
+                           str(root / "shards" / "part-{000000..000003}.tar"), ("part-000000", "part-000002"),
+                           ("part-000001",), ("part-000003",))
+    if (result.out / "_summary.json").exists():
+        return result
+    write_mixed_shards(result.shards, shards=4, samples=8, broken=5)
+    (result.out / "errors" / "part-000001.parquet").mkdir(parents=True)
+    job = run_cli(ray_head, "--input", result.input_spec, "--output", str(result.out), *TINY_ARGS,
+                  "--buckets", "32x32,64x32", "--clips", "uniform:2", "--store", "moments",
+                  "--max-shard-attempts", "1", check=False)
+    assert job.returncode == 3, job.stdout + job.stderr  # 3: some shards given up
+    assert (result.out / "latents" / "part-000001.parquet").exists()
+    assert not (result.out / "_committed" / "part-000001.json").exists()
+    return result
+
+
+def mean_output(ray_head, base: Path) -> EncodedOutput:
+    """One shard, the posterior mean only, stored as float16, 32x32."""
+    root = base / "mean"
+    result = EncodedOutput(root / "out", root / "shards", str(root / "shards" / "part-000000.tar"),
+                           str(root / "shards" / "part-000000.tar"), ("part-000000",), (), ())
+    if (result.out / "_summary.json").exists():
+        return result
+    write_mixed_shards(result.shards, shards=1, samples=4, broken=-1)
+    run_cli(ray_head, "--input", result.input_spec, "--output", str(result.out), *TINY_ARGS,
+            "--resolution", "32x32", "--latent-dtype", "float16")
+    return result
+
+
+def committed_rows(output: EncodedOutput) -> list[dict]:
+    """Every row of the committed shards, read with pyarrow directly, in shard and file order."""
+    rows = []
+    for name in output.committed:
+        rows.extend(pq.read_table(output.out / "latents" / f"{name}.parquet").to_pylist())
+    return rows
+
+
+def ids(samples) -> list[tuple[str, int]]:
+    """(key, clip) of samples or rows: what identifies a clip."""
+    return [(s["key"], s["clip"]) for s in samples]
+
+
+# Session fixtures, for conftests to import (``from tests.support.encoded_outputs import moments, mean_only``).
+@pytest.fixture(scope="session")
+def moments(ray_head, tmp_path_factory) -> EncodedOutput:
+    return moments_output(ray_head, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture(scope="session")
+def mean_only(ray_head, tmp_path_factory) -> EncodedOutput:
+    return mean_output(ray_head, tmp_path_factory.getbasetemp())
