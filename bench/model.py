@@ -2,6 +2,11 @@
 
     python bench/model.py                                  # CPU, WF-VAE-L-16Chn layout, 256x256
     python bench/model.py --device cuda --dtype bf16 --channels-last [--compile]
+    python bench/model.py --device cuda --autocast         # fp32 weights, bf16 autocast
+    python bench/model.py --device cuda --size 512 --frames 33 --modes full   # the paper's setting
+
+With ``--dtype bf16`` or ``--autocast`` each point also reports the relative error of its latents
+against the same model in fp32 (||bf16 - fp32|| / ||fp32||; target below 1e-2).
 
 Each (mode, frames) point runs in a fresh child process so peak memory is its own:
 on CUDA ``max_memory_allocated``; on CPU the high-water mark of resident memory (VmHWM,
@@ -52,7 +57,14 @@ def measure(args: argparse.Namespace) -> dict:
     chunk = args.chunk_frames if args.mode == "chunked" else None
     video = (torch.rand(1, 3, args.frames, args.size, args.size, device=device) * 2 - 1).to(dtype)
     warm = video[:, :, : 1 + (chunk or vae.temporal_compression)]
-    vae.encode(warm, chunk_frames=chunk)  # kernels, allocator pools, compilation
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast)
+
+    def encode():
+        with autocast:
+            return vae.encode(video, chunk_frames=chunk)
+
+    with autocast:
+        vae.encode(warm, chunk_frames=chunk)  # kernels, allocator pools, compilation
 
     def sync():
         if device.type == "cuda":
@@ -70,7 +82,7 @@ def measure(args: argparse.Namespace) -> dict:
     for _ in range(args.repeats):
         sync()
         start = time.perf_counter()
-        posterior = vae.encode(video, chunk_frames=chunk)
+        posterior = encode()
         sync()
         times.append(time.perf_counter() - start)
     if device.type == "cuda":
@@ -78,10 +90,16 @@ def measure(args: argparse.Namespace) -> dict:
     else:
         peak = _proc_mib("VmHWM") - base
     seconds = min(times)
+    error = None
+    if dtype != torch.float32 or args.autocast:
+        del vae
+        reference = WFVAE.from_config(args.preset, device=device, dtype=torch.float32)
+        exact = reference.encode(video.float(), chunk_frames=chunk).mean
+        error = ((posterior.mean.float() - exact).norm() / exact.norm()).item()
     return {
         "mode": args.mode, "frames": args.frames, "size": args.size, "chunk_frames": chunk,
         "seconds": seconds, "frames_per_s": args.frames / seconds, "peak_mib_above_baseline": peak,
-        "latent_shape": list(posterior.mean.shape[1:]),
+        "latent_shape": list(posterior.mean.shape[1:]), "rel_error_vs_fp32": error,
     }
 
 
@@ -89,7 +107,7 @@ def run_point(args: argparse.Namespace, mode: str, frames: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--frames", str(frames)]
     for key in ("preset", "size", "chunk_frames", "device", "dtype", "repeats"):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
-    cmd += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile
+    cmd += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile + ["--autocast"] * args.autocast
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         reason = "out of memory" if "out of memory" in result.stderr.lower() or result.returncode == -9 else \
@@ -119,6 +137,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--autocast", action="store_true", help="fp32 weights, bf16 autocast")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/model-<device>.json)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -131,7 +150,7 @@ def main() -> None:
 
     rows = []
     print(f"{args.preset} encode, {args.size}x{args.size}, {args.device} {args.dtype}, chunk {args.chunk_frames}")
-    print(f"{'mode':8} {'frames':>6} {'seconds':>9} {'frames/s':>9} {'peak MiB':>9}")
+    print(f"{'mode':8} {'frames':>6} {'seconds':>9} {'frames/s':>9} {'peak MiB':>9} {'rel err':>8}")
     for mode in args.modes:
         for frames in args.frames:
             row = run_point(args, mode, frames)
@@ -139,8 +158,9 @@ def main() -> None:
             if "error" in row:
                 print(f"{mode:8} {frames:6d}   {row['error']}")
             else:
+                error = "" if row["rel_error_vs_fp32"] is None else f"{row['rel_error_vs_fp32']:8.1e}"
                 print(f"{mode:8} {frames:6d} {row['seconds']:9.2f} {row['frames_per_s']:9.2f} "
-                      f"{row['peak_mib_above_baseline']:9.0f}", flush=True)
+                      f"{row['peak_mib_above_baseline']:9.0f} {error:>8}", flush=True)
     out = args.out or ROOT / "bench" / "results" / f"model-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(args), "config": {k: v for k, v in vars(args).items()

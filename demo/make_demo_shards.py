@@ -24,10 +24,10 @@ HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "bigbuckbunny.mp4"
 SEGMENT_FRAMES = 33
 CAPTIONS = [
-    "A big white rabbit wakes up and stretches in a green meadow.",
-    "Close-up of a cartoon rabbit's face in soft morning light.",
-    "Butterflies flutter over grass in an animated forest clearing.",
-    "A cartoon rabbit watches a butterfly with a gentle smile.",
+    "A big grey rabbit crawls out of its burrow on a grassy hillside.",
+    "The rabbit climbs out and stretches its arms in the morning light.",
+    "A chubby cartoon rabbit stands by a mossy rock with its arms stretched out.",
+    "The rabbit yawns and rubs its ear in front of a mossy rock.",
 ]
 ATTRIBUTION = "Big Buck Bunny (c) copyright 2008, Blender Foundation, www.bigbuckbunny.org, CC-BY 3.0"
 

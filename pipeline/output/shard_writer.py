@@ -18,14 +18,16 @@ from .schema import ERRORS_SCHEMA, LATENTS_SCHEMA, file_metadata
 from .storage import write_atomically, write_json
 
 ROW_GROUP_ROWS = 256
-# Latent bytes barely compress (bf16: ~22% under zstd) and dictionary encoding only wastes a
-# page on them, while decompressing them caps training-side reading well below 2000 rows/s.
-RAW_COLUMNS = ("latent", "logvar")
+# Latent bytes barely compress (bf16: ~22% under zstd) while inflating them caps training-side
+# reading below 2000 rows/s a core: they are stored raw. Dictionary encoding is useless on tensor
+# bytes (every row group fills a dictionary page before pyarrow gives up on it).
+UNCOMPRESSED = ("latent",)
+NO_DICTIONARY = ("latent", "logvar")
 
 
 def _write_table(layout: OutputLayout, path: str, table: pa.Table) -> int:
-    compression = {name: "none" if name in RAW_COLUMNS else "zstd" for name in table.column_names}
-    dictionary = [name for name in table.column_names if name not in RAW_COLUMNS]
+    compression = {name: "none" if name in UNCOMPRESSED else "zstd" for name in table.column_names}
+    dictionary = [name for name in table.column_names if name not in NO_DICTIONARY]
     return write_atomically(layout.fs, path,
                             lambda file: pq.write_table(table, file, row_group_size=ROW_GROUP_ROWS,
                                                         compression=compression, use_dictionary=dictionary))

@@ -8,7 +8,7 @@ from torch import nn
 
 from ..cache import CausalCache
 from .conv import CausalConv3d, FrameConv2d
-from .norm import ChannelLayerNorm, make_norm
+from .norm import ChannelLayerNorm, layer_norm_last, make_norm
 
 
 class CausalSequential(nn.Sequential):
@@ -75,8 +75,7 @@ class FrameAttention(nn.Module):
         if t == 0:
             return x
         if isinstance(self.norm, ChannelLayerNorm):  # normalise straight into channels-last tokens
-            norm = self.norm.norm
-            tokens = F.layer_norm(x.permute(0, 2, 3, 4, 1), (c,), norm.weight, norm.bias, norm.eps)
+            tokens = layer_norm_last(x.permute(0, 2, 3, 4, 1), self.norm.norm)
         else:
             tokens = self.norm(x, cache).permute(0, 2, 3, 4, 1)
         tokens = tokens.reshape(b * t, h * w, c)

@@ -16,6 +16,15 @@ from ..cache import CausalCache
 GROUPS = 32
 
 
+def layer_norm_last(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
+    """LayerNorm over the last dim, with statistics in float32 for half-precision inputs (as
+    autocast does): in bfloat16 they are the largest source of error in the latents."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return F.layer_norm(x.float(), norm.normalized_shape, norm.weight.float(), norm.bias.float(),
+                            norm.eps).to(x.dtype)
+    return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+
 class ChannelLayerNorm(nn.Module):
     """LayerNorm over the channel dim of (B, C, ...) tensors (released key: ``norm.weight``)."""
 
@@ -24,9 +33,7 @@ class ChannelLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor, cache: CausalCache | None = None) -> torch.Tensor:
-        y = F.layer_norm(x.movedim(1, -1), self.norm.normalized_shape, self.norm.weight, self.norm.bias,
-                         self.norm.eps)
-        return y.movedim(-1, 1)
+        return layer_norm_last(x.movedim(1, -1), self.norm).movedim(-1, 1)
 
 
 class FrameGroupNorm(nn.GroupNorm):
