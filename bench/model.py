@@ -10,7 +10,9 @@ against the same model in fp32 (||bf16 - fp32|| / ||fp32||; target below 1e-2).
 
 Each (mode, frames) point runs in a fresh child process so peak memory is its own:
 on CUDA ``max_memory_allocated``; on CPU the high-water mark of resident memory (VmHWM,
-reset just before the encode through /proc/self/clear_refs). Memory is reported above the
+reset just before the encode through /proc/self/clear_refs). CPU children run with a fixed
+glibc mmap threshold: by default glibc raises it after large frees, and from then on keeps
+freed activations resident, which shows up as a one-time step in RSS that is not live data. Memory is reported above the
 baseline of model + input, i.e. what the encode itself needs. Random weights in the
 release layout: speed and memory do not depend on the weights' values.
 """
@@ -108,7 +110,8 @@ def run_point(args: argparse.Namespace, mode: str, frames: int) -> dict:
     for key in ("preset", "size", "chunk_frames", "device", "dtype", "repeats"):
         cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     cmd += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile + ["--autocast"] * args.autocast
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"} if args.device == "cpu" else None
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         reason = "out of memory" if "out of memory" in result.stderr.lower() or result.returncode == -9 else \
             result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
