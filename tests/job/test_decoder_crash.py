@@ -18,6 +18,25 @@ def _decode_worker_pids() -> list[int]:
     return [int(line.split(None, 1)[0]) for line in listing.splitlines() if "ray::_decode" in line]
 
 
+def _pids_decoding(size: int) -> list[int]:
+    """Decode workers holding open a temporary video file of ``size`` bytes.
+
+    Several samples' decode tasks run ahead of the encoder at once, so the test must pick
+    the one decoding the long video rather than every decode worker.
+    """
+    found = []
+    for pid in _decode_worker_pids():
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if "wfvae-video-" in target and os.path.getsize(target) == size:
+                    found.append(pid)
+                    break
+        except OSError:  # the process or the file went away meanwhile
+            continue
+    return found
+
+
 def test_killed_decode_worker_costs_one_sample(ray_head, tmp_path):
     long_video = ffmpeg_testsrc(40, size="320x240", fps=25)  # 1000 frames: its decode task runs for a while
     samples = [{"__key__": "long", "mp4": long_video, "txt": "long"}]
@@ -28,11 +47,11 @@ def test_killed_decode_worker_costs_one_sample(ray_head, tmp_path):
                     "--clips", "all", "--decode-workers", "1", log=tmp_path / "job.log")
     try:
         deadline = time.monotonic() + 120
-        while not (pids := _decode_worker_pids()) and time.monotonic() < deadline and job.poll() is None:
+        while not (pids := _pids_decoding(len(long_video))) and time.monotonic() < deadline and job.poll() is None:
             time.sleep(0.02)
-        assert pids, "no decode task seen"
+        assert pids, "no decode task seen for the long video"
         time.sleep(0.3)  # let it produce a few clips first
-        for pid in _decode_worker_pids():
+        for pid in pids:
             os.kill(pid, signal.SIGKILL)
         assert job.wait(timeout=240) == 0, (tmp_path / "job.log").read_text()
     finally:

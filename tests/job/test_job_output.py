@@ -11,7 +11,7 @@ from pipeline.output.schema import read_file_metadata, tensor_from_bytes
 from pipeline.reading import ReadConfig, read_shard
 from wfvae import WFVAE
 
-from .conftest import SMALL_CLIPS, TINY_MODEL, read_output, run_cli
+from .conftest import SMALL_CLIPS, TINY_MODEL, read_output, run_cli, write_dataset
 
 
 def test_every_good_sample_gives_a_row_and_every_broken_one_an_error(ray_head, dataset, tmp_path):
@@ -81,3 +81,21 @@ def test_a_different_config_is_refused_unless_overwrite(ray_head, dataset, tmp_p
                        "--overwrite")
     assert "removed the previous contents" in replaced.stdout
     assert {r["num_frames"] for r in read_output(out)} == {9}
+
+
+def test_whole_videos_stream_through_the_causal_cache_and_match_a_whole_clip_encode(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=1, samples=3, frames=30)
+    out = tmp_path / "out"
+    run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--clips", "whole",
+            "--chunk-frames", "8", "--latent-dtype", "float32")
+    rows = {r["key"]: r for r in read_output(out)}
+    assert len(rows) == 3
+    vae = WFVAE.from_pretrained(TINY_MODEL)
+    config = ReadConfig(num_frames=5, temporal_compression=4, resolution=(32, 32), clips="whole")
+    for clip in read_shard(str(data.folder / "part-000000.tar"), config):
+        row = rows[clip.info.key]
+        assert row["num_frames"] == 29 and row["latent_shape"] == [4, 8, 4, 4]  # 30 frames: 1 + 7 x 4 used
+        video = torch.from_numpy(clip.frames).permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+        expected = vae.encode(video).mean[0]
+        stored = tensor_from_bytes(row["latent"], row["latent_shape"], row["latent_dtype"])
+        assert torch.allclose(stored, expected, atol=1e-5)
