@@ -59,13 +59,18 @@ def open_parquet(layout: OutputLayout, path: str) -> pq.ParquetFile:
     return pq.ParquetFile(layout.fs.open(path, "rb"))
 
 
-def open_output(url: str, storage_options: dict[str, Any] | None = None) -> CommittedOutput:
+def open_job_folder(url: str, storage_options: dict[str, Any] | None = None
+                    ) -> tuple[OutputLayout, dict[str, Any], dict[str, dict[str, Any]]]:
+    """(layout, job manifest, commit records by shard) of an existing output folder."""
     layout = OutputLayout(url, storage_options)
     if not layout.exists():
         raise OutputNotReadable(f"{url} has no _job.json: it is not an output folder of jobs/encode_dataset.py, "
                                 "or that job has not started writing to it")
-    manifest = read_json(layout.fs, layout.job_manifest)
-    records = read_commit_records(layout)
+    return layout, read_json(layout.fs, layout.job_manifest), read_commit_records(layout)
+
+
+def open_output(url: str, storage_options: dict[str, Any] | None = None) -> CommittedOutput:
+    layout, manifest, records = open_job_folder(url, storage_options)
     if not records:
         raise OutputNotReadable(f"{url} has no committed shards yet (nothing in _committed/); wait for the job to "
                                 "commit some, or check its log")

@@ -12,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset.source import OutputNotReadable, open_parquet
+from ..dataset.source import open_job_folder, open_parquet
 from ..dataset.tensors import latent_shapes
-from ..job.summary import read_commit_records
 from ..output.layout import OutputLayout, shard_name
 from ..output.stats import LatentStats
 from ..output.storage import read_json
@@ -25,12 +24,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
                     input_spec: str | None = None) -> dict[str, Any]:
     """Pending shards are the input's shards neither committed nor given up; the input is the
     job's own unless ``input_spec`` is given, and is reported unknown if it cannot be listed."""
-    layout = OutputLayout(url, storage_options)
-    if not layout.exists():
-        raise OutputNotReadable(f"{url} has no _job.json: it is not an output folder of jobs/encode_dataset.py, "
-                                "or that job has not started writing to it")
-    manifest = read_json(layout.fs, layout.job_manifest)
-    records = read_commit_records(layout)
+    layout, manifest, records = open_job_folder(url, storage_options)
     given_up = {name: read_json(layout.fs, layout.given_up(name)) for name in layout.given_up_shards()}
     input_spec = input_spec or manifest.get("config", {}).get("input")
     pending: list[str] | None = None
