@@ -32,6 +32,7 @@ test: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(PY) bench/model.py
+	$(PY) bench/precision.py
 	$(PY) bench/decode.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/dataset.py
