@@ -95,7 +95,6 @@ def encoder_only(args: argparse.Namespace, spec: str, tc: int) -> dict:
 def end_to_end(args: argparse.Namespace, spec: str, out: Path) -> dict:
     from pipeline.job.config import JobConfig
     from pipeline.job.driver import run_job
-    from pipeline.job.summary import read_commit_records
     from pipeline.output.layout import OutputLayout
 
     job = JobConfig(input=spec, output=str(out), model=args.model, num_frames=args.num_frames,
@@ -105,7 +104,7 @@ def end_to_end(args: argparse.Namespace, spec: str, out: Path) -> dict:
     started = time.perf_counter()
     summary = run_job(job, log=lambda line: None)
     wall = time.perf_counter() - started
-    records = sorted(read_commit_records(OutputLayout(str(out))).values(), key=lambda r: r["committed_at"])
+    records = sorted(OutputLayout(str(out)).commit_records().values(), key=lambda r: r["committed_at"])
     records = records[1:]  # the first shard also pays for starting the decode workers: warm-up
     clips = sum(r["rows"] for r in records)
     busy = sum(r["timings"]["total_seconds"] + r["timings"]["write_seconds"] for r in records)

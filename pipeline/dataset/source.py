@@ -12,7 +12,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..job.summary import read_commit_records
 from ..output.layout import OutputLayout
 from ..output.schema import read_file_metadata
 from ..output.stats import LatentStats
@@ -66,7 +65,7 @@ def open_job_folder(url: str, storage_options: dict[str, Any] | None = None
     if not layout.exists():
         raise OutputNotReadable(f"{url} has no _job.json: it is not an output folder of jobs/encode_dataset.py, "
                                 "or that job has not started writing to it")
-    return layout, read_json(layout.fs, layout.job_manifest), read_commit_records(layout)
+    return layout, read_json(layout.fs, layout.job_manifest), layout.commit_records()
 
 
 def open_output(url: str, storage_options: dict[str, Any] | None = None) -> CommittedOutput:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from typing import Any
@@ -12,21 +11,8 @@ from ..output.stats import LatentStats
 from ..output.storage import write_json
 
 
-def read_commit_records(layout: OutputLayout) -> dict[str, dict[str, Any]]:
-    """All commit markers, fetched concurrently (object stores: one request each)."""
-    names = layout.committed_shards()
-    if not names:
-        return {}
-    paths = [layout.committed(name) for name in names]
-    payloads = layout.fs.cat(paths)
-    if not isinstance(payloads, dict):  # a single path returns bytes
-        payloads = {paths[0]: payloads}
-    by_path = {layout.fs._strip_protocol(p): v for p, v in payloads.items()}
-    return {name: json.loads(by_path[layout.fs._strip_protocol(path)]) for name, path in zip(names, paths)}
-
-
 def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, Any]) -> dict[str, Any]:
-    records = read_commit_records(layout)
+    records = layout.commit_records()
     given_up = layout.given_up_shards()
     stats = LatentStats()
     errors_by_type: Counter = Counter()

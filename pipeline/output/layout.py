@@ -13,9 +13,10 @@ of an interrupted attempt and are overwritten by the next.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from .storage import filesystem, read_json
+from .storage import filesystem
 
 
 def shard_name(url: str) -> str:
@@ -72,8 +73,17 @@ class OutputLayout:
     def given_up_shards(self) -> list[str]:
         return self._names_in("_given_up", ".json")
 
-    def commit_records(self) -> dict[str, dict]:
-        return {name: read_json(self.fs, self.committed(name)) for name in self.committed_shards()}
+    def commit_records(self) -> dict[str, dict[str, Any]]:
+        """All commit markers by shard, fetched concurrently (object stores: one request each)."""
+        names = self.committed_shards()
+        if not names:
+            return {}
+        paths = [self.committed(name) for name in names]
+        payloads = self.fs.cat(paths)
+        if not isinstance(payloads, dict):  # a single path returns bytes
+            payloads = {paths[0]: payloads}
+        by_path = {self.fs._strip_protocol(p): v for p, v in payloads.items()}
+        return {name: json.loads(by_path[self.fs._strip_protocol(path)]) for name, path in zip(names, paths)}
 
     def exists(self) -> bool:
         return self.fs.exists(self.job_manifest)
