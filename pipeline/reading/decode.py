@@ -6,12 +6,15 @@ costs that one sample. It decodes lazily: only the frames of the piece being
 produced are in memory, so a whole-video clip read in pieces is bounded by the
 piece size, not by the video's length.
 
-decord indexes every video and decodes the random-access modes ("first",
-"uniform:N") with `get_batch`. Its decoder thread is fed far ahead of the frames
-asked for and keeps decoding into memory while the caller holds a piece, so it
-is stopped before control goes back to the caller. The consecutive modes ("all",
-"whole") are decoded front to back with PyAV in the calling thread instead, which
-decodes nothing until asked: same speed here, memory bounded by the piece.
+Two decoders (`ReadConfig.decoder`):
+- "pyav" (default): one pass per video with PyAV (`pyav_video.py`): every codec
+  FFmpeg decodes, only the frames the clips need are decoded and converted, in the
+  calling thread, so nothing is decoded while the caller holds a piece.
+- "decord": decord indexes the video and decodes "first" and "uniform:N" with
+  `get_batch`. Its decoder thread is fed far ahead of the frames asked for and keeps
+  decoding into memory while the caller holds a piece, so it is stopped before
+  control goes back to the caller. "all" and "whole" are read with PyAV (above),
+  whose memory stays per piece.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import numpy as np
 
 from .clip_sampling import plan_clips, source_fps, video_end
 from .config import ReadConfig
+from .pyav_video import PyAVVideo
 from .records import STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
 from .spatial import center_crop, cover_size, output_size, resize, rotate
-from .video import SequentialReader, TempVideoFile, frame_times, open_reader, probe, read_frames, remux_without_rotation
+from .video import TempVideoFile, frame_times, open_reader, probe, read_frames, remux_without_rotation
 
 
-# Times a failed frame read is tried again with a fresh reader before the sample fails.
+# Times a failed decord read is tried again with a fresh reader before the sample fails.
 DECODE_RETRIES = 2
 
 
@@ -42,97 +46,149 @@ def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = 
     if piece_frames is not None and (isinstance(piece_frames, bool) or not isinstance(piece_frames, int) or piece_frames < 1):
         raise ValueError(f"piece_frames must be a positive integer or None, got {piece_frames!r}")
     try:
-        yield from _decode_clips(sample, config, piece_frames)
+        if not sample.video:
+            raise SampleError(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)")
+        with TempVideoFile(sample.video, sample.video_ext, config.tmp_dir) as tmp:
+            if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
+                yield from _decode_with_decord(sample, config, piece_frames, tmp)
+            else:
+                yield from _decode_with_pyav(sample, config, piece_frames, tmp.path)
     except SampleError:
         raise
     except Exception as exc:  # noqa: BLE001 - a library failed in a way not foreseen: still one sample
         raise SampleError(STAGE_DECODE, "DecodeFailed", describe(exc)) from exc
 
 
-def _decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None) -> Iterator[ClipPiece]:
-    if not sample.video:
-        raise SampleError(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)")
-    with TempVideoFile(sample.video, sample.video_ext, config.tmp_dir) as tmp:
-        video = probe(tmp.path)
-        path = tmp.path
-        if video.rotation:
-            path = remux_without_rotation(tmp.path, tmp)
-        display_h, display_w = video.display_size
-        out_h, out_w = output_size(display_h, display_w, config)
-        cover_h, cover_w = cover_size(display_h, display_w, out_h, out_w)
-        if config.resize_at_decode:
-            # The decoder scales in stored orientation; the frames are turned afterwards.
-            decode_size = (cover_w, cover_h) if video.rotation in (90, 270) else (cover_h, cover_w)
+def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:
+    video = PyAVVideo(path, config)
+    try:
+        if config.clip_policy == "first":
+            video.read_first_clip()  # a first clip's cost must not grow with the video's length
         else:
-            decode_size = (None, None)
-        reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
-        starts, ends = frame_times(reader)
-        end = video_end(starts, ends)
-        fps = source_fps(starts, end)
+            video.read_all()  # clips are placed by the video's end
+        starts, ends = video.frame_times()
+        end = video_end(starts, ends) if len(starts) else 0.0
         plans = plan_clips(starts, end, config)
-        sequential = None
-        if config.clip_policy in ("all", "whole"):
-            # decord only indexed the file (no decoding has started); a long clip is read
-            # front to back where decoding waits for the caller: memory stays per piece.
-            del reader
-            reader = sequential = SequentialReader(path, *decode_size, config.decode_threads, starts)
-        try:
-            for clip_index, indices in enumerate(plans):
-                info = ClipInfo(
-                    shard=sample.shard,
-                    key=sample.key,
-                    clip_index=clip_index,
-                    frame_indices=indices.tolist(),
-                    timestamps=starts[indices].tolist(),
-                    source_fps=fps,
-                    source_height=display_h,
-                    source_width=display_w,
-                    source_num_frames=len(starts),
-                    height=out_h,
-                    width=out_w,
-                    num_frames=len(indices),
-                    fps=float(config.fps) if config.fps is not None else fps,
-                    caption=sample.caption,
-                    meta=sample.meta,
-                    rotation=video.rotation,
-                )
-                step = piece_frames or len(indices)
-                for start in range(0, len(indices), step):
-                    chunk = indices[start : start + step]
-                    is_last = start + step >= len(indices)
-                    for attempt in range(1 + DECODE_RETRIES):
-                        try:
-                            frames = reader.read(chunk) if sequential else read_frames(reader, chunk)
-                            break
-                        except SampleError:
-                            raise
-                        except Exception as exc:  # noqa: BLE001 - decord raises DECORDError, not RuntimeError
-                            if attempt == DECODE_RETRIES or sequential:
-                                raise SampleError(
-                                    STAGE_DECODE, "DecodeFailed",
-                                    f"clip {clip_index}, source frames {int(chunk[0])}..{int(chunk[-1])}: {describe(exc)}",
-                                ) from None
-                            # decord's decoder thread runs ahead of the frames asked for, so damage
-                            # further on can fail this read; a fresh reader seeks straight here.
-                            reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
-                    if not sequential:
-                        if is_last and clip_index == len(plans) - 1:
-                            reader = None  # nothing more to read: stop decord's thread before the caller's turn
-                        elif is_last and config.clip_policy == "uniform":
-                            reader.seek(0)  # the next clip seeks anyway: stop decoding ahead meanwhile
-                    frames = rotate(frames, video.rotation)
-                    if not config.resize_at_decode:
-                        frames = resize(frames, cover_h, cover_w)
-                    frames = np.ascontiguousarray(center_crop(frames, out_h, out_w))
-                    if frames.shape[1:] != (out_h, out_w, 3):
-                        raise SampleError(STAGE_DECODE, "DecodeFailed", f"frames came out {frames.shape[1:]}, not {(out_h, out_w, 3)}")
-                    piece = ClipPiece(info=info, frames=frames, start=start, is_last=is_last)
-                    del frames
-                    yield piece
-                    del piece  # hold at most one piece: the consumer's
-        finally:
-            if sequential is not None:
-                sequential.close()
+        if video.complete:
+            count, fps = len(starts), source_fps(starts, end)
+        else:
+            count, fps = video.header_frame_count(starts)
+        video.plan(plans)
+        for clip_index, indices in enumerate(plans):
+            frames = video.clip_frames(clip_index)
+            info = None
+            step = piece_frames or len(indices)
+            for start in range(0, len(indices), step):
+                chunk = indices[start : start + step]
+                try:
+                    batch = None
+                    for j in range(len(chunk)):
+                        rgb = next(frames)
+                        if batch is None:
+                            batch = np.empty((len(chunk), *rgb.shape), np.uint8)
+                        batch[j] = rgb
+                        del rgb
+                except SampleError as exc:
+                    raise SampleError(exc.stage, exc.error_type, f"clip {clip_index}, {_frames(chunk)}: {exc.message}") from None
+                except Exception as exc:  # noqa: BLE001 - FFmpeg's errors on damaged data
+                    raise SampleError(STAGE_DECODE, "DecodeFailed", f"clip {clip_index}, {_frames(chunk)}: {describe(exc)}") from None
+                g = video.geometry
+                if info is None:
+                    info = _clip_info(sample, config, clip_index, indices, starts, fps, count, g.display_size, g.rotation)
+                batch = rotate(batch, g.rotation)
+                if not config.resize_at_decode:
+                    out_h, out_w = info.height, info.width
+                    batch = center_crop(resize(batch, *cover_size(*g.display_size, out_h, out_w)), out_h, out_w)
+                piece = _piece(info, batch, start, start + step >= len(indices))
+                del batch
+                yield piece
+                del piece  # hold at most one piece: the consumer's
+            del frames
+    finally:
+        video.close()
+
+
+def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | None, tmp: TempVideoFile) -> Iterator[ClipPiece]:
+    video = probe(tmp.path)
+    path = tmp.path
+    if video.rotation:
+        path = remux_without_rotation(tmp.path, tmp)
+    display_h, display_w = video.display_size
+    out_h, out_w = output_size(display_h, display_w, config)
+    cover_h, cover_w = cover_size(display_h, display_w, out_h, out_w)
+    if config.resize_at_decode:
+        # The decoder scales in stored orientation; the frames are turned afterwards.
+        decode_size = (cover_w, cover_h) if video.rotation in (90, 270) else (cover_h, cover_w)
+    else:
+        decode_size = (None, None)
+    reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
+    starts, ends = frame_times(reader)
+    end = video_end(starts, ends)
+    fps = source_fps(starts, end)
+    plans = plan_clips(starts, end, config)
+    for clip_index, indices in enumerate(plans):
+        info = _clip_info(sample, config, clip_index, indices, starts, fps, len(starts), video.display_size, video.rotation)
+        step = piece_frames or len(indices)
+        for start in range(0, len(indices), step):
+            chunk = indices[start : start + step]
+            is_last = start + step >= len(indices)
+            for attempt in range(1 + DECODE_RETRIES):
+                try:
+                    frames = read_frames(reader, chunk)
+                    break
+                except SampleError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - decord raises DECORDError, not RuntimeError
+                    if attempt == DECODE_RETRIES:
+                        raise SampleError(STAGE_DECODE, "DecodeFailed", f"clip {clip_index}, {_frames(chunk)}: {describe(exc)}") from None
+                    # decord's decoder thread runs ahead of the frames asked for, so damage
+                    # further on can fail this read; a fresh reader seeks straight here.
+                    reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
+            if is_last and clip_index == len(plans) - 1:
+                reader = None  # nothing more to read: stop decord's thread before the caller's turn
+            elif is_last:
+                reader.seek(0)  # the next clip seeks anyway: stop decoding ahead meanwhile
+            frames = rotate(frames, video.rotation)
+            if not config.resize_at_decode:
+                frames = resize(frames, cover_h, cover_w)
+            piece = _piece(info, center_crop(frames, out_h, out_w), start, is_last)
+            del frames
+            yield piece
+            del piece  # hold at most one piece: the consumer's
+
+
+def _frames(chunk: np.ndarray) -> str:
+    return f"source frames {int(chunk[0])}..{int(chunk[-1])}"
+
+
+def _clip_info(sample, config, clip_index, indices, starts, fps, count, display_size, rotation) -> ClipInfo:
+    display_h, display_w = display_size
+    out_h, out_w = output_size(display_h, display_w, config)
+    return ClipInfo(
+        shard=sample.shard,
+        key=sample.key,
+        clip_index=clip_index,
+        frame_indices=indices.tolist(),
+        timestamps=starts[indices].tolist(),
+        source_fps=fps,
+        source_height=display_h,
+        source_width=display_w,
+        source_num_frames=count,
+        height=out_h,
+        width=out_w,
+        num_frames=len(indices),
+        fps=float(config.fps) if config.fps is not None else fps,
+        caption=sample.caption,
+        meta=sample.meta,
+        rotation=rotation,
+    )
+
+
+def _piece(info: ClipInfo, frames: np.ndarray, start: int, is_last: bool) -> ClipPiece:
+    frames = np.ascontiguousarray(frames)
+    if frames.shape[1:] != (info.height, info.width, 3):
+        raise SampleError(STAGE_DECODE, "DecodeFailed", f"frames came out {frames.shape[1:]}, not {(info.height, info.width, 3)}")
+    return ClipPiece(info=info, frames=frames, start=start, is_last=is_last)
 
 
 def sample_clips(sample: Sample, config: ReadConfig) -> Iterator[Clip | ErrorRecord]:

@@ -58,3 +58,19 @@ def resize(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # a channels-last view
     y = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
     return y.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def cover_window(
+    stored_h: int, stored_w: int, pixel_aspect: float, rotation: int, out_h: int, out_w: int
+) -> tuple[int, int, int, int]:
+    """The centered window of a stored frame that a cover-resize to (out_h, out_w) keeps.
+
+    Returned as (x, y, width, height) in stored pixels, so the decoder can crop
+    first and scale only what is kept. (out_h, out_w) is in display orientation.
+    """
+    if rotation in (90, 270):
+        out_h, out_w = out_w, out_h
+    scale = max(out_h / stored_h, out_w / (stored_w * pixel_aspect))
+    height = min(stored_h, max(1, round(out_h / scale)))
+    width = min(stored_w, max(1, round(out_w / (scale * pixel_aspect))))
+    return (stored_w - width) // 2, (stored_h - height) // 2, width, height

@@ -1,4 +1,4 @@
-"""Opening one video for decoding: temp file, PyAV probe, decord or sequential PyAV reader.
+"""Opening one video for decord: temp file, PyAV probe, decord reader.
 
 decord reads from a temporary file path, never from memory: on some damaged
 videos its in-memory reader segfaults, while from a path it raises a clean
@@ -181,55 +181,3 @@ def read_frames(reader: decord.VideoReader, indices: np.ndarray) -> np.ndarray:
     if frames.shape[0] != len(indices) or frames.ndim != 4 or frames.shape[3] != 3:
         raise SampleError(STAGE_DECODE, "DecodeFailed", f"decord returned shape {frames.shape} for {len(indices)} frames")
     return frames
-
-
-class SequentialReader:
-    """Front-to-back decoding in the calling thread, with PyAV: for long clips read in pieces.
-
-    decord decodes in a background thread that its reads feed far ahead (up to the
-    whole file), and that thread keeps decoding into memory while the caller is busy
-    with a piece. Here nothing is decoded until asked for, so memory is bounded by
-    the piece. Frames are matched to decord's index by their timestamps.
-    """
-
-    def __init__(self, path: str, height: int | None, width: int | None, threads: int, start_times: np.ndarray):
-        self._container = av.open(path, metadata_errors="ignore")
-        stream = next(s for s in self._container.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
-        stream.codec_context.thread_count = threads
-        self._frames = self._container.decode(stream)
-        self._size = {"width": width, "height": height} if height and width else {}
-        self._starts = start_times
-        self._tolerance = 0.5 * _typical_gap(start_times)
-        self._index = -1
-        self._frame: av.VideoFrame | None = None
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        """(n, h, w, 3) uint8 RGB for non-decreasing frame indices at or after the last one read."""
-        out: np.ndarray | None = None
-        for j, index in enumerate(int(i) for i in indices):
-            if index < self._index:
-                raise SampleError(STAGE_DECODE, "DecodeFailed", f"frame {index} is behind the sequential reader")
-            while self._index < index:
-                frame = next(self._frames, None)
-                if frame is None:
-                    raise SampleError(STAGE_DECODE, "DecodeFailed", f"the video ended before frame {index}")
-                self._frame, self._index = frame, self._index + 1
-            if self._frame.time is not None and abs(self._frame.time - self._starts[index]) > self._tolerance:
-                raise SampleError(
-                    STAGE_DECODE, "FrameMismatch",
-                    f"decoded frame {index} is at {self._frame.time:.3f} s, the index says {self._starts[index]:.3f} s",
-                )
-            rgb = self._frame.to_ndarray(format="rgb24", interpolation="AREA", **self._size)
-            if out is None:
-                out = np.empty((len(indices), *rgb.shape), np.uint8)
-            out[j] = rgb
-        return out
-
-    def close(self) -> None:
-        self._container.close()
-
-
-def _typical_gap(start_times: np.ndarray) -> float:
-    gaps = np.diff(start_times)
-    gaps = gaps[gaps > 0]
-    return float(np.median(gaps)) if gaps.size else 1.0

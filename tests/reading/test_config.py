@@ -9,6 +9,7 @@ def test_defaults_and_pickling():
     config = ReadConfig(resolution=(256, 256))
     assert config.num_frames == 17 and config.temporal_compression == 4
     assert config.clip_policy == "first" and config.clip_count is None
+    assert config.decoder == "pyav"
     assert pickle.loads(pickle.dumps(config)) == config
 
 
@@ -36,6 +37,7 @@ def test_defaults_and_pickling():
         ({"video_extensions": "mp4"}, "sequence of extensions"),
         ({"caption_key": "json:"}, "caption_key must be"),
         ({"decode_threads": -1}, "decode_threads must be an integer >= 0"),
+        ({"decoder": "opencv"}, r"decoder must be one of \('pyav', 'decord'\), got 'opencv'"),
     ],
 )
 def test_invalid_configs_say_what_is_allowed(kwargs, message):
