@@ -1,13 +1,24 @@
-"""Decoding speed: clips per second per CPU core, 720p sources to 33x256x256 clips.
+"""Decoding speed and quality: the typical case, as a ratio to a bare decode of the same frames.
 
-Runs pinned to one core (decord with one decoder thread, torch with one thread),
-so the figures are what one Ray CPU worker gives. Prints a markdown section for
-docs/benchmarks.md.
+A 30 fps source sampled to 16 fps, clips of 33x256x256: `first` (33 frames at 16 fps take
+61 source frames) and `uniform:1` (the middle clip, from the keyframe before it). Each
+method runs on one core (pinned, one decoder thread) in interleaved rounds (median of
+`--repeat`), so a machine shared with other work slows every method alike:
 
-    .venv/bin/python bench/decode.py [--source demo/bigbuckbunny.mp4] [--repeat 7]
+- bare: PyAV decodes every frame from the keyframe at or before the clip to its last frame,
+  converts nothing: what the core can do.
+- pyav / decord: `decode_clips` with `ReadConfig.decoder` set (temp file, open, index,
+  decode, scale, crop: what a Ray CPU worker runs).
 
-The demo source is Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0
-(https://peach.blender.org): 1280x720, 25 fps, 5.3 s.
+Pixels: PSNR of each method's clip against a LANCZOS resize (PIL) of the same frames decoded
+at full resolution, over the same window (pyav crops the centered cover window then scales;
+decord scales the whole frame to the cover size then crops).
+
+Sources: `demo/bigbuckbunny.mp4` (Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0,
+https://peach.blender.org; 1280x720, 25 fps, 5.3 s) looped `--loops` times and re-encoded by
+imageio-ffmpeg's ffmpeg: libx264 crf 23, 30 fps, 720p and 1080p, GOP 250 and GOP 30, audio kept.
+
+    .venv/bin/python bench/decode.py [--repeat 5] [--loops 4] [--core 0]
 """
 
 from __future__ import annotations
@@ -16,159 +27,165 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import av  # noqa: E402
+import decord  # noqa: E402
+import imageio_ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from pipeline.reading import ReadConfig, Sample, decode_clips  # noqa: E402
-from pipeline.reading.spatial import center_crop, cover_size, resize  # noqa: E402
-from pipeline.reading.video import (  # noqa: E402
-    _QUICK_PROBE,
-    SequentialReader,
-    TempVideoFile,
-    _probe,
-    frame_times,
-    open_reader,
-    probe,
-    read_frames,
-)
+from pipeline.reading.clip_sampling import plan_clips, video_end  # noqa: E402
+from pipeline.reading.pyav_video import PyAVVideo  # noqa: E402
+from pipeline.reading.spatial import center_crop, cover_size, cover_window  # noqa: E402
 
 MACHINE = "dev-cpu: 2 vCPU AMD EPYC (AVX2), 24 GiB, torch 2.13 CPU"
 OUT = (256, 256)
+FPS = 16
+FRAMES = 33
+METHODS = ("bare", "pyav", "decord")
 
 
-def median_seconds(fn, repeat: int) -> float:
-    """Median wall time of `repeat` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def make_source(work: Path, height: int, gop: int, loops: int) -> Path:
+    path = work / f"bbb-{height}p-gop{gop}-x{loops}.mp4"
+    if not path.exists():
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+            "-stream_loop", str(loops - 1), "-i", str(ROOT / "demo" / "bigbuckbunny.mp4"),
+            "-vf", f"fps=30,scale=-2:{height}:flags=lanczos", "-c:v", "libx264", "-preset", "medium", "-crf", "23",
+            "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p", "-c:a", "copy",
+            str(path.with_suffix(".part.mp4")),
+        ]
+        subprocess.run(cmd, check=True)
+        path.with_suffix(".part.mp4").rename(path)
+    return path
 
 
-def clip_rate(sample: Sample, config: ReadConfig, repeat: int) -> tuple[float, int]:
-    """Median seconds to decode every clip of the sample, and how many clips that is."""
-    pieces: list = []
+class Case:
+    """One source and one clip policy: the clip's frames, and how to time each method on it."""
 
-    def run():
-        pieces[:] = list(decode_clips(sample, config))
+    def __init__(self, path: Path, clips: str):
+        self.path, self.clips = path, clips
+        self.sample = Sample("bench", path.stem, path.read_bytes(), "mp4", None, None)
+        self.configs = {d: ReadConfig(num_frames=FRAMES, fps=FPS, clips=clips, resolution=OUT, decoder=d) for d in ("pyav", "decord")}
+        video = PyAVVideo(str(path), self.configs["pyav"])
+        video.read_all()
+        starts, ends = video.frame_times()
+        (self.indices,) = plan_clips(starts, video_end(starts, ends), self.configs["pyav"])
+        pts = np.sort(np.asarray(video._pts))
+        self.wanted_pts = pts[self.indices]
+        first = video._position[int(self.wanted_pts[0])]
+        self.keyframe_pts = video._pts[video._keyframe_before(first, int(self.wanted_pts[0]))]
+        self.last_pts = int(self.wanted_pts.max())
+        video.close()
+        self.bare_frames = 0
 
-    seconds = median_seconds(run, repeat)
-    assert pieces and all(p.frames.shape[1:] == (*OUT, 3) for p in pieces)
-    return seconds, len(pieces), sum(len(p.frames) for p in pieces)
+    def bare(self) -> None:
+        """Decode from the keyframe to the clip's last frame; convert nothing."""
+        count = 0
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            if self.keyframe_pts > 0:
+                container.seek(self.keyframe_pts, stream=stream, backward=True)
+            for frame in container.decode(stream):
+                count += 1
+                if frame.pts >= self.last_pts:
+                    break
+        self.bare_frames = count
+
+    def run(self, decoder: str) -> np.ndarray:
+        (piece,) = decode_clips(self.sample, self.configs[decoder])
+        assert piece.info.frame_indices == self.indices.tolist(), (decoder, piece.info.frame_indices)
+        return piece.frames
+
+    def reference(self) -> dict[str, np.ndarray]:
+        """LANCZOS of the full-resolution frames, over each method's window."""
+        wanted = {int(p) for p in self.wanted_pts}
+        full = {}
+        with av.open(str(self.path)) as container:
+            stream = container.streams.video[0]
+            if self.keyframe_pts > 0:
+                container.seek(self.keyframe_pts, stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.pts in wanted:
+                    full[frame.pts] = frame.to_ndarray(format="rgb24")
+                if frame.pts >= self.last_pts:
+                    break
+        frames = [full[int(p)] for p in self.wanted_pts]
+        h, w = frames[0].shape[:2]
+        x, y, cw, ch = cover_window(h, w, 1.0, 0, *OUT)
+        pyav = np.stack([np.asarray(Image.fromarray(f[y : y + ch, x : x + cw]).resize(OUT[::-1], Image.LANCZOS)) for f in frames])
+        cover_h, cover_w = cover_size(h, w, *OUT)
+        covered = np.stack([np.asarray(Image.fromarray(f).resize((cover_w, cover_h), Image.LANCZOS)) for f in frames])
+        return {"pyav": pyav, "decord": np.ascontiguousarray(center_crop(covered, *OUT))}
 
 
-def resize_float(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The first torch resize: via float32 (kept here to compare against)."""
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    y = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
-    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def stage_times(sample: Sample, repeat: int) -> dict[str, float]:
-    """Where one default first-clip decode spends its time (median ms per stage)."""
-    results: dict[str, list[float]] = {}
-
-    def timed(name, fn):
-        start = time.perf_counter()
-        value = fn()
-        results.setdefault(name, []).append((time.perf_counter() - start) * 1000)
-        return value
-
-    for _ in range(repeat + 1):
-        with timed("write the temp file", lambda: TempVideoFile(sample.video, sample.video_ext)) as tmp:
-            info = timed("probe with PyAV (first frame)", lambda: probe(tmp.path))
-            h, w = cover_size(info.stored_height, info.stored_width, *OUT)
-            reader = timed("open decord (indexes all packets)", lambda: open_reader(tmp.path, h, w, 1, info.codec))
-            timed("frame timestamps", lambda: frame_times(reader))
-            frames = timed("get_batch 33 frames, scaled while converting to RGB", lambda: read_frames(reader, np.arange(33)))
-            timed("center crop (copy)", lambda: np.ascontiguousarray(center_crop(frames, *OUT)))
-            del reader
-    return {name: statistics.median(ms[1:]) for name, ms in results.items()}
-
-
-def component_times(sample: Sample, repeat: int) -> list[tuple[str, str, float]]:
-    """Before/after figures for the speed changes made (median ms)."""
-    rows = []
-    with TempVideoFile(sample.video, sample.video_ext) as tmp:
-        rows.append(("probe", "FFmpeg's full stream analysis (before)", median_seconds(lambda: _probe(tmp.path, None), repeat)))
-        rows.append(("probe", "minimal probe + first frame (after)", median_seconds(lambda: _probe(tmp.path, _QUICK_PROBE), repeat)))
-        info = probe(tmp.path)
-        h, w = cover_size(info.stored_height, info.stored_width, *OUT)
-        full = open_reader(tmp.path, None, None, 1, info.codec)
-        scaled = open_reader(tmp.path, h, w, 1, info.codec)
-        frames = read_frames(full, np.arange(33))
-        rows.append(("33 frames to 256 px", "decode at 1280x720", median_seconds(lambda: read_frames(full, np.arange(33)), repeat)))
-        rows.append(("33 frames to 256 px", "  + torch resize via float32 (before)", median_seconds(lambda: resize_float(frames, h, w), repeat)))
-        rows.append(("33 frames to 256 px", "  + torch resize on uint8 (after)", median_seconds(lambda: resize(frames, h, w), repeat)))
-        rows.append(("33 frames to 256 px", "decoder scales while converting (default)", median_seconds(lambda: read_frames(scaled, np.arange(33)), repeat)))
-        del full, scaled
-        starts, _ = frame_times(open_reader(tmp.path, h, w, 1, info.codec))
-
-        def sequential():
-            reader = SequentialReader(tmp.path, h, w, 1, starts)
-            reader.read(np.arange(129))
-            reader.close()
-
-        rows.append(("129 frames to 256 px", "decord get_batch (thread fed ahead)", median_seconds(
-            lambda: read_frames(open_reader(tmp.path, h, w, 1, info.codec), np.arange(129)), repeat)))
-        rows.append(("129 frames to 256 px", "PyAV front to back, in the calling thread", median_seconds(sequential, repeat)))
-    return [(what, how, 1000 * s) for what, how, s in rows]
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default=str(ROOT / "demo" / "bigbuckbunny.mp4"))
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=5, help="interleaved timed rounds (after one warm-up round)")
+    parser.add_argument("--loops", type=int, default=4, help="times the 5.3 s demo is looped into each source")
     parser.add_argument("--core", type=int, default=0, help="the CPU core to pin to")
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "wfvae-bench-decode"), help="where sources are kept")
     args = parser.parse_args()
 
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    sources = [(h, g, make_source(work, h, g, args.loops)) for h in (720, 1080) for g in (250, 30)]
     os.sched_setaffinity(0, {args.core})
-    torch.set_num_threads(1)
-    source = Path(args.source)
-    sample = Sample(shard="bench", key=source.stem, video=source.read_bytes(), video_ext=source.suffix[1:], caption=None, meta=None)
-    base = dict(num_frames=33, resolution=OUT, decode_threads=1)
-    runs = [
-        ("first clip (decord)", "decoder scales (default)", dict(clips="first")),
-        ("uniform:2 (decord)", "decoder scales (default)", dict(clips="uniform:2")),
-        ("all clips, 4 per video (PyAV, front to back)", "decoder scales (default)", dict(clips="all")),
-        ("whole video, 129 frames (PyAV, front to back)", "decoder scales (default)", dict(clips="whole")),
-        ("first clip at fps=12.5 (65 source frames)", "decoder scales (default)", dict(clips="first", fps=12.5)),
-        ("first clip (decord)", "torch resize (`resize_at_decode=False`)", dict(clips="first", resize_at_decode=False)),
-        ("all clips, 4 per video (PyAV)", "torch resize (`resize_at_decode=False`)", dict(clips="all", resize_at_decode=False)),
-    ]
+    cases = [((h, g, clips), Case(path, clips)) for h, g, path in sources for clips in ("first", "uniform:1")]
+
+    times = {(key, m): [] for key, _ in cases for m in METHODS}
+    for round_ in range(args.repeat + 1):
+        for key, case in cases:
+            for method in METHODS:
+                fn = case.bare if method == "bare" else (lambda d=method: case.run(d))
+                start = time.perf_counter()
+                fn()
+                if round_:  # the first round warms up
+                    times[(key, method)].append(time.perf_counter() - start)
+
+    seconds = args.loops * 5.3
     print("## Decoding\n")
-    print(f"Machine: {MACHINE}. One process pinned to one core (`os.sched_setaffinity`), decord with 1 decoder")
-    print(f"thread, torch with 1 thread. Python {platform.python_version()}, torch {torch.__version__}.")
-    print(f"Source: `{source.name}` (Big Buck Bunny, (c) Blender Foundation, CC-BY 3.0; 1280x720, 25 fps, 5.3 s,")
-    print(f"{len(sample.video) / 1e6:.1f} MB H.264), read from memory as a `Sample`. Output: 33x256x256 RGB uint8 clips.")
-    print(f"Command: `.venv/bin/python bench/decode.py --repeat {args.repeat}` (median of {args.repeat} runs after a warm-up).\n")
-    print("| clips | resize | clips/s per core | ms per clip | output frames/s |")
-    print("| --- | --- | ---: | ---: | ---: |")
-    for policy, resize_name, extra in runs:
-        config = ReadConfig(**{**base, **extra})
-        seconds, clips, frames = clip_rate(sample, config, args.repeat)
-        print(f"| {policy} | {resize_name} | {clips / seconds:.2f} | {1000 * seconds / clips:.0f} | {frames / seconds:.0f} |")
-
-    print("\nWhere a default first-clip decode spends its time (median ms):\n")
-    print("| stage | ms |")
-    print("| --- | ---: |")
-    for stage, ms in stage_times(sample, args.repeat).items():
-        print(f"| {stage} | {ms:.1f} |")
-
-    print("\nBefore/after of the speed changes (median ms, same run):\n")
-    print("| work | how | ms |")
-    print("| --- | --- | ---: |")
-    for what, how, ms in component_times(sample, args.repeat):
-        print(f"| {what} | {how} | {ms:.1f} |")
+    print(f"`bench/decode.py`: {FRAMES}x{OUT[0]}x{OUT[1]} clips at {FPS} fps from 30 fps H.264, as a ratio to a bare decode of")
+    print("the frames the clip needs (PyAV, from the keyframe at or before the clip to its last frame, nothing")
+    print("converted), and PSNR against a LANCZOS resize of the same frames at full resolution.\n")
+    print(f"- Machine: **{MACHINE}** (Python {platform.python_version()}, PyAV {av.__version__}, decord {decord.__version__}).")
+    print(f"  One process pinned to one core, one decoder thread; methods interleaved in each round, median of {args.repeat}")
+    print("  rounds after a warm-up. The 2 vCPUs were shared with other work: compare within a row.")
+    print(f"- Sources: `demo/bigbuckbunny.mp4` looped {args.loops}x ({seconds:.0f} s), re-encoded by imageio-ffmpeg's ffmpeg:")
+    print("  libx264 crf 23 (preset medium, B-frames), 30 fps, audio kept; GOP 250 and 30.")
+    print(f"- Command: `.venv/bin/python bench/decode.py --repeat {args.repeat} --loops {args.loops}`.\n")
+    print("| source | clip | frames decoded (bare) | bare ms | pyav ms | pyav / bare | decord ms | decord / bare | pyav clips/s | PSNR pyav dB | PSNR decord dB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rates = {}
+    for key, case in cases:
+        h, g, clips = key
+        ms = {m: 1000 * statistics.median(times[(key, m)]) for m in METHODS}
+        refs = case.reference()
+        quality = {d: psnr(case.run(d), refs[d]) for d in ("pyav", "decord")}
+        rates[key] = 1000 / ms["pyav"]
+        print(
+            f"| {h}p GOP {g} | `{clips}` | {case.bare_frames} | {ms['bare']:.0f} | {ms['pyav']:.0f} | {ms['bare'] / ms['pyav']:.2f} "
+            f"| {ms['decord']:.0f} | {ms['bare'] / ms['decord']:.2f} | {rates[key]:.2f} | {quality['pyav']:.1f} | {quality['decord']:.1f} |"
+        )
+    print()
+    for h in (720, 1080):
+        cores = sorted(100 / rates[(h, g, c)] for g in (250, 30) for c in ("first", "uniform:1"))
+        print(f"- Planning, {h}p: {cores[0]:.0f}-{cores[-1]:.0f} decode cores per 100 clips/s (pyav, the four cases above).")
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ class PyAVVideo:
             wanted = sorted_pts[np.asarray(indices, dtype=np.int64)].tolist()
             positions = [self._position[p] for p in set(wanted)]
             first, last = min(positions), max(positions)
-            self._clips.append((wanted, first, last, self._keyframe_at_or_before(first)))
+            self._clips.append((wanted, first, last, self._keyframe_before(first, min(wanted))))
         self._needed = {p for wanted, *_ in self._clips for p in wanted}
         self._ready: dict[int, np.ndarray] = {}
         self._next = 0  # the next packet to send to the decoder
@@ -212,11 +212,20 @@ class PyAVVideo:
             raise SampleError(STAGE_DECODE, "DecodeFailed", f"the decoder gave no frame{at}")
         self.frames_decoded += len(frames)
         for frame in frames:
-            if frame.pts in self._needed and frame.pts not in self._ready:
-                self._ready[frame.pts] = self._convert(frame)
+            pts = frame.pts if frame.pts is not None else frame.dts  # the packets' pts, else their dts
+            if pts in self._needed and pts not in self._ready:
+                self._ready[pts] = self._convert(frame)
 
-    def _keyframe_at_or_before(self, position: int) -> int:
+    def _keyframe_before(self, position: int, pts: int) -> int:
+        """The last keyframe at or before `position` (decode order) that is shown no later than `pts`.
+
+        The second condition steps over an open GOP's keyframe whose leading frames (shown
+        before it, decoded after it) refer to the GOP before: a clip starting on one of
+        those starts decoding a GOP earlier.
+        """
         index = int(np.searchsorted(self._keyframes, position, side="right")) - 1
+        while index >= 0 and self._pts[self._keyframes[index]] > pts:
+            index -= 1
         return self._keyframes[index] if index >= 0 else 0
 
     # -- converting ----------------------------------------------------------------------

@@ -18,9 +18,7 @@ import decord
 import numpy as np
 import pytest
 
-from pipeline.reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips, decode_sample, pyav_video
-from pipeline.reading.clip_sampling import plan_clips, video_end
-from pipeline.reading.pyav_video import PyAVVideo
+from pipeline.reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips, decode_sample
 from tests.support.videos import (
     BACKGROUND,
     CORNER_COLOR,
@@ -457,46 +455,4 @@ def test_truncated_faststart_mp4_keeps_the_frames_before_the_cut(decoder):
     result = decode_sample(sample(video), config(num_frames=9, clips="all"))
     assert [c.info.frame_indices for c in result.clips] == [list(range(9))]
     assert read_index(result.clips[0].frames) == list(range(9))
-    assert (result.error.error_type, result.error.message[:30]) == ("DecodeFailed", "clip 1, source frames 9..17: In")
-
-
-def _pyav_clip(path: str, cfg: ReadConfig) -> tuple[PyAVVideo, np.ndarray, list]:
-    video = PyAVVideo(path, cfg)
-    video.read_first_clip() if cfg.clip_policy == "first" else video.read_all()
-    starts, ends = video.frame_times()
-    plans = plan_clips(starts, video_end(starts, ends), cfg)
-    video.plan(plans)
-    return video, plans, [np.stack([f.copy() for f in video.clip_frames(i)]) for i in range(len(plans))]
-
-
-@pytest.mark.parametrize("clips", ["first", "uniform:2"])
-def test_frames_nothing_needs_are_not_decoded_and_the_output_is_identical(tmp_path, monkeypatch, decoder, clips):
-    if decoder == "decord":
-        pytest.skip("PyAV's reader only")
-    # B-frames without a pyramid: every B-frame is a non-reference frame
-    path = tmp_path / "b.mp4"
-    path.write_bytes(encode(smooth_frames(120, 64, 96), options={"bf": "3", "g": "30", "x264-params": "b-pyramid=0"}))
-    cfg = config(num_frames=9, fps=10, clips=clips, resolution=(64, 64))  # 25 -> 10 fps: most frames unused
-    skipping, plans, frames = _pyav_clip(str(path), cfg)
-    monkeypatch.setattr(pyav_video, "SKIPPING_DECODERS", frozenset())
-    plain, plans_again, frames_again = _pyav_clip(str(path), cfg)
-    assert [p.tolist() for p in plans] == [p.tolist() for p in plans_again]
-    for a, b in zip(frames, frames_again):
-        assert np.array_equal(a, b)
-    assert skipping.frames_decoded < plain.frames_decoded
-    skipping.close(), plain.close()
-
-
-def test_a_first_clip_reads_only_the_start_of_a_long_video(tmp_path, decoder):
-    if decoder == "decord":
-        pytest.skip("PyAV's reader only")
-    path = tmp_path / "long.mp4"
-    path.write_bytes(encode(index_frames(250), options={"bf": "3", "g": "50"}))
-    cfg = config(num_frames=17, fps=12.5)  # 33 source frames
-    video, plans, (frames,) = _pyav_clip(str(path), cfg)
-    assert plans[0].tolist() == list(range(0, 34, 2)) and read_index(frames) == plans[0].tolist()
-    assert not video.complete and video.packets_read <= 34 + pyav_video.REORDER_MARGIN + 4
-    assert video.frames_decoded < 50  # from the first keyframe up to the clip's last frame
-    video.close()
-    (piece,) = decode(path.read_bytes(), num_frames=17, fps=12.5)
-    assert piece.info.source_num_frames == 250 and piece.info.source_fps == pytest.approx(25)  # from the mp4 header
+    assert (result.error.error_type, result.error.message[:29]) == ("DecodeFailed", "clip 1, source frames 9..17: ")
