@@ -80,11 +80,9 @@ class Case:
         video.read_all()
         starts, ends = video.frame_times()
         (self.indices,) = plan_clips(starts, video_end(starts, ends), self.configs["pyav"])
-        pts = np.sort(np.asarray(video._pts))
-        self.wanted_pts = pts[self.indices]
-        first = video._position[int(self.wanted_pts[0])]
-        self.keyframe_pts = video._pts[video._keyframe_before(first, int(self.wanted_pts[0]))]
-        self.last_pts = int(self.wanted_pts.max())
+        video.plan([self.indices])
+        self.keyframe_pts, self.wanted_pts = video.decode_span(0)
+        self.last_pts = max(self.wanted_pts)
         video.close()
         self.bare_frames = 0
 
