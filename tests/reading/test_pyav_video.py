@@ -24,11 +24,17 @@ def _pyav_clip(path: str, cfg: ReadConfig) -> tuple[PyAVVideo, np.ndarray, list]
     return video, plans, [np.stack([f.copy() for f in video.clip_frames(i)]) for i in range(len(plans))]
 
 
+@pytest.mark.parametrize(
+    ("codec", "options"),
+    [
+        ("libx264", {"bf": "3", "g": "30", "x264-params": "b-pyramid=0"}),  # every B-frame a non-reference frame
+        ("libx265", {"g": "30", "x265-params": "bframes=3:b-pyramid=0:log-level=error"}),
+    ],
+)
 @pytest.mark.parametrize("clips", ["first", "uniform:2"])
-def test_frames_nothing_needs_are_not_decoded_and_the_output_is_identical(tmp_path, monkeypatch, clips):
-    # B-frames without a pyramid: every B-frame is a non-reference frame
+def test_frames_nothing_needs_are_not_decoded_and_the_output_is_identical(tmp_path, monkeypatch, clips, codec, options):
     path = tmp_path / "b.mp4"
-    path.write_bytes(encode(smooth_frames(120, 64, 96), options={"bf": "3", "g": "30", "x264-params": "b-pyramid=0"}))
+    path.write_bytes(encode(smooth_frames(120, 64, 96), codec=codec, options=options))
     cfg = config(num_frames=9, fps=10, clips=clips, resolution=(64, 64))  # 25 -> 10 fps: most frames unused
     skipping, plans, frames = _pyav_clip(str(path), cfg)
     monkeypatch.setattr(pyav_video, "SKIPPING_DECODERS", frozenset())
@@ -37,7 +43,8 @@ def test_frames_nothing_needs_are_not_decoded_and_the_output_is_identical(tmp_pa
     for a, b in zip(frames, frames_again):
         assert np.array_equal(a, b)
     assert skipping.frames_decoded < plain.frames_decoded
-    skipping.close(), plain.close()
+    skipping.close()
+    plain.close()
 
 
 def test_a_first_clip_reads_only_the_start_of_a_long_video(tmp_path):
@@ -52,3 +59,23 @@ def test_a_first_clip_reads_only_the_start_of_a_long_video(tmp_path):
     sample = Sample("s", "k", path.read_bytes(), "mp4", None, None)
     (piece,) = decode_clips(sample, cfg)
     assert piece.info.source_num_frames == 250 and piece.info.source_fps == pytest.approx(25)  # from the mp4 header
+
+
+@pytest.mark.parametrize("gop", ["closed", "open"])
+def test_a_clip_starting_anywhere_decodes_like_front_to_back(tmp_path, gop):
+    # In an open GOP, frames shown before a keyframe but decoded after it refer to the GOP
+    # before: a clip starting on one of them must start decoding a GOP earlier.
+    options = {"bf": "3", "g": "12", **({"x264-params": "open-gop=1"} if gop == "open" else {})}
+    path = tmp_path / "v.mp4"
+    path.write_bytes(encode(index_frames(48), options=options))
+    front_to_back, _, (reference,) = _pyav_clip(str(path), config(num_frames=45))
+    front_to_back.close()
+    assert read_index(reference) == list(range(45))
+    for start in range(40):
+        video = PyAVVideo(str(path), config(num_frames=5))
+        video.read_all()
+        video.frame_times()
+        video.plan([np.arange(start, start + 5)])
+        frames = np.stack([f.copy() for f in video.clip_frames(0)])
+        video.close()
+        assert np.array_equal(frames, reference[start : start + 5]), start
