@@ -82,6 +82,8 @@ class PyAVVideo:
         self.complete = False
         """Every packet has been read (the frame times are the whole video's)."""
         self.geometry: Geometry | None = None
+        self._graph: av.filter.Graph | None = None
+        self._graph_key: tuple[int, int, str] | None = None  # the frame size and format it was built for
         self._skipping = self.codec in SKIPPING_DECODERS
         self.frames_decoded = 0
         """Frames the decoder gave out (skipped frames give none): for tests and benchmarks."""
@@ -251,7 +253,7 @@ class PyAVVideo:
                 rotation=_normalize_rotation(frame.rotation),
             )
         key = (frame.width, frame.height, frame.format.name)
-        if getattr(self, "_graph_key", None) != key:
+        if self._graph_key != key:  # built at the first frame, again if the stream changes size
             self._graph = self._build_graph(frame)
             self._graph_key = key
         self._graph.push(frame)
