@@ -12,7 +12,12 @@ frames are converted, by an FFmpeg filter graph that crops the cover window and
 area-scales it straight to RGB.
 
 Frame times follow decord's index, which the clip plans were first written
-against: packet pts less the stream's start time, in presentation order.
+against: packet pts less the stream's start time, in presentation order. A first
+clip is planned on the frames read so far: the same frames as on the whole
+video's times (the plan's tolerance, a tenth of the median frame interval, comes
+from the frames read); its `source_num_frames` and `source_fps` come from the
+container's header (exact for mp4 and mov, duration x average rate otherwise).
+A file that cannot be demuxed past some point ends there, as a cut file does.
 """
 
 from __future__ import annotations
