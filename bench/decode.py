@@ -3,7 +3,9 @@
 A 30 fps source sampled to 16 fps, clips of 33x256x256: `first` (33 frames at 16 fps take
 61 source frames) and `uniform:1` (the middle clip, from the keyframe before it). Each
 method runs on one core (pinned, one decoder thread) in interleaved rounds (median of
-`--repeat`), so a machine shared with other work slows every method alike:
+`--repeat`), timed in CPU seconds of the process (all its threads), so time spent waiting
+for a core that other work holds does not count; a machine shared with other work still
+slows every method alike through caches and clocks:
 
 - bare: PyAV decodes every frame from the keyframe at or before the clip to its last frame,
   converts nothing, the file opened with the reader's minimal stream analysis: what the core can do.
@@ -87,10 +89,10 @@ def length_check(sources: list[Path], repeat: int) -> list[tuple[str, str, float
         for path, sample in samples:
             for decoder in ("pyav", "decord"):
                 config = ReadConfig(num_frames=FRAMES, fps=FPS, resolution=OUT, decoder=decoder)
-                start = time.perf_counter()
+                start = time.process_time()
                 list(decode_clips(sample, config))
                 if round_:
-                    times.setdefault((path.name, decoder), []).append(time.perf_counter() - start)
+                    times.setdefault((path.name, decoder), []).append(time.process_time() - start)
     return [(name, decoder, 1000 * statistics.median(t)) for (name, decoder), t in times.items()]
 
 
@@ -180,10 +182,10 @@ def main() -> None:
             order = METHODS[round_ % 3 :] + METHODS[: round_ % 3]  # no method always runs first
             for method in order:
                 fn = case.bare if method == "bare" else (lambda d=method: case.run(d))
-                start = time.perf_counter()
+                start = time.process_time()
                 fn()
                 if round_:  # the first round warms up
-                    times[(key, method)].append(time.perf_counter() - start)
+                    times[(key, method)].append(time.process_time() - start)
 
     seconds = args.loops * 5.3
     print("## Decoding\n")
@@ -191,8 +193,9 @@ def main() -> None:
     print("the frames the clip needs (PyAV, from the keyframe at or before the clip to its last frame, nothing")
     print("converted), and PSNR against a LANCZOS resize of the same frames at full resolution.\n")
     print(f"- Machine: **{MACHINE}** (Python {platform.python_version()}, PyAV {av.__version__}, decord {decord.__version__}).")
-    print(f"  One process pinned to one core, one decoder thread; methods interleaved in each round, median of {args.repeat}")
-    print("  rounds after a warm-up. The 2 vCPUs were shared with other work: compare within a row.")
+    print("  One process pinned to one core, one decoder thread; times are CPU time of the process (all threads),")
+    print(f"  methods interleaved in each round, median of {args.repeat} rounds after a warm-up. The 2 vCPUs were shared")
+    print("  with other work: compare within a row.")
     print(f"- Sources: `demo/bigbuckbunny.mp4` looped {args.loops}x ({seconds:.0f} s), re-encoded by imageio-ffmpeg's ffmpeg:")
     print("  libx264 crf 23 (preset medium, B-frames), 30 fps, audio kept; GOP 250 and 30.")
     print(f"- Command: `.venv/bin/python bench/decode.py --repeat {args.repeat} --loops {args.loops}`.\n")
