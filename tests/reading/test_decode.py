@@ -94,6 +94,14 @@ def test_provenance(indexed_video):
     assert (info.caption, info.meta, info.rotation) == ("cap", '{"id": 7}', 0)
 
 
+def test_overlapping_uniform_clips_each_hold_their_frames():
+    video = encode(index_frames(20), options={"g": "6", "bf": "2"})
+    pieces = decode(video, num_frames=9, clips="uniform:6")
+    assert [p.info.frame_indices[0] for p in pieces] == [0, 2, 4, 7, 9, 11]  # overlapping: decoded again or kept
+    for piece in pieces:
+        assert read_index(piece.frames) == piece.info.frame_indices
+
+
 def test_variable_frame_rate_video_gives_evenly_timed_frames():
     # frame durations cycle through 20, 40, 100 ms
     durations = [0.02, 0.04, 0.1] * 20

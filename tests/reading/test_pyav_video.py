@@ -79,3 +79,14 @@ def test_a_clip_starting_anywhere_decodes_like_front_to_back(tmp_path, gop):
         frames = np.stack([f.copy() for f in video.clip_frames(0)])
         video.close()
         assert np.array_equal(frames, reference[start : start + 5]), start
+
+
+@pytest.mark.parametrize(("container", "codec"), [("mp4", "libx264"), ("matroska", "libx264"), ("webm", "libvpx-vp9")])
+def test_a_first_clip_takes_the_frame_count_from_the_header(container, codec):
+    # the video is not read to its end: count and rate come from the container (mkv and webm
+    # have no frame count: their duration x average rate)
+    video = encode(index_frames(250, 32, 64), container=container, codec=codec, options={"g": "250"} if codec == "libx264" else None)
+    ext = {"matroska": "mkv"}.get(container, container)
+    (piece,) = decode_clips(Sample("s", "k", video, ext, None, None), config(num_frames=9, resolution=(32, 64)))
+    assert piece.info.frame_indices == list(range(9)) and read_index(piece.frames) == list(range(9))
+    assert piece.info.source_num_frames == 250 and piece.info.source_fps == pytest.approx(25, rel=1e-3)
