@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
         return stop.exit_code or 1
+    finally:
+        stop.restore()
     if stop.signum is not None:
         return stop.exit_code
     shards = summary["shards"]

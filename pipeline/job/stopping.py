@@ -20,6 +20,7 @@ class StopRequest:
         self.signum: int | None = None
         self.requested = threading.Event()
         self.forced = threading.Event()
+        self._previous: dict[int, object] = {}
 
     def install(self) -> None:
         """(Re)install the handlers; call again after ``ray.init``, which sets its own for SIGTERM.
@@ -27,7 +28,14 @@ class StopRequest:
         if threading.current_thread() is not threading.main_thread():
             return
         for signum in SIGNALS:
-            signal.signal(signum, self._handle)
+            previous = signal.signal(signum, self._handle)
+            self._previous.setdefault(signum, previous)
+
+    def restore(self) -> None:
+        """Put back the handlers found by the first ``install`` (for callers that go on running)."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
 
     def _handle(self, signum: int, frame: object) -> None:
         # Only flags here: printing from a handler can interrupt a print in progress (reentrant I/O).

@@ -92,8 +92,8 @@ class ReadConfig:
                 raise ReadConfigError("max_frames", f"max_frames only applies to clips='whole', not clips={self.clips!r}")
             if self.max_frames < self.num_frames:
                 raise ReadConfigError(
-                    "max_frames", f"max_frames ({self.max_frames}) must be at least num_frames ({self.num_frames}), "
-                    "the shortest clip taken in 'whole' mode"
+                    "max_frames", f"max_frames must be at least num_frames ({self.num_frames}), the shortest clip "
+                    f"taken in 'whole' mode, got {self.max_frames}"
                 )
         if self.short_videos not in SHORT_VIDEO_POLICIES:
             raise ReadConfigError("short_videos",
