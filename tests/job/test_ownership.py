@@ -1,0 +1,74 @@
+"""One owner per output, end to end: two jobs on one output never both encode it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from .conftest import SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
+
+def _wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_two_jobs_started_together_one_runs_the_other_is_refused_naming_it(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=3, samples=3)
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS]
+    jobs = [start_cli(ray_head, *args, log=tmp_path / f"job{i}.log") for i in range(2)]
+    try:
+        codes = [job.wait(timeout=240) for job in jobs]
+    finally:
+        for job in jobs:
+            job.kill()
+    logs = [(tmp_path / f"job{i}.log").read_text() for i in range(2)]
+    assert sorted(codes) == [0, 1], logs
+    winner, loser = (logs[0], logs[1]) if codes[0] == 0 else (logs[1], logs[0])
+    run_id = winner.split("(run ", 1)[1].split(")", 1)[0]
+    assert f"is in use by another job: run {run_id} (pid" in loser and "or pass --wait" in loser
+    assert "Traceback" not in loser
+    records = [json.loads(p.read_text()) for p in (out / "_committed").glob("*.json")]
+    assert len(records) == 3 and {r["run_id"] for r in records} == {run_id} and {r["attempt"] for r in records} == {1}
+    assert not list((out / "_lease").glob("*.json"))  # released
+    assert len(read_output(out)) == 9
+
+
+def test_overwrite_never_deletes_a_held_output_and_wait_resumes_after_it(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=4, samples=2)
+    last = data.folder / "part-000003.tar"
+    payload = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)  # the first job blocks reading its last shard until the test writes it
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1"]
+    first = start_cli(ray_head, *args, log=tmp_path / "first.log")
+    waiter = None
+    try:
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 3, 180, "three committed shards")
+        overwrite = run_cli(ray_head, *args, "--overwrite", check=False, timeout=120)
+        assert overwrite.returncode == 1, overwrite.stdout + overwrite.stderr
+        assert "is in use by another job: run" in overwrite.stderr and "Traceback" not in overwrite.stderr
+        assert len(list((out / "_committed").glob("*.json"))) == 3 and (out / "_job.json").exists()
+        assert first.poll() is None, "the first job must still be running"
+        waiter = start_cli(ray_head, *args, "--wait", log=tmp_path / "waiter.log")
+        _wait_for(lambda: "waiting for it to finish (--wait)" in (tmp_path / "waiter.log").read_text(), 120,
+                  "the second job to wait")
+        with open(last, "wb") as fifo:  # let the first job finish
+            fifo.write(payload)
+        assert first.wait(timeout=240) == 0, (tmp_path / "first.log").read_text()
+        assert waiter.wait(timeout=240) == 0, (tmp_path / "waiter.log").read_text()
+    finally:
+        first.kill()
+        if waiter is not None:
+            waiter.kill()
+    waited = (tmp_path / "waiter.log").read_text()
+    assert "4 shards, 4 already committed, 0 to encode" in waited and "took over" not in waited  # released
+    records = [json.loads(p.read_text()) for p in (out / "_committed").glob("*.json")]
+    assert len(records) == 4 and len({r["run_id"] for r in records}) == 1
+    assert len(read_output(out)) == 8
