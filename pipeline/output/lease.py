@@ -6,7 +6,9 @@ The lease is the file of the highest generation. A job takes it by creating the 
 generation's file with ``create_exclusively`` (``link(2)`` locally, a conditional put on object
 stores): of two jobs racing, exactly one succeeds. The holder rewrites its own file every
 ``seconds / 3`` (the heartbeat); a file not rewritten for ``seconds`` has lapsed (its job was
-killed), and the next job takes generation + 1 and removes the older files. A holder that
+killed), and the next job takes generation + 1 and removes the older files. A holder on the
+same machine whose process is gone (killed with SIGKILL, the machine's own PID and start time
+tell) is not waited for. A holder that
 finds a higher generation than its own, or its own file gone, has lost the lease (it stalled
 past the expiry and another job took over) and must stop. Expiry compares wall clocks of
 different machines: they must agree to well within ``seconds``.
@@ -42,7 +44,15 @@ class Holder:
     record: dict[str, Any]
 
     def expired(self, now: float) -> bool:
-        return now > float(self.record.get("renewed_at", 0)) + float(self.record.get("seconds", 0))
+        lapsed = now > float(self.record.get("renewed_at", 0)) + float(self.record.get("seconds", 0))
+        return lapsed or self.died_here()
+
+    def died_here(self) -> bool:
+        """The holder ran on this machine and its process is gone."""
+        r = self.record
+        if r.get("host") != socket.gethostname() or r.get("boot_id") != _boot_id() or not r.get("pid"):
+            return False
+        return _process_start(int(r["pid"])) != r.get("process_start")
 
     def describe(self, now: float | None = None) -> str:
         r = self.record
@@ -62,6 +72,7 @@ class Lease:
         self.log = log
         self.generation: int | None = None
         self.record = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "seconds": self.seconds,
+                       "boot_id": _boot_id(), "process_start": _process_start(os.getpid()),
                        "started_at": time.time(), "command": " ".join(sys.argv), **about}
         self.lost = threading.Event()
         self.lost_reason = ""
@@ -125,7 +136,8 @@ class Lease:
             if create_exclusively(self.layout.fs, self._path(generation), json_bytes(self.record)):
                 self.generation = generation
                 if current is not None:
-                    self.log(f"took over {self.layout.url} from {current.describe(now)}: its lease had lapsed")
+                    why = "its process is gone" if current.died_here() else "its lease had lapsed"
+                    self.log(f"took over {self.layout.url} from {current.describe(now)}: {why}")
                 for old in holders:
                     self._remove(old.generation)
                 return
@@ -175,3 +187,21 @@ class Lease:
             self.layout.fs.rm(self._path(generation))
         except FileNotFoundError:
             pass
+
+
+def _boot_id() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as file:
+            return file.read().strip()
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot), None if there is none: a PID plus its
+    start time names one process, even after the PID is reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return int(file.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None

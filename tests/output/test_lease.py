@@ -108,3 +108,29 @@ def test_job_manifest_is_created_once_and_compared_after(layout):
     other = {**manifest, "output_settings": {"num_frames": 9}}
     with pytest.raises(OutputConflict, match="num_frames: 5 then, 9 now"):
         check_or_create(layout, other)
+
+
+def test_a_killed_holder_on_this_machine_is_not_waited_for(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from pipeline.output.layout import OutputLayout\n"
+        "from pipeline.output.lease import Lease\n"
+        f"Lease(OutputLayout({str(out)!r}), 'kill0000', seconds=600).acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        layout = OutputLayout(str(out))
+        with pytest.raises(OutputBusy, match="run kill0000"):
+            Lease(layout, "next1111", seconds=30, log=lambda line: None).acquire()
+        holder.kill()
+        holder.wait(timeout=30)
+        lines: list[str] = []
+        Lease(layout, "next1111", seconds=30, log=lines.append).acquire()  # at once, not after 600 s
+        assert any("took over" in line and "its process is gone" in line for line in lines)
+    finally:
+        holder.kill()
