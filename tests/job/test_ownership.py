@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
+
+from pipeline.output.layout import OutputLayout
+from pipeline.output.lease import Lease
 
 from .conftest import SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
 
@@ -72,3 +76,50 @@ def test_overwrite_never_deletes_a_held_output_and_wait_resumes_after_it(ray_hea
     records = [json.loads(p.read_text()) for p in (out / "_committed").glob("*.json")]
     assert len(records) == 4 and len({r["run_id"] for r in records}) == 1
     assert len(read_output(out)) == 8
+
+
+def test_sigterm_while_waiting_for_the_output_exits_143_before_ray(ray_head, dataset, tmp_path):
+    out = tmp_path / "out"
+    holder = Lease(OutputLayout(str(out)), "hold0000", seconds=600, log=lambda line: None)
+    holder.acquire()
+    try:
+        job = start_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--wait",
+                        log=tmp_path / "job.log")
+        try:
+            _wait_for(lambda: "waiting for it to finish (--wait)" in (tmp_path / "job.log").read_text(), 60,
+                      "the job to wait")
+            job.send_signal(signal.SIGTERM)
+            assert job.wait(timeout=30) == 143
+        finally:
+            job.kill()
+    finally:
+        holder.release()
+    log = (tmp_path / "job.log").read_text()
+    assert "error: stopped while waiting for" in log and "run hold0000" in log and "Traceback" not in log
+    assert not (out / "_job.json").exists()
+
+
+def test_a_job_whose_lease_was_taken_over_stops(ray_head, tmp_path):
+    data = write_dataset(tmp_path / "shards", shards=2, samples=2)
+    fifo = data.folder / "part-000001.tar"
+    fifo.unlink()
+    os.mkfifo(fifo)  # the job blocks on its second shard
+    out = tmp_path / "out"
+    job = start_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1",
+                    "--lease-seconds", "3", log=tmp_path / "job.log")
+    try:
+        _wait_for(lambda: list((out / "_committed").glob("*.json")), 180, "the first committed shard")
+        # What a second job does once this one's lease has lapsed (e.g. this driver stalled for longer
+        # than --lease-seconds): it takes the next generation and removes the older files.
+        (current,) = (out / "_lease").glob("*.json")
+        record = json.loads(current.read_text())
+        (out / "_lease" / f"{int(current.stem) + 1:012d}.json").write_text(json.dumps(
+            {**record, "run_id": "taker111", "pid": 1, "renewed_at": time.time() + 600}))
+        current.unlink()
+        assert job.wait(timeout=60) == 1, (tmp_path / "job.log").read_text()
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert "lapsed and it was taken over by run taker111" in log and "its committed shards are kept" in log
+    assert "Traceback" not in log
+    assert [p.stem for p in (out / "_lease").glob("*.json")] == [f"{int(current.stem) + 1:012d}"]  # left alone
