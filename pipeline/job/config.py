@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ..reading.config import DECODERS, ReadConfig, ReadConfigError
+from ..reading.config import DECODERS, SHORT_VIDEO_POLICIES, ReadConfig, ReadConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_INPUT = str(ROOT / "demo" / "shards" / "demo-{000000..000001}.tar")
@@ -34,7 +34,7 @@ CLIP_POLICIES = "first, uniform:N (N >= 1), all, whole"
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 LATENT_DTYPES = ("float32", "float16", "bfloat16")
 STORE = ("mean", "moments")
-SHORT_VIDEOS = ("skip", "shorten")
+SHORT_VIDEOS = SHORT_VIDEO_POLICIES
 
 # Fields that do not change what is written: a re-run may change them and still resume. The input and
 # the model are identified by content (resolved shard list, weights checksum and config), not spelling.

@@ -241,7 +241,8 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
     run = {"run_id": run_id, "seconds": round(seconds, 3), "shards_encoded": len(outcome.encoded),
            "shards_skipped": len(plan.urls) - len(todo), "clips": clips,
            "clips_per_second": round(clips / seconds, 3) if seconds else 0.0,
-           "stopped_by": stop.name, "abandoned": outcome.abandoned, "write_failures": outcome.write_failures}
+           "given_up": outcome.given_up, "stopped_by": stop.name, "abandoned": outcome.abandoned,
+           "write_failures": outcome.write_failures}
     summary = build_summary(layout, plan.names, run)
     try:
         write_summary(layout, summary)
@@ -263,7 +264,7 @@ class _Outcome:
 
     def __init__(self) -> None:
         self.encoded: list[dict] = []
-        self.given_up = 0
+        self.given_up: list[str] = []
         self.abandoned: list[str] = []
         self.write_failures: list[str] = []
 
@@ -385,7 +386,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                     "re-queued")
                 queue.append(url)
             else:
-                outcome.given_up += 1
+                outcome.given_up.append(shard_name(url))
                 log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
                 _record_given_up(layout, url, attempts[url], reason, log, outcome)
         if time.perf_counter() - last_report >= job.progress_seconds:
@@ -406,7 +407,7 @@ def _record_given_up(layout: OutputLayout, url: str, attempts: int, reason: str,
 
 
 def _progress_line(plan: Plan, actors: list, running: dict, outcome: _Outcome, total: int, started: float) -> str:
-    encoded, given_up = outcome.encoded, outcome.given_up
+    encoded, given_up = outcome.encoded, len(outcome.given_up)
     elapsed = time.perf_counter() - started
     partial = 0
     for index, _ in running.values():

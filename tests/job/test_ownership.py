@@ -23,20 +23,28 @@ def _wait_for(condition, timeout: float, what: str):
 
 def test_two_jobs_started_together_one_runs_the_other_is_refused_naming_it(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=3, samples=3)
+    last = data.folder / "part-000002.tar"
+    payload = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)  # the winner cannot finish (and give the output back) before the loser has tried
     out = tmp_path / "out"
-    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS]
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1"]
     jobs = [start_cli(ray_head, *args, log=tmp_path / f"job{i}.log") for i in range(2)]
     try:
+        _wait_for(lambda: any(job.poll() is not None for job in jobs), 180, "one job to exit")
+        loser = next(i for i, job in enumerate(jobs) if job.poll() is not None)
+        with open(last, "wb") as fifo:
+            fifo.write(payload)
         codes = [job.wait(timeout=240) for job in jobs]
     finally:
         for job in jobs:
             job.kill()
     logs = [(tmp_path / f"job{i}.log").read_text() for i in range(2)]
-    assert sorted(codes) == [0, 1], logs
-    winner, loser = (logs[0], logs[1]) if codes[0] == 0 else (logs[1], logs[0])
-    run_id = winner.split("(run ", 1)[1].split(")", 1)[0]
-    assert f"is in use by another job: run {run_id} (pid" in loser and "or pass --wait" in loser
-    assert "Traceback" not in loser
+    winner = 1 - loser
+    assert codes[loser] == 1 and codes[winner] == 0, logs
+    run_id = logs[winner].split("(run ", 1)[1].split(")", 1)[0]
+    assert f"is in use by another job: run {run_id} (pid" in logs[loser] and "or pass --wait" in logs[loser]
+    assert "Traceback" not in logs[loser]
     records = [json.loads(p.read_text()) for p in (out / "_committed").glob("*.json")]
     assert len(records) == 3 and {r["run_id"] for r in records} == {run_id} and {r["attempt"] for r in records} == {1}
     assert not list((out / "_lease").glob("*.json"))  # released
