@@ -187,6 +187,24 @@ def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_
     assert len(read_output(out)) == 4
 
 
+def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "600"]
+    job = _start(ray_head, args, tmp_path / "job.log")
+    try:
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 1, 180, "one committed shard")
+        job.send_signal(signal.SIGTERM)
+        _wait_for(lambda: "get 600 s to commit" in (tmp_path / "job.log").read_text(), 30, "the job to notice")
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=60) == 143, (tmp_path / "job.log").read_text()
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert "abandoned 1 running shard(s): part-000001" in log and "Traceback" not in log
+    assert log.rstrip().splitlines()[-1].startswith("stopped by SIGTERM: 1 of 2 shards committed")
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 256 KiB tmpfs: full once the test fills it."""
