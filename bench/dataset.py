@@ -78,7 +78,7 @@ def write_output(folder: Path, rows: int, shards: int) -> None:
         publish_shard(layout, name, out, [], metadata, {"url": f"bench://{name}.tar", "stats": stats.to_dict(),
                                                          "errors_by_type": {}})
         print(f"wrote {name}: {per_shard} rows", file=sys.stderr, flush=True)
-    write_json(layout.fs, layout.job_manifest, make_manifest({"input": "bench"}, {}, "bench", {"source": "bench"}))
+    write_json(layout.fs, layout.job_manifest, make_manifest({"input": "bench"}, {}, {"source": "bench"}))
 
 
 # The writer's first settings, kept as the baseline the job's format is measured against:

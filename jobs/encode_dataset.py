@@ -9,7 +9,8 @@ the bundled demo shards with the bundled demo model into out/demo. Re-running th
 command resumes: committed shards are skipped.
 
 Exit status: 0 all shards committed, 3 some shards given up (re-run to retry them),
-2 invalid settings, 1 the job could not run.
+2 invalid settings, 1 the job could not run (e.g. another job holds the output),
+143 / 130 stopped by SIGTERM / SIGINT (committed shards are kept; re-run to resume).
 """
 
 from __future__ import annotations
@@ -32,15 +33,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     from pipeline.job.driver import JobError, run_job
+    from pipeline.job.stopping import StopRequest
 
+    stop = StopRequest()
+    stop.install()
     try:
-        summary = run_job(config)
+        summary = run_job(config, stop=stop)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except JobError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return stop.exit_code or 1
+    finally:
+        stop.restore()
+    if stop.signum is not None:
+        return stop.exit_code
     shards = summary["shards"]
     return 0 if shards["committed"] == shards["total"] else 3
 

@@ -72,11 +72,6 @@ class WFVAE(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.decoder.conv_in.conv.weight.dtype
 
-    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        """(C, t, h, w) of the latents of a (3, frames, height, width) clip."""
-        s = self.spatial_compression
-        return (self.latent_channels, 1 + (frames - 1) // self.temporal_compression, height // s, width // s)
-
     def weights_checksum(self) -> str:
         """SHA-256 over parameter names, dtypes and values: identifies the weights, whatever file held them."""
         digest = hashlib.sha256()

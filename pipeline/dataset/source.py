@@ -13,13 +13,12 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..output.layout import OutputLayout
+from ..output.reader import OutputNotReadable, read_job_output
 from ..output.schema import read_file_metadata
 from ..output.stats import LatentStats
-from ..output.storage import is_local, read_json
+from ..output.storage import is_local
 
-
-class OutputNotReadable(ValueError):
-    """The folder is not (yet) a job output with committed rows; the message says which."""
+__all__ = ["CommittedOutput", "CommittedShard", "OutputNotReadable", "open_output", "open_parquet"]
 
 
 @dataclass(frozen=True)
@@ -58,18 +57,9 @@ def open_parquet(layout: OutputLayout, path: str) -> pq.ParquetFile:
     return pq.ParquetFile(layout.fs.open(path, "rb"))
 
 
-def open_job_folder(url: str, storage_options: dict[str, Any] | None = None
-                    ) -> tuple[OutputLayout, dict[str, Any], dict[str, dict[str, Any]]]:
-    """(layout, job manifest, commit records by shard) of an existing output folder."""
-    layout = OutputLayout(url, storage_options)
-    if not layout.exists():
-        raise OutputNotReadable(f"{url} has no _job.json: it is not an output folder of jobs/encode_dataset.py, "
-                                "or that job has not started writing to it")
-    return layout, read_json(layout.fs, layout.job_manifest), layout.commit_records()
-
-
 def open_output(url: str, storage_options: dict[str, Any] | None = None) -> CommittedOutput:
-    layout, manifest, records = open_job_folder(url, storage_options)
+    output = read_job_output(OutputLayout(url, storage_options))
+    layout, records = output.layout, output.records
     if not records:
         raise OutputNotReadable(f"{url} has no committed shards yet (nothing in _committed/); wait for the job to "
                                 "commit some, or check its log")
@@ -80,7 +70,4 @@ def open_output(url: str, storage_options: dict[str, Any] | None = None) -> Comm
                                 "see errors/)")
     with layout.fs.open(layout.latents(first.name), "rb") as file:
         metadata = read_file_metadata(pq.ParquetFile(file).schema_arrow)
-    stats = LatentStats()
-    for record in records.values():
-        stats = stats.merge(LatentStats.from_dict(record.get("stats")))
-    return CommittedOutput(layout.url, dict(storage_options or {}), manifest, shards, metadata, stats)
+    return CommittedOutput(layout.url, dict(storage_options or {}), output.manifest, shards, metadata, output.stats)

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ..dataset.source import open_job_folder, open_parquet
+from ..dataset.source import open_parquet
 from ..dataset.tensors import latent_shapes
 from ..output.layout import OutputLayout, shard_name
-from ..output.stats import LatentStats
+from ..output.reader import read_job_output
 from ..output.storage import read_json
 from ..reading import list_shards
 
@@ -24,8 +24,9 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
                     input_spec: str | None = None) -> dict[str, Any]:
     """Pending shards are the input's shards neither committed nor given up; the input is the
     job's own unless ``input_spec`` is given, and is reported unknown if it cannot be listed."""
-    layout, manifest, records = open_job_folder(url, storage_options)
-    given_up = {name: read_json(layout.fs, layout.given_up(name)) for name in layout.given_up_shards()}
+    output = read_job_output(OutputLayout(url, storage_options))
+    layout, manifest, records = output.layout, output.manifest, output.records
+    given_up = {name: read_json(layout.fs, layout.given_up(name)) for name in output.given_up}
     input_spec = input_spec or manifest.get("config", {}).get("input")
     pending: list[str] | None = None
     input_error = None
@@ -37,11 +38,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
             pending = [name for name in inputs if name not in records and name not in given_up]
         except (ValueError, OSError) as err:
             input_error = f"{type(err).__name__}: {err}"
-    stats = LatentStats()
-    errors: Counter = Counter()
-    for record in records.values():
-        stats = stats.merge(LatentStats.from_dict(record.get("stats")))
-        errors.update(record.get("errors_by_type", {}))
+    stats = output.stats
     files = {path.rsplit("/", 1)[-1][: -len(".parquet")] for path in layout.fs.glob(layout.latents("*"))}
     return {
         "output": layout.url,
@@ -57,11 +54,10 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
         "pending": pending,
         "given_up": {name: info.get("last_error") for name, info in given_up.items()},
         "uncommitted_files": sorted(files - set(records)),
-        "rows": sum(int(r.get("rows", 0)) for r in records.values()),
-        "samples_failed": sum(int(r.get("errors", 0)) for r in records.values()),
-        "errors_by_type": dict(sorted(errors.items())),
-        "bytes": {kind: sum(int(r.get("bytes", {}).get(kind, 0)) for r in records.values())
-                  for kind in ("latents", "errors")},
+        "rows": output.rows,
+        "samples_failed": output.errors,
+        "errors_by_type": output.errors_by_type,
+        "bytes": output.bytes,
         "stored": manifest.get("config", {}).get("store"),
         "latents": _shapes(layout, sorted(name for name, r in records.items() if r.get("rows"))),
         "latent_stats": {"mean": stats.mean, "std": stats.std},

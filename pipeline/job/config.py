@@ -1,23 +1,29 @@
 """The encode job's configuration: one dataclass, filled from a YAML file and CLI flags.
 
-Every value is checked before any work starts, with a message that says what is
-allowed. ``fingerprint()`` covers exactly the fields that change the output, so a re-run
-with different runtime knobs (actors, batch size, chunking) still resumes, while a
-different clip spec or model is refused instead of mixing two datasets in one folder.
+Every value is checked before any work starts, with a message that names the flag and
+says what is allowed. The read settings (clips, sizes, captions, decoder) are a section of
+this config: ``read_config()`` builds the reader's ``ReadConfig`` from them, and that class's
+own checks are the only ones they get, reported here under the flag's name.
+``output_settings()`` holds exactly the fields that change the output, so a re-run with
+different runtime knobs (actors, batch size, chunking) still resumes, while a different clip
+spec is refused instead of mixing two datasets in one folder. Where the input and the model
+are is not part of it: they are identified by content (see driver.Plan).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..reading.config import DECODERS, SHORT_VIDEO_POLICIES, ReadConfig, ReadConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_INPUT = str(ROOT / "demo" / "shards" / "demo-{000000..000001}.tar")
@@ -28,11 +34,16 @@ CLIP_POLICIES = "first, uniform:N (N >= 1), all, whole"
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 LATENT_DTYPES = ("float32", "float16", "bfloat16")
 STORE = ("mean", "moments")
-SHORT_VIDEOS = ("skip", "shorten")
+SHORT_VIDEOS = SHORT_VIDEO_POLICIES
 
-# Fields that do not change what is written: a re-run may change them and still resume.
-RUNTIME_FIELDS = {"output", "chunk_frames", "batch_size", "num_actors", "gpus_per_actor", "decode_workers",
-                  "max_shard_attempts", "storage_options", "overwrite", "ray_address", "progress_seconds"}
+# Fields that do not change what is written: a re-run may change them and still resume. The input and
+# the model are identified by content (resolved shard list, weights checksum and config), not spelling.
+RUNTIME_FIELDS = {"input", "output", "model", "chunk_frames", "batch_size", "num_actors", "gpus_per_actor",
+                  "decode_workers", "max_shard_attempts", "storage_options", "overwrite", "ray_address",
+                  "progress_seconds", "wait", "lease_seconds", "grace_seconds", "shared_output"}
+# The read section: JobConfig field -> ReadConfig field, checked by ReadConfig alone.
+READ_FIELDS = ("num_frames", "fps", "clips", "max_frames", "short_videos", "resolution", "buckets",
+               "video_extensions", "caption_key", "decoder")
 
 
 class ConfigError(ValueError):
@@ -53,6 +64,7 @@ class JobConfig:
     buckets: tuple[tuple[int, int], ...] | None = None
     caption_key: str = "txt"
     video_extensions: tuple[str, ...] = ("mp4", "mkv", "webm", "mov", "avi")
+    decoder: str = "pyav"
     chunk_frames: int | None = None
     batch_size: int = 4
     dtype: str = "auto"
@@ -66,16 +78,30 @@ class JobConfig:
     overwrite: bool = False
     ray_address: str | None = None
     progress_seconds: float = 10.0
+    wait: bool = False
+    lease_seconds: float = 60.0
+    grace_seconds: float = 20.0
+    shared_output: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)
+        self.read_config(temporal_compression=1)  # the read section, checked before the model is known
+
+    def read_config(self, temporal_compression: int) -> ReadConfig:
+        """The reader's settings for a model of this temporal compression; ConfigError names the flag."""
+        try:
+            return ReadConfig(temporal_compression=temporal_compression,
+                              **{name: getattr(self, name) for name in READ_FIELDS})
+        except ReadConfigError as err:
+            flag = err.field if err.field in READ_FIELDS else None
+            message = str(err)
+            if flag and message.startswith(f"{flag} "):
+                message = message[len(flag) + 1:]
+            raise ConfigError(f"--{flag.replace('_', '-')}: {message}" if flag else message) from None
 
     def output_settings(self) -> dict[str, Any]:
-        """The settings that define what is written (the model's weights are checked separately)."""
+        """The settings that define what is written (input and model are identified by content, in Plan)."""
         return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.output_settings(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -110,31 +136,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: Any) -> bool:
+    """A finite int or float (not a bool): nan and inf are refused everywhere."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _validate(c: JobConfig) -> None:
     for name in ("input", "output", "model"):
         if not isinstance(getattr(c, name), str) or not getattr(c, name).strip():
             _fail(name, "must be a non-empty path or URL")
-    if not _is_int(c.num_frames) or c.num_frames < 1:
-        _fail("num_frames", f"must be a positive integer (1 + a multiple of the model's temporal compression, "
-                            f"e.g. 17 or 33), got {c.num_frames!r}")
-    if c.fps is not None and (not isinstance(c.fps, (int, float)) or isinstance(c.fps, bool) or c.fps <= 0):
-        _fail("fps", f"must be a positive number of frames per second, or omitted for the source rate, got {c.fps!r}")
-    if not isinstance(c.clips, str) or not re.fullmatch(r"first|all|whole|uniform:[1-9]\d*", c.clips):
-        _fail("clips", f"must be one of {CLIP_POLICIES}, got {c.clips!r}")
-    if c.max_frames is not None and (not _is_int(c.max_frames) or c.max_frames < 1):
-        _fail("max_frames", f"must be a positive integer, got {c.max_frames!r}")
-    if c.short_videos not in SHORT_VIDEOS:
-        _fail("short_videos", f"must be one of {SHORT_VIDEOS}, got {c.short_videos!r}")
     if (c.resolution is None) == (c.buckets is None):
         _fail("resolution", "give exactly one of --resolution and --buckets")
-    for size in [c.resolution] if c.resolution else list(c.buckets or ()):
-        if (not isinstance(size, tuple) or len(size) != 2 or not all(_is_int(v) and v >= 8 and v % 8 == 0 for v in size)):
-            _fail("resolution" if c.resolution else "buckets",
-                  f"sizes are HxW with both sides positive multiples of 8 (e.g. 256x448), got {size!r}")
-    if not c.caption_key or not re.fullmatch(r"[\w.-]+|json:[\w.-]+", c.caption_key):
-        _fail("caption_key", f"must be a file extension (e.g. txt) or json:FIELD (e.g. json:caption), got {c.caption_key!r}")
-    if not c.video_extensions or not all(isinstance(e, str) and re.fullmatch(r"[\w.-]+", e) for e in c.video_extensions):
-        _fail("video_extensions", f"must be a list of file extensions like mp4,webm, got {c.video_extensions!r}")
     if c.chunk_frames is not None and (not _is_int(c.chunk_frames) or c.chunk_frames < 1):
         _fail("chunk_frames", f"must be a positive multiple of the model's temporal compression, got {c.chunk_frames!r}")
     if not _is_int(c.batch_size) or c.batch_size < 1:
@@ -147,8 +159,7 @@ def _validate(c: JobConfig) -> None:
         _fail("store", f"must be one of {STORE}, got {c.store!r}")
     if c.num_actors is not None and (not _is_int(c.num_actors) or c.num_actors < 1):
         _fail("num_actors", f"must be a positive integer (default: one per GPU, or 1 without GPUs), got {c.num_actors!r}")
-    if c.gpus_per_actor is not None and (not isinstance(c.gpus_per_actor, (int, float))
-                                         or isinstance(c.gpus_per_actor, bool) or c.gpus_per_actor < 0):
+    if c.gpus_per_actor is not None and (not _is_number(c.gpus_per_actor) or c.gpus_per_actor < 0):
         _fail("gpus_per_actor", f"must be a non-negative number (fractions share a GPU; 0 runs on CPU), "
                                 f"got {c.gpus_per_actor!r}")
     if c.decode_workers is not None and (not _is_int(c.decode_workers) or c.decode_workers < 1):
@@ -157,12 +168,21 @@ def _validate(c: JobConfig) -> None:
         _fail("max_shard_attempts", f"must be a positive integer, got {c.max_shard_attempts!r}")
     if not isinstance(c.storage_options, dict):
         _fail("storage_options", f"must be a JSON object, got {c.storage_options!r}")
-    if not isinstance(c.progress_seconds, (int, float)) or c.progress_seconds <= 0:
-        _fail("progress_seconds", f"must be a positive number, got {c.progress_seconds!r}")
+    for name in ("progress_seconds", "lease_seconds"):
+        if not _is_number(getattr(c, name)) or getattr(c, name) <= 0:
+            _fail(name, f"must be a positive number of seconds, got {getattr(c, name)!r}")
+    if not _is_number(c.grace_seconds) or c.grace_seconds < 0:
+        _fail("grace_seconds", f"must be a number of seconds >= 0, got {c.grace_seconds!r}")
+    for name in ("overwrite", "wait", "shared_output"):
+        if not isinstance(getattr(c, name), bool):
+            _fail(name, f"must be true or false, got {getattr(c, name)!r}")
+    if c.ray_address is not None and (not isinstance(c.ray_address, str) or not c.ray_address.strip()):
+        _fail("ray_address", f"must be host:port, ray://host:port or auto, got {c.ray_address!r}")
 
 
-def check_against_model(config: JobConfig, temporal_compression: int) -> None:
-    """The checks that need the model: clip lengths and chunk sizes fit its compression."""
+def check_against_model(config: JobConfig, temporal_compression: int) -> ReadConfig:
+    """The checks that need the model (clip lengths and chunk sizes fit its compression); returns
+    the reader's settings for it."""
     tc = temporal_compression
     if not config.whole_videos and (config.num_frames - 1) % tc:
         below = 1 + (config.num_frames - 1) // tc * tc
@@ -171,6 +191,7 @@ def check_against_model(config: JobConfig, temporal_compression: int) -> None:
     if config.chunk_frames is not None and config.chunk_frames % tc:
         _fail("chunk_frames", f"must be a multiple of the model's temporal compression ({tc}), got "
                               f"{config.chunk_frames}")
+    return config.read_config(tc)
 
 
 # -- parsing -----------------------------------------------------------------------------
@@ -234,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--buckets", help="aspect-ratio buckets, comma-separated HxW sizes; each video goes to the nearest aspect")
     add("--caption-key", help="caption source: a sample file extension (txt) or json:FIELD (default txt)")
     add("--video-extensions", help="comma-separated video file extensions (default mp4,mkv,webm,mov,avi)")
+    add("--decoder", choices=DECODERS, help="video decoder (default pyav)")
     add("--chunk-frames", type=int, help="encode long clips through the Causal Cache in chunks of this many "
                                          "frames (default: whole clip; 8x the temporal compression with --clips whole)")
     add("--batch-size", type=int, help="clips of the same shape encoded together (default 4)")
@@ -250,7 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://host:9000\"}}')")
     add("--overwrite", action="store_true", default=None,
         help="delete whatever the output folder holds and start over (needed to reuse a folder "
-             "written with different settings)")
+             "written with different settings); never while another job holds it")
+    add("--wait", action="store_true", default=None,
+        help="if another job holds the output, wait for it to finish instead of exiting")
+    add("--lease-seconds", type=float, help="a job's hold on its output lapses this long after its last "
+                                            "heartbeat, e.g. when the job was killed (default 60)")
+    add("--grace-seconds", type=float, help="on SIGTERM/SIGINT, time running shards get to commit before they "
+                                            "are abandoned (default 20)")
+    add("--shared-output", action="store_true", default=None,
+        help="a local --output path is shared storage mounted on every node (needed on multi-node clusters)")
     add("--ray-address", help="Ray cluster to join (default: the running cluster, else a local one)")
     add("--progress-seconds", type=float, help="seconds between progress lines (default 10)")
     return parser

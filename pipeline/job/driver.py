@@ -1,18 +1,23 @@
 """The job driver: list shards, skip committed ones, hand the rest to encoder actors.
 
-Ray restarts an encoder actor that dies; the shard it held goes back in the queue and
-is given up (recorded in ``_given_up/``) after ``max_shard_attempts`` failures. There
-is no other scheduling: each idle actor takes the next shard.
+Before Ray starts, every setting is checked and the job takes the output's lease (one job per
+output; this also proves the output writable). Ray restarts an encoder actor that dies; the
+shard it held goes back in the queue and is given up (recorded in ``_given_up/``) after
+``max_shard_attempts`` failures. There is no other scheduling: each idle actor takes the next
+shard. SIGTERM/SIGINT stop the dispatching, give running shards a grace period, and the job
+ends with its summary.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import os
+import socket
 import time
 import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -22,38 +27,92 @@ from wfvae.config import WFVAEConfig
 from wfvae.loading import resolve_source
 
 from ..output.layout import OutputLayout, remove_partial_files, shard_name
-from ..output.manifest import OutputConflict, check_or_create, clear, describe_differences, make_manifest
-from ..output.storage import read_json, write_json
+from ..output.lease import Lease, OutputBusy
+from ..output.manifest import (OutputConflict, check_or_create, clear, describe_differences, fingerprint,
+                               make_manifest)
+from ..output.storage import is_local, read_json, write_json
 from ..reading import ReadConfig, list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
 from .encoder_actor import EncoderActor, resolve_dtype
+from .stopping import StopRequest
 from .summary import build_summary, format_summary, write_summary
 
 NAMESPACE = "wfvae-latents"
+CONNECT_TIMEOUT = 3.0  # seconds for a Ray address to answer before it is called dead
 
 
 class JobError(RuntimeError):
-    """The job cannot run (actors failed to start); the message says why."""
+    """The job cannot run (actors failed to start, another job holds the output); the message says why."""
 
 
-def _first_line(err: BaseException) -> str:
-    lines = [line for line in str(err).strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else type(err).__name__
+def _reason(err: BaseException) -> str:
+    """One line for a failure: a task's own exception rather than Ray's wrapper around it."""
+    cause = getattr(err, "cause", None) if isinstance(err, RayTaskError) else None
+    return describe(cause if cause is not None else err)
 
 
 def make_read_config(job: JobConfig, temporal_compression: int) -> ReadConfig:
-    return ReadConfig(
-        num_frames=job.num_frames, temporal_compression=temporal_compression, fps=job.fps, clips=job.clips,
-        max_frames=job.max_frames, short_videos=job.short_videos, resolution=job.resolution,
-        buckets=job.buckets, video_extensions=job.video_extensions, caption_key=job.caption_key,
-    )
+    return job.read_config(temporal_compression)
 
 
-def connect(address: str | None) -> None:
-    """Join the given cluster, else the running one (or the one ``ray job submit`` set), else start locally."""
-    if not ray.is_initialized():
-        ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
+def connect(address: str | None, log: Callable[[str], None]) -> None:
+    """Join the given cluster, else the running one (or the one ``ray job submit`` set), else start locally.
+
+    Ray itself retries an address that does not answer for minutes. An address the user asked
+    for (``--ray-address`` or RAY_ADDRESS) that does not answer fails here within seconds; a
+    cluster merely recorded in Ray's temp folder by a runtime that has since died is ignored,
+    and a local runtime is started, as if no cluster had been found.
+    """
+    if ray.is_initialized():
+        return
+    asked = address or os.environ.get("RAY_ADDRESS") or None
+    if asked:
+        if not _answers(asked):
+            raise JobError(f"nothing answers at the Ray address {asked!r} (from "
+                           f"{'--ray-address' if address else 'RAY_ADDRESS'}) within {CONNECT_TIMEOUT:g} s: start "
+                           "the cluster (ray start --head), fix the address, or leave it out to run on a local "
+                           "Ray runtime")
+        ray.init(address=asked, namespace=NAMESPACE, logging_level="warning")
+        return
+    recorded = _recorded_cluster()
+    if recorded and not _answers(recorded):
+        log(f"Ray's record of a running cluster ({_record_file()}: {recorded}) is stale, nothing answers there "
+            "(a runtime that crashed leaves it behind): starting a local Ray runtime instead")
+        ray.init(address="local", namespace=NAMESPACE, logging_level="warning")
+        return
+    ray.init(namespace=NAMESPACE, logging_level="warning")
+
+
+def _record_file() -> Path:
+    try:
+        from ray._common.utils import get_ray_address_file
+
+        return Path(get_ray_address_file(None))
+    except ImportError:  # pragma: no cover - Ray moved it
+        return Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+
+
+def _recorded_cluster() -> str | None:
+    try:
+        return _record_file().read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _answers(address: str) -> bool:
+    """Whether host:port (or ray://host:port) accepts a connection; "auto"/"local" are Ray's to resolve."""
+    if address in ("auto", "local") or address.startswith(("http://", "https://")):
+        return True
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit():
+        return True  # not host:port: let Ray say what is wrong with it
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
 
 
 def model_config(model: str) -> WFVAEConfig:
@@ -68,7 +127,7 @@ def model_config(model: str) -> WFVAEConfig:
 class Plan:
     """What this run will do, decided before any actor starts."""
 
-    def __init__(self, job: JobConfig, log: Callable[[str], None]) -> None:
+    def __init__(self, job: JobConfig) -> None:
         self.job = job
         self.layout = OutputLayout(job.output, job.storage_options)
         try:
@@ -84,8 +143,9 @@ class Plan:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
         self.model = model_config(job.model)
-        check_against_model(job, self.model.temporal_compression)
-        self.read_config = make_read_config(job, self.model.temporal_compression)
+        self.read_config = check_against_model(job, self.model.temporal_compression)
+        # The input by content: the same shards however they were spelled (glob, brace range, list file).
+        self.input_shards = {"count": len(urls), "sha256": hashlib.sha256("\n".join(urls).encode()).hexdigest()}
 
     def place(self, log: Callable[[str], None]) -> None:
         """Actors, decode tasks and precision, from the cluster's resources (needs a Ray connection)."""
@@ -99,16 +159,49 @@ class Plan:
         self.num_actors = job.num_actors or default_actors
         self.decode_workers = job.decode_workers or max(1, min(8, int(cpus - self.num_actors) // self.num_actors))
         self.compute_dtype = resolve_dtype(job.dtype, on_gpu=self.gpus_per_actor > 0)
-        self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype}
-        self.fingerprint = hashlib.sha256(json.dumps(self.output_settings, sort_keys=True).encode()).hexdigest()[:16]
+        self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype,
+                                "input_shards": self.input_shards}
+        self.fingerprint = fingerprint(self.output_settings)
 
 
-def run_job(job: JobConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    plan = Plan(job, log)  # every setting is checked before Ray starts
-    connect(job.ray_address)
-    plan.place(log)
-    layout = plan.layout
+def run_job(job: JobConfig, log: Callable[[str], None] = print, stop: StopRequest | None = None) -> dict[str, Any]:
+    """Runs the job; returns its summary. ConfigError: a setting is wrong (nothing was started);
+    JobError: the job could not run. With ``stop`` (installed by the caller for SIGTERM/SIGINT)
+    a signal ends the job early, and the summary says so under ``this_run.stopped_by``."""
+    stop = stop or StopRequest()
+    plan = Plan(job)  # every setting is checked before Ray starts
     run_id = uuid.uuid4().hex[:8]
+    lease = hold_output(plan.layout, job, run_id, log, stop)
+    try:
+        return _run(plan, lease, run_id, log, stop)
+    finally:
+        lease.release()
+
+
+def hold_output(layout: OutputLayout, job: JobConfig, run_id: str, log: Callable[[str], None],
+                stop: StopRequest) -> Lease:
+    """Takes the output's lease (which proves it writable) and starts its heartbeat."""
+    if is_local(layout.fs) and os.path.exists(layout.root) and not os.path.isdir(layout.root):
+        raise ConfigError(f"--output: {layout.url} is a file, not a folder; choose a folder (it is created if "
+                          "missing)")
+    lease = Lease(layout, run_id, job.lease_seconds, log, input=job.input)
+    try:
+        lease.acquire(wait=job.wait, stop=stop.requested)
+    except OutputBusy as err:
+        raise JobError(str(err)) from None
+    except OSError as err:
+        raise ConfigError(f"--output: cannot write to {layout.url} ({describe(err)}); choose a folder or bucket "
+                          "this job may write to") from None
+    lease.start_heartbeat()
+    return lease
+
+
+def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop: StopRequest) -> dict[str, Any]:
+    job, layout = plan.job, plan.layout
+    connect(job.ray_address, log)
+    stop.install()  # again: ray.init replaced the SIGTERM handler
+    plan.place(log)
+    _refuse_scattered_output(plan)
     started = time.perf_counter()
 
     if job.overwrite:
@@ -122,37 +215,86 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print) -> dict[str, Any
     log(f"{len(plan.urls)} shards, {len(plan.urls) - len(todo)} already committed, {len(todo)} to encode "
         f"(run {run_id})")
 
-    encoded: list[dict] = []
-    if todo:
+    outcome = _Outcome()
+    if todo and not stop.requested.is_set():
         actors = _start_actors(plan, run_id, min(plan.num_actors, len(todo)))
         try:
-            identities = ray.get([actor.identity.remote() for actor in actors])
-        except RayActorError as err:
-            raise JobError(f"the encoder actors could not start: {_first_line(err)}") from None
-        model = {"source": job.model, "weights_sha256": identities[0]["weights_sha256"],
-                 "config": identities[0]["config"], "temporal_compression": identities[0]["temporal_compression"]}
-        manifest = make_manifest(job.public_dict(), plan.output_settings, plan.fingerprint, model)
-        try:
-            state = check_or_create(layout, manifest, overwrite=False)
-        except OutputConflict as err:
-            raise ConfigError(str(err)) from None
-        log(f"output {layout.url}: {state}; {len(actors)} encoder actor(s) on "
-            f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode task(s) each")
-        try:
-            encoded = _dispatch(plan, actors, todo, log, started)
+            identities = _wait_for_actors(actors, stop)
+            if identities is not None:
+                model = {"source": job.model, "weights_sha256": identities[0]["weights_sha256"],
+                         "config": identities[0]["config"],
+                         "temporal_compression": identities[0]["temporal_compression"]}
+                manifest = make_manifest(job.public_dict(), plan.output_settings, model)
+                try:
+                    state = check_or_create(layout, manifest)
+                except OutputConflict as err:
+                    raise ConfigError(str(err)) from None
+                log(f"output {layout.url}: {state}; {len(actors)} encoder actor(s) on "
+                    f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode task(s) each")
+                _dispatch(plan, actors, todo, log, started, stop, lease, outcome)
         finally:
             for actor in actors:
                 ray.kill(actor)
 
     seconds = time.perf_counter() - started
-    clips = sum(r["rows"] for r in encoded)
-    summary = build_summary(layout, plan.names, {
-        "run_id": run_id, "seconds": round(seconds, 3), "shards_encoded": len(encoded),
-        "shards_skipped": len(plan.urls) - len(todo), "clips": clips,
-        "clips_per_second": round(clips / seconds, 3) if seconds else 0.0})
-    write_summary(layout, summary)
+    clips = sum(r["rows"] for r in outcome.encoded)
+    run = {"run_id": run_id, "seconds": round(seconds, 3), "shards_encoded": len(outcome.encoded),
+           "shards_skipped": len(plan.urls) - len(todo), "clips": clips,
+           "clips_per_second": round(clips / seconds, 3) if seconds else 0.0,
+           "given_up": outcome.given_up, "stopped_by": stop.name, "abandoned": outcome.abandoned,
+           "write_failures": outcome.write_failures}
+    summary = build_summary(layout, plan.names, run)
+    try:
+        write_summary(layout, summary)
+    except Exception as err:  # noqa: BLE001 - the summary is printed anyway; the exit status must survive
+        outcome.write_failures.append(f"{layout.url_of(layout.summary)}: {describe(err)}")
+        log(f"warning: could not write {layout.url_of(layout.summary)}: {describe(err)}")
     log(format_summary(summary))
+    if stop.name:
+        shards = summary["shards"]
+        log(f"stopped by {stop.name}: {shards['committed']} of {shards['total']} shards committed "
+            f"({len(outcome.encoded)} in this run"
+            + (f", {len(outcome.abandoned)} abandoned mid-shard" if outcome.abandoned else "")
+            + f"), {shards['total'] - shards['committed']} not; re-run the same command to encode the rest")
     return summary
+
+
+class _Outcome:
+    """What this run did, filled in as it goes (so a signal or an error still leaves a record)."""
+
+    def __init__(self) -> None:
+        self.encoded: list[dict] = []
+        self.given_up: list[str] = []
+        self.abandoned: list[str] = []
+        self.write_failures: list[str] = []
+
+
+def _wait_for_actors(actors: list, stop: StopRequest) -> list[dict] | None:
+    """The actors' identities once their models are loaded; None if a signal came first."""
+    pending = [actor.identity.remote() for actor in actors]
+    while True:
+        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+        if len(ready) == len(pending):
+            try:
+                return ray.get(pending)
+            except RayActorError as err:
+                raise JobError(f"the encoder actors could not start: {_reason(err)}") from None
+        if stop.requested.is_set():
+            return None
+
+
+def _refuse_scattered_output(plan: Plan) -> None:
+    """A local --output on several nodes would leave each node's shards on its own disk."""
+    if not is_local(plan.layout.fs) or plan.job.shared_output:
+        return
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    joining = plan.gpus_per_actor and not ray.cluster_resources().get("GPU")  # actors wait for GPU nodes to join
+    if len(nodes) > 1 or joining:
+        where = f"the cluster has {len(nodes)} nodes" if len(nodes) > 1 else "the encoders will run on GPU nodes " \
+                                                                              "that have yet to join"
+        raise ConfigError(f"--output: {plan.layout.url} is a local path, but {where}: each node would write its "
+                          "shards to its own disk. Use object storage (s3://...), or pass --shared-output if this "
+                          "path is shared storage mounted at the same place on every node (NFS, Lustre, ...)")
 
 
 def _check_settings(plan: Plan) -> None:
@@ -160,8 +302,8 @@ def _check_settings(plan: Plan) -> None:
     if not layout.exists():
         return
     existing = read_json(layout.fs, layout.job_manifest)
-    probe = {"fingerprint": plan.fingerprint, "output_settings": plan.output_settings,
-             "model": existing.get("model", {})}  # weights are compared once an actor has loaded them
+    probe = {"output_settings": plan.output_settings,
+             "model": {"config": plan.model.to_dict()}}  # weights are compared once an actor has loaded them
     differences = describe_differences(existing, probe)
     if differences:
         raise ConfigError(f"{layout.url} holds the output of a different job ({'; '.join(differences)}). Re-run "
@@ -177,13 +319,14 @@ def _start_actors(plan: Plan, run_id: str, count: int) -> list:
         fingerprint=plan.fingerprint, run_id=run_id) for i in range(count)]
 
 
-def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], None],
-              started: float) -> list[dict]:
-    """Hands shards to idle actors until every shard is committed or given up.
+def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], None], started: float,
+              stop: StopRequest, lease: Lease, outcome: _Outcome) -> None:
+    """Hands shards to idle actors until every shard is committed or given up, or a signal stops it.
 
     After an actor fails, it gets no shard until a health probe returns: Ray restarts it
     (reloading the model takes a while) and calls made meanwhile would fail without
-    running, which must not count as attempts.
+    running, which must not count as attempts. After a signal no shard is started; running
+    ones may commit until the grace period ends (or a second signal), then are abandoned.
     """
     job, layout = plan.job, plan.layout
     queue = deque(todo)
@@ -191,17 +334,30 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
     probes: dict[Any, int] = {}  # health probes of actors being restarted
     idle = list(range(len(actors)))[::-1]
-    encoded: list[dict] = []
-    given_up = 0
     last_report = time.perf_counter()
+    deadline: float | None = None
     while queue or running:
-        while idle and queue:
-            index, url = idle.pop(), queue.popleft()
-            attempts[url] += 1
-            running[actors[index].encode_shard.remote(url, attempts[url])] = (index, url)
+        if lease.lost.is_set():
+            raise JobError(f"{lease.lost_reason}; this job stopped (its committed shards are kept)")
+        if stop.requested.is_set() and deadline is None:
+            deadline = time.monotonic() + job.grace_seconds
+            log(f"{stop.name} received: no new shards; {len(running)} running shard(s) get {job.grace_seconds:g} s "
+                "to commit (send it again to stop at once)")
+        if deadline is not None:
+            if not running or stop.forced.is_set() or time.monotonic() >= deadline:
+                outcome.abandoned = sorted(shard_name(url) for _, url in running.values())
+                if outcome.abandoned:
+                    log(f"abandoned {len(outcome.abandoned)} running shard(s): {', '.join(outcome.abandoned)}")
+                return
+        else:
+            while idle and queue:
+                index, url = idle.pop(), queue.popleft()
+                attempts[url] += 1
+                running[actors[index].encode_shard.remote(url, attempts[url])] = (index, url)
         if not running and not probes:
             raise JobError("every encoder actor has died and none can be restarted")
-        done, _ = ray.wait([*running, *probes], num_returns=1, timeout=min(job.progress_seconds, 5.0))
+        timeout = 0.5 if deadline is not None else min(job.progress_seconds, 1.0)
+        done, _ = ray.wait([*running, *probes], num_returns=1, timeout=timeout)
         for ref in done:
             if ref in probes:
                 index = probes.pop(ref)
@@ -209,39 +365,49 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                     ray.get(ref)
                     idle.append(index)
                 except ActorDiedError as err:
-                    log(f"encoder actor {index} is gone for good: {_first_line(err)}")
+                    log(f"encoder actor {index} is gone for good: {_reason(err)}")
                 except RayActorError:
                     time.sleep(0.5)  # still restarting
                     probes[actors[index].identity.remote()] = index
                 continue
             index, url = running.pop(ref)
             try:
-                encoded.append(ray.get(ref))
+                outcome.encoded.append(ray.get(ref))
                 idle.append(index)
                 continue
             except RayActorError as err:
-                reason = f"encoder actor died ({type(err).__name__}): {_first_line(err)}"
+                reason = f"encoder actor died ({type(err).__name__}): {_reason(err)}"
                 probes[actors[index].identity.remote()] = index
             except RayTaskError as err:
-                reason = f"{describe(err.cause) if getattr(err, 'cause', None) else describe(err)}"
+                reason = _reason(err)
                 idle.append(index)
             if attempts[url] < job.max_shard_attempts:
                 log(f"shard {shard_name(url)} failed (attempt {attempts[url]}/{job.max_shard_attempts}): {reason}; "
                     "re-queued")
                 queue.append(url)
             else:
-                given_up += 1
+                outcome.given_up.append(shard_name(url))
                 log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
-                write_json(layout.fs, layout.given_up(shard_name(url)),
-                           {"url": url, "attempts": attempts[url], "last_error": reason, "at": time.time()})
+                _record_given_up(layout, url, attempts[url], reason, log, outcome)
         if time.perf_counter() - last_report >= job.progress_seconds:
-            log(_progress_line(plan, actors, running, encoded, given_up, len(todo), started))
+            log(_progress_line(plan, actors, running, outcome, len(todo), started))
             last_report = time.perf_counter()
-    return encoded
 
 
-def _progress_line(plan: Plan, actors: list, running: dict, encoded: list[dict], given_up: int, total: int,
-                   started: float) -> str:
+def _record_given_up(layout: OutputLayout, url: str, attempts: int, reason: str, log: Callable[[str], None],
+                     outcome: _Outcome) -> None:
+    """Writes ``_given_up/<shard>.json``; a storage failure here is reported, not raised (the job's
+    exit status already says some shards were not committed)."""
+    path = layout.given_up(shard_name(url))
+    try:
+        write_json(layout.fs, path, {"url": url, "attempts": attempts, "last_error": reason, "at": time.time()})
+    except Exception as err:  # noqa: BLE001
+        outcome.write_failures.append(f"{layout.url_of(path)}: {describe(err)}")
+        log(f"warning: could not record the given-up shard in {layout.url_of(path)}: {describe(err)}")
+
+
+def _progress_line(plan: Plan, actors: list, running: dict, outcome: _Outcome, total: int, started: float) -> str:
+    encoded, given_up = outcome.encoded, len(outcome.given_up)
     elapsed = time.perf_counter() - started
     partial = 0
     for index, _ in running.values():

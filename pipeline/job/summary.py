@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import Any
 
 from ..output.layout import OutputLayout
-from ..output.stats import LatentStats
+from ..output.reader import read_job_output
 from ..output.storage import write_json
 
 
 def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, Any]) -> dict[str, Any]:
-    records = layout.commit_records()
-    given_up = layout.given_up_shards()
-    stats = LatentStats()
-    errors_by_type: Counter = Counter()
-    for record in records.values():
-        stats = stats.merge(LatentStats.from_dict(record.get("stats")))
-        errors_by_type.update(record.get("errors_by_type", {}))
-    committed = set(records)
+    output = read_job_output(layout, require_manifest=False)
+    given_up = list(output.given_up)
+    stats = output.stats
+    committed = set(output.records)
     pending = [name for name in all_shards if name not in committed and name not in given_up]
     return {
         "output": layout.url,
@@ -27,10 +22,10 @@ def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, An
         "shards": {"total": len(all_shards), "committed": len(committed), "given_up": len(given_up),
                    "pending": len(pending)},
         "given_up": given_up,
-        "clips": sum(r.get("rows", 0) for r in records.values()),
-        "errors": sum(r.get("errors", 0) for r in records.values()),
-        "errors_by_type": dict(sorted(errors_by_type.items())),
-        "bytes": sum(sum(r.get("bytes", {}).values()) for r in records.values()),
+        "clips": output.rows,
+        "errors": output.errors,
+        "errors_by_type": output.errors_by_type,
+        "bytes": sum(output.bytes.values()),
         "latent_stats": {"channels": len(stats.sum), "values_per_channel": stats.count,
                          "mean": stats.mean, "std": stats.std},
         "this_run": run,

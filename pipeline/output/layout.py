@@ -1,5 +1,6 @@
 """The output folder of a job, on any fsspec storage.
 
+    OUT/_lease/<generation>.json      the running job's hold on the folder (see lease.py)
     OUT/_job.json                     job config, model identity, code version
     OUT/latents/<shard>.parquet       one row per clip
     OUT/errors/<shard>.parquet        one row per failed sample

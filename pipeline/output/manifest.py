@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 from .layout import OutputLayout
-from .storage import read_json, write_json
+from .storage import create_exclusively, json_bytes, read_json
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: input and model identified by content, not spelling
 
 
 class OutputConflict(ValueError):
@@ -33,51 +34,60 @@ def code_version() -> str:
     return f"{package}+{digest.hexdigest()[:12]}"
 
 
-def make_manifest(config: dict[str, Any], output_settings: dict[str, Any], fingerprint: str,
-                  model: dict[str, Any]) -> dict[str, Any]:
-    """``output_settings`` are the settings that define the output; ``config`` is everything, for the record."""
-    return {"version": MANIFEST_VERSION, "fingerprint": fingerprint, "output_settings": output_settings,
-            "config": config, "model": model, "code_version": code_version(), "created_at": time.time()}
+def fingerprint(output_settings: dict[str, Any]) -> str:
+    """A short hash of the settings that define an output, for file metadata and reports."""
+    return hashlib.sha256(json.dumps(output_settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_or_create(layout: OutputLayout, manifest: dict[str, Any], overwrite: bool) -> str:
-    """Returns "created", "resumed" or "overwritten"; raises OutputConflict for a different job."""
-    if not layout.exists():
-        if _has_results(layout) and not overwrite:
-            raise OutputConflict(f"{layout.url} already holds files but no _job.json; choose an empty output "
-                                 "folder, or pass --overwrite to replace its contents")
-        if overwrite:
-            clear(layout)
-        write_json(layout.fs, layout.job_manifest, manifest)
+def make_manifest(config: dict[str, Any], output_settings: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """``output_settings`` define the output (with the input's shard list by content); ``model`` is its
+    config and weight checksum; ``config`` is every setting, for the record."""
+    return {"version": MANIFEST_VERSION, "fingerprint": fingerprint(output_settings),
+            "output_settings": output_settings, "config": config, "model": model, "code_version": code_version(),
+            "created_at": time.time()}
+
+
+def check_or_create(layout: OutputLayout, manifest: dict[str, Any]) -> str:
+    """Returns "created" or "resumed"; raises OutputConflict for a different job's output.
+
+    ``_job.json`` is created with a create-if-absent: of two jobs racing (which the output's
+    lease already prevents), one creates it and the other compares against it.
+    """
+    if not layout.exists() and _has_results(layout):
+        raise OutputConflict(f"{layout.url} already holds files but no _job.json; choose an empty output "
+                             "folder, or pass --overwrite to replace its contents")
+    if create_exclusively(layout.fs, layout.job_manifest, json_bytes(manifest)):
         return "created"
-    existing = read_json(layout.fs, layout.job_manifest)
-    differences = describe_differences(existing, manifest)
-    if not differences:
-        return "resumed"
-    if not overwrite:
+    differences = describe_differences(read_json(layout.fs, layout.job_manifest), manifest)
+    if differences:
         raise OutputConflict(f"{layout.url} holds the output of a different job ({'; '.join(differences)}). "
                              "Re-run with the original settings to resume it, use another --output, or pass "
                              "--overwrite to delete it and start over")
-    clear(layout)
-    write_json(layout.fs, layout.job_manifest, manifest)
-    return "overwritten"
+    return "resumed"
 
 
 def describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    if existing.get("fingerprint") == new["fingerprint"] and \
-            existing.get("model", {}).get("weights_sha256") == new["model"].get("weights_sha256"):
-        return []
+    """What makes ``new`` a different job: output settings, input shards, model config or weights.
+    A model section without weights (not loaded yet) is compared on its config alone."""
+    old_model, new_model = existing.get("model", {}), new.get("model", {})
     found = []
     old_settings, new_settings = existing.get("output_settings", {}), new["output_settings"]
     for key in sorted(set(old_settings) | set(new_settings)):
         if old_settings.get(key) != new_settings.get(key):
-            found.append(f"{key}: {old_settings.get(key)!r} then, {new_settings.get(key)!r} now")
-    if existing.get("model", {}).get("weights_sha256") != new["model"].get("weights_sha256"):
+            if key == "input_shards":
+                found.append(f"the input's shards differ ({(old_settings.get(key) or {}).get('count')} shards then, "
+                             f"{(new_settings.get(key) or {}).get('count')} now)")
+            else:
+                found.append(f"{key}: {old_settings.get(key)!r} then, {new_settings.get(key)!r} now")
+    if "config" in new_model and old_model.get("config") != new_model.get("config"):
+        found.append("the model's config differs")
+    if new_model.get("weights_sha256") and old_model.get("weights_sha256") != new_model["weights_sha256"]:
         found.append("the model's weights differ")
-    return found or ["settings fingerprint differs"]
+    return found
 
 
 def clear(layout: OutputLayout) -> None:
+    """Delete a job's output (not the lease of the job doing it)."""
     for folder in ("latents", "errors", "_committed", "_given_up"):
         path = f"{layout.root}/{folder}"
         if layout.fs.exists(path):

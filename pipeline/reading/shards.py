@@ -148,7 +148,10 @@ def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         tf = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_WatchedTarInfo)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable shard
         raise ShardDamage("CorruptShard", f"not a readable tar stream: {_one_line(exc)}", None) from exc
-    tf.header_error = None
+    # Opening reads the first header already: for a valid empty archive (0 members) it met the
+    # end-of-archive block there, and that must not be forgotten.
+    if not hasattr(tf, "header_error"):
+        tf.header_error = None
     offset = 0
     while True:
         try:

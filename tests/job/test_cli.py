@@ -1,77 +1,149 @@
-"""Every bad setting is refused before any work starts, with a message that says what is allowed."""
+"""Every bad setting is refused before any work starts (exit 2), with a message that names the flag
+and says what is allowed; these run ``main(argv)`` in-process and never reach Ray."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
+from jobs.encode_dataset import main
 from pipeline.job.config import ConfigError, JobConfig, config_from_args
 from pipeline.job.driver import Plan
 
 from .conftest import REPO, TINY_MODEL
 
 
+@pytest.fixture
+def valid(tmp_path) -> list[str]:
+    """Flags that pass every check: one empty (valid) shard and the tiny model."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w"):
+        pass
+    (tmp_path / "part-000000.tar").write_bytes(buffer.getvalue())
+    return ["--input", str(tmp_path / "part-000000.tar"), "--output", str(tmp_path / "out"), "--model",
+            str(TINY_MODEL), "--num-frames", "5"]
+
+
 @pytest.mark.parametrize("flags, message", [
-    (["--num-frames", "0"], "--num-frames: must be a positive integer"),
+    # finding 1 of issue 10: each of these was an uncaught ValueError from ReadConfig (exit 1)
+    (["--clips", "first", "--max-frames", "100"], "--max-frames: only applies to clips='whole'"),
+    (["--max-frames", "10"], "--max-frames: only applies to clips='whole'"),
+    (["--clips", "whole", "--max-frames", "3"], "--max-frames: must be at least num_frames (5)"),
+    (["--fps", "inf"], "--fps: must be a positive number"),
+    (["--fps", "nan"], "--fps: must be a positive number"),
+    (["--caption-key", "TXT"], "--caption-key: must be a lower-case part name ('txt') or 'json:FIELD'"),
+    (["--buckets", "64x64,64x64"], "--buckets: must not repeat a size"),
+    (["--video-extensions", "MP4.x"], "--video-extensions: must be plain extensions like 'mp4'"),
+    (["--video-extensions", "mp4,tar.gz"], "--video-extensions: must be plain extensions like 'mp4'"),
+    # and the rest
+    (["--num-frames", "0"], "--num-frames: must be an integer >= 1, got 0"),
+    (["--num-frames", "6"], "--num-frames: must be 1 + a multiple of the model's temporal compression (4), e.g. 5 or 9"),
+    (["--chunk-frames", "6"], "--chunk-frames: must be a multiple of the model's temporal compression (4)"),
     (["--fps", "-3"], "--fps: must be a positive number"),
-    (["--clips", "some"], "--clips: must be one of first, uniform:N"),
+    (["--clips", "some"], "--clips: must be one of"),
     (["--clips", "uniform:0"], "--clips: must be one of"),
-    (["--resolution", "250x256"], "--resolution: sizes are HxW with both sides positive multiples of 8"),
-    (["--resolution", "big"], "is not a size; use HxW"),
-    (["--buckets", "256x256,100x200"], "--buckets: sizes are HxW"),
+    (["--resolution", "250x256"], "--resolution: sizes must be positive multiples of 8"),
+    (["--resolution", "big"], "--resolution/--buckets: 'big' is not a size; use HxW"),
+    (["--buckets", "256x256,100x200"], "--buckets: sizes must be positive multiples of 8"),
     (["--batch-size", "0"], "--batch-size: must be a positive integer"),
-    (["--latent-dtype", "int8"], "invalid choice"),
-    (["--store", "everything"], "invalid choice"),
     (["--gpus-per-actor", "-1"], "--gpus-per-actor: must be a non-negative number"),
+    (["--gpus-per-actor", "nan"], "--gpus-per-actor: must be a non-negative number"),
     (["--num-actors", "0"], "--num-actors: must be a positive integer"),
     (["--decode-workers", "0"], "--decode-workers: must be a positive integer"),
     (["--max-shard-attempts", "0"], "--max-shard-attempts: must be a positive integer"),
+    (["--progress-seconds", "inf"], "--progress-seconds: must be a positive number of seconds"),
+    (["--lease-seconds", "0"], "--lease-seconds: must be a positive number of seconds"),
+    (["--grace-seconds", "-1"], "--grace-seconds: must be a number of seconds >= 0"),
     (["--storage-options", "{not json"], "--storage-options: not valid JSON"),
     (["--storage-options", "[1]"], "--storage-options: must be a JSON object"),
-    (["--caption-key", "json:"], "--caption-key: must be a file extension"),
+    (["--caption-key", "json:"], "--caption-key: must be a lower-case part name"),
+    (["--model", "/nonexistent/model"], "--model: /nonexistent/model: no such file or folder"),
+    (["--input", "/nonexistent/shards-*.tar"], "--input: no shards match"),
 ])
-def test_bad_flags(flags, message):
-    with pytest.raises((ConfigError, SystemExit)) as info:
-        config_from_args(flags)
-    if info.type is ConfigError:
-        assert message in str(info.value)
+def test_bad_settings_exit_2_naming_the_flag(valid, capsys, flags, message):
+    assert main([*valid, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
-def test_bad_flags_exit_2_with_the_message_on_the_command_line():
+@pytest.mark.parametrize("flags", [["--latent-dtype", "int8"], ["--store", "everything"], ["--decoder", "ffmpeg"],
+                                   ["--batch-size", "two"]])
+def test_flags_with_fixed_choices_are_refused_by_argparse(valid, capsys, flags):
+    with pytest.raises(SystemExit) as info:
+        main([*valid, *flags])
+    assert info.value.code == 2 and flags[0] in capsys.readouterr().err
+
+
+def test_decoder_fills_the_read_config(valid):
+    assert config_from_args([*valid, "--decoder", "decord"]).read_config(4).decoder == "decord"
+    assert config_from_args(valid).read_config(4).decoder == "pyav"
+
+
+def test_an_output_path_that_is_a_file_is_refused_before_ray(valid, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("not a folder")
+    assert main([*valid, "--output", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert f"--output: {tmp_path / 'a-file'} is a file, not a folder" in err
+
+
+def test_a_read_only_output_is_refused_before_ray(valid, tmp_path, capsys):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True)
+    assert immutable.returncode == 0, f"chattr +i needs root and a file system with attributes: {immutable.stderr}"
+    try:
+        assert main([*valid, "--output", str(folder)]) == 2
+        assert main([*valid, "--output", str(folder / "inside")]) == 2
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    err = capsys.readouterr().err
+    assert f"--output: cannot write to {folder} (PermissionError" in err
+    assert f"--output: cannot write to {folder / 'inside'} (PermissionError" in err
+    assert "Traceback" not in err and not list(folder.iterdir())
+
+
+def test_bad_flags_exit_2_on_the_command_line():
     result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--batch-size", "-2"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--batch-size: must be a positive integer, got -2" in result.stderr
 
 
-def test_settings_checked_against_the_model_before_ray_starts(tmp_path):
-    (tmp_path / "part-000000.tar").write_bytes(b"")
-    base = {"input": str(tmp_path / "part-000000.tar"), "output": str(tmp_path / "out"), "model": str(TINY_MODEL)}
+def test_settings_checked_against_the_model(valid):
+    config = config_from_args(valid)
+    plan = Plan(config)
+    assert plan.read_config.temporal_compression == 4 and plan.input_shards["count"] == 1
     with pytest.raises(ConfigError, match=r"--num-frames: must be 1 \+ a multiple of the model's temporal "
                                           r"compression \(4\), e.g. 17 or 21; got 18"):
-        Plan(JobConfig(**base, num_frames=18), print)
-    with pytest.raises(ConfigError, match=r"--chunk-frames: must be a multiple of the model's temporal compression"):
-        Plan(JobConfig(**base, chunk_frames=6), print)
-    with pytest.raises(ConfigError, match="--model: .*no such file or folder"):
-        Plan(JobConfig(**{**base, "model": str(tmp_path / "missing")}), print)
-    with pytest.raises(ConfigError, match="--input: no shards match"):
-        Plan(JobConfig(**{**base, "input": str(tmp_path / "nothing-*.tar")}), print)
+        Plan(JobConfig(**{**vars_of(config), "num_frames": 18}))
+
+
+def vars_of(config: JobConfig) -> dict:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
 def test_yaml_config_with_flag_overrides(tmp_path):
     path = tmp_path / "job.yaml"
-    path.write_text("num-frames: 33\nfps: 8\nbuckets: [[256, 448], [448, 256]]\nstorage_options:\n  anon: true\n")
+    path.write_text("num-frames: 33\nfps: 8\nbuckets: [[256, 448], [448, 256]]\nstorage_options:\n  anon: true\n"
+                    "decoder: decord\n")
     config = config_from_args(["--config", str(path), "--fps", "12"])
-    assert config.num_frames == 33 and config.fps == 12 and config.resolution is None
+    assert config.num_frames == 33 and config.fps == 12 and config.resolution is None and config.decoder == "decord"
     assert config.buckets == ((256, 448), (448, 256)) and config.storage_options == {"anon": True}
     path.write_text("num_frames: 33\ncolour: blue\n")
     with pytest.raises(ConfigError, match=r"unknown settings \['colour'\]"):
         config_from_args(["--config", str(path)])
+    path.write_text("fps: .inf\n")
+    with pytest.raises(ConfigError, match="--fps: must be a positive number"):
+        config_from_args(["--config", str(path)])
 
 
-def test_output_settings_ignore_runtime_knobs():
-    a = JobConfig(batch_size=1, num_actors=3, chunk_frames=8, decode_workers=2)
-    b = JobConfig(batch_size=8)
-    assert a.fingerprint() == b.fingerprint()
-    assert JobConfig(num_frames=33).fingerprint() != b.fingerprint()
+def test_output_settings_ignore_runtime_knobs_and_spellings():
+    a = JobConfig(batch_size=1, num_actors=3, chunk_frames=8, decode_workers=2, model="x/", input="a/*.tar",
+                  wait=True, grace_seconds=1)
+    b = JobConfig(batch_size=8, model="x", input="a/{0..3}.tar")
+    assert a.output_settings() == b.output_settings()
+    assert JobConfig(num_frames=33).output_settings() != b.output_settings()
+    assert JobConfig(decoder="decord").output_settings() != b.output_settings()

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pyarrow.parquet as pq
+import pytest
 import ray
 
 from pipeline.reading import ReadConfig, read_shard
 
-from .conftest import SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
+from .conftest import REPO, SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
 
 
 def _wait_for(condition, timeout: float, what: str, interval: float = 0.02):
@@ -111,3 +114,131 @@ def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(r
     assert "1 already committed, 2 to encode" in again.stdout
     assert not list((out / "_given_up").glob("*.json"))
     assert len(read_output(out)) == 6
+
+
+# -- signals, disk full: every fault ends with a summary and a meaningful exit status ----------------------
+
+def _blocking_dataset(tmp_path, shards: int):
+    """``shards`` shards whose last one is a FIFO: a job reading it blocks until the test writes it."""
+    data = write_dataset(tmp_path / "shards", shards=shards, samples=2)
+    last = data.folder / f"part-{shards - 1:06d}.tar"
+    payload = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)
+    return data, last, payload
+
+
+def _start(ray_head, args: list[str], log) -> subprocess.Popen:
+    """The job as a shell would start it in the foreground: SIGINT at its default (a background
+    process of a non-interactive shell inherits it ignored)."""
+    return subprocess.Popen([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), *args], env=ray_head.env,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summary_and_exits_143(ray_head, tmp_path):
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=4)
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "2"]
+    job = _start(ray_head, args, tmp_path / "job.log")
+    try:
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 3, 180, "three committed shards")
+        time.sleep(0.5)
+        job.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert job.wait(timeout=60) == 143, (tmp_path / "job.log").read_text()
+        assert time.monotonic() - began < 30
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert "SIGTERM received: no new shards; 1 running shard(s) get 2 s to commit" in log
+    assert "abandoned 1 running shard(s): part-000003" in log
+    assert log.rstrip().splitlines()[-1] == ("stopped by SIGTERM: 3 of 4 shards committed (3 in this run, 1 "
+                                             "abandoned mid-shard), 1 not; re-run the same command to encode the rest")
+    assert "Traceback" not in log and "PC: @" not in log
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["this_run"]["stopped_by"] == "SIGTERM" and summary["this_run"]["abandoned"] == ["part-000003"]
+    assert summary["shards"] == {"total": 4, "committed": 3, "given_up": 0, "pending": 1}
+    assert not list((out / "_lease").glob("*.json"))  # released: a re-run need not wait for it to lapse
+    fifo.unlink()
+    fifo.write_bytes(payload)
+    rerun = run_cli(ray_head, *args)
+    assert "3 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 8
+
+
+def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_130(ray_head, tmp_path):
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "120"]
+    job = _start(ray_head, args, tmp_path / "job.log")
+    try:
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 1, 180, "one committed shard")
+        time.sleep(0.5)
+        job.send_signal(signal.SIGINT)  # Ctrl-C
+        _wait_for(lambda: "SIGINT received" in (tmp_path / "job.log").read_text(), 30, "the job to notice")
+        with open(fifo, "wb") as file:  # the running shard can now finish, within the grace period
+            file.write(payload)
+        assert job.wait(timeout=120) == 130, (tmp_path / "job.log").read_text()
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert log.rstrip().splitlines()[-1].startswith("stopped by SIGINT: 2 of 2 shards committed (2 in this run), 0 not")
+    assert "KeyboardInterrupt" not in log and "Traceback" not in log
+    assert len(read_output(out)) == 4
+
+
+def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "600"]
+    job = _start(ray_head, args, tmp_path / "job.log")
+    try:
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 1, 180, "one committed shard")
+        job.send_signal(signal.SIGTERM)
+        _wait_for(lambda: "get 600 s to commit" in (tmp_path / "job.log").read_text(), 30, "the job to notice")
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(timeout=60) == 143, (tmp_path / "job.log").read_text()
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert "abandoned 1 running shard(s): part-000001" in log and "Traceback" not in log
+    assert log.rstrip().splitlines()[-1].startswith("stopped by SIGTERM: 1 of 2 shards committed")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 256 KiB tmpfs: full once the test fills it."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_head, tmp_path, tiny_disk):
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=1)
+    out = tiny_disk / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--max-shard-attempts", "1"]
+    job = _start(ray_head, args, tmp_path / "job.log")
+    try:
+        _wait_for(lambda: (out / "_job.json").exists(), 180, "the job to start encoding")
+        filler = subprocess.run(["dd", "if=/dev/zero", f"of={tiny_disk / 'filler'}", "bs=4k"], capture_output=True)
+        assert b"No space left" in filler.stderr
+        with open(fifo, "wb") as file:
+            file.write(payload)
+        assert job.wait(timeout=180) == 3, (tmp_path / "job.log").read_text()
+    finally:
+        job.kill()
+    log = (tmp_path / "job.log").read_text()
+    assert "shard part-000000 given up after 1 attempts: OSError: [Errno 28] No space left on device" in log
+    assert f"warning: could not record the given-up shard in {out}/_given_up/part-000000.json: OSError: [Errno 28]" in log
+    assert f"warning: could not write {out}/_summary.json: OSError: [Errno 28]" in log
+    assert "0/1 committed" in log and "Traceback" not in log
+    assert not list((out / "_committed").glob("*")) and not list(out.rglob("*.tmp-*"))
+    (tiny_disk / "filler").unlink()
+    fifo.unlink()
+    fifo.write_bytes(payload)
+    rerun = run_cli(ray_head, *args)
+    assert "0 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 2

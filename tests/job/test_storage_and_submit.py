@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import fsspec
 import pyarrow.parquet as pq
@@ -64,3 +71,84 @@ def test_ray_job_submit_against_a_local_head(ray_head, dataset, tmp_path):
     assert "succeeded" in result.stdout + result.stderr
     assert "3/3 committed" in result.stdout
     assert len(read_output(out)) == sum(len(k) for k in dataset.good.values())
+
+
+# -- where the job runs: a dead cluster record, a dead address, a local output on several nodes --------------
+
+def _env_without_ray_address(ray_head, **extra: str) -> dict[str, str]:
+    return {**{k: v for k, v in ray_head.env.items() if k != "RAY_ADDRESS"}, **extra}
+
+
+def _dead_address() -> str:
+    from tests.support.ray_head import free_port
+
+    return f"127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def test_a_ray_address_that_does_not_answer_fails_within_seconds(ray_head, dataset, tmp_path):
+    dead = _dead_address()
+    began = time.monotonic()
+    result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--input", dataset.spec,
+                             "--output", str(tmp_path / "out"), *SMALL_CLIPS, "--ray-address", dead],
+                            env=_env_without_ray_address(ray_head), capture_output=True, text=True, timeout=120,
+                            cwd=REPO)
+    assert result.returncode == 1 and time.monotonic() - began < 30, result.stderr
+    assert f"error: nothing answers at the Ray address '{dead}' (from --ray-address) within 3 s" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list((tmp_path / "out" / "_lease").glob("*.json"))  # the lease was given back
+
+
+@pytest.mark.slow
+def test_a_stale_cluster_record_starts_a_local_runtime(ray_head, dataset, tmp_path):
+    ray_tmp = Path(tempfile.mkdtemp(prefix="rtd-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    try:
+        (ray_tmp / "ray").mkdir()
+        dead = _dead_address()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text(dead)  # what a crashed runtime leaves behind
+        began = time.monotonic()
+        result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--input", dataset.spec,
+                                 "--output", str(tmp_path / "out"), *SMALL_CLIPS, "--num-actors", "1"],
+                                env=_env_without_ray_address(ray_head, RAY_TMPDIR=str(ray_tmp)), capture_output=True,
+                                text=True, timeout=300, cwd=REPO)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert f"is stale, nothing answers there" in result.stdout and dead in result.stdout
+        assert "3/3 committed" in result.stdout and time.monotonic() - began < 240
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_local_output_on_a_multi_node_cluster_needs_shared_output(dataset, tmp_path):
+    from tests.support.ray_head import RAY, RayHead
+
+    head = RayHead(num_cpus=2).start()
+    worker = subprocess.Popen([RAY, "start", "--block", f"--address={head.address}", "--num-cpus=2",
+                               "--disable-usage-stats"], env={k: v for k, v in head.env.items() if k != "RAY_ADDRESS"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            probe = subprocess.run([RAY, "status", f"--address={head.address}"], env=head.env, capture_output=True,
+                                   text=True, timeout=60)
+            if probe.stdout.count("node_") >= 2:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the second node did not join")
+        out = tmp_path / "out"
+        args = [sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--input", dataset.spec, "--output", str(out),
+                *SMALL_CLIPS, "--num-actors", "1"]
+        refused = subprocess.run(args, env=head.env, capture_output=True, text=True, timeout=180, cwd=REPO)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (f"error: --output: {out} is a local path, but the cluster has 2 nodes: each node would write its "
+                "shards to its own disk") in refused.stderr and "--shared-output" in refused.stderr
+        shared = subprocess.run([*args, "--shared-output"], env=head.env, capture_output=True, text=True, timeout=240,
+                                cwd=REPO)
+        assert shared.returncode == 0 and "3/3 committed" in shared.stdout, shared.stdout + shared.stderr
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        head.stop()

@@ -1,0 +1,33 @@
+"""The same job spelled differently resumes; a different one is refused. The input is identified by its
+resolved shard list, the model by its config and weights, never by how their paths were written."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from .conftest import SMALL_CLIPS, TINY_MODEL, read_output, run_cli
+
+CLIPS = [a for a in SMALL_CLIPS if a not in ("--model", str(TINY_MODEL))]
+
+
+def test_same_job_spelled_differently_resumes_and_a_different_one_is_refused(ray_head, dataset, tmp_path):
+    out = tmp_path / "out"
+    run_cli(ray_head, "--input", dataset.spec, "--output", str(out), "--model", f"{TINY_MODEL}/", *CLIPS)
+    (out / "_committed" / "part-000002.json").unlink()  # one shard left to do
+    copy = tmp_path / "model-copy"
+    shutil.copytree(TINY_MODEL, copy)
+    glob = str(dataset.folder / "part-*.tar")
+    resumed = run_cli(ray_head, "--input", glob, "--output", str(out), "--model", str(copy), *CLIPS)
+    assert "3 shards, 2 already committed, 1 to encode" in resumed.stdout and ": resumed;" in resumed.stdout
+    assert len(read_output(out)) == sum(len(k) for k in dataset.good.values())
+
+    fewer = run_cli(ray_head, "--input", str(dataset.folder / "part-00000[01].tar"), "--output", str(out), "--model",
+                    str(copy), *CLIPS, check=False)
+    assert fewer.returncode == 2 and "the input's shards differ (3 shards then, 2 now)" in fewer.stderr
+
+    config = json.loads((copy / "config.json").read_text())
+    config["scale"] = [2 * value for value in config["scale"]]  # a different normalisation: a different job
+    (copy / "config.json").write_text(json.dumps(config))
+    other_model = run_cli(ray_head, "--input", glob, "--output", str(out), "--model", str(copy), *CLIPS, check=False)
+    assert other_model.returncode == 2 and "the model's config differs" in other_model.stderr
