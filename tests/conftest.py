@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Models fetched from (test) object storage go to a cache of this session, not the user's: set before
+# the Ray head starts, so its workers inherit it.
+os.environ.setdefault("WFVAE_CACHE", tempfile.mkdtemp(prefix="wfvae-cache-"))
 
 
 @pytest.fixture(scope="session")

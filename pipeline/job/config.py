@@ -222,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--input", help="shards: brace range, glob, text file listing URLs, or any fsspec URL "
                         "(default: the bundled demo shards)")
     add("--output", help="output folder, local path or fsspec URL such as s3://bucket/latents (default: out/demo)")
-    add("--model", help="WF-VAE folder (config.json + weights), *.ckpt, or Hugging Face repo id "
-                        "(default: the bundled demo model)")
+    add("--model", help="WF-VAE folder (config.json + weights), *.ckpt, Hugging Face repo id, or either layout "
+                        "at an fsspec URL such as s3://bucket/models/WF-VAE-L-16Chn/ (read with --storage-options, "
+                        "fetched once per node into $WFVAE_CACHE) (default: the bundled demo model)")
     add("--num-frames", type=int, help="frames per clip: 1 + a multiple of the temporal compression (default 17)")
     add("--fps", type=float, help="resample clips to this frame rate by timestamps (default: source rate)")
     add("--clips", help=f"clip policy: {CLIP_POLICIES} (default first)")

@@ -19,7 +19,7 @@ import ray
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 
 from wfvae.config import WFVAEConfig
-from wfvae.loading import resolve_source
+from wfvae.loading import read_config
 
 from ..output.layout import OutputLayout, remove_partial_files, shard_name
 from ..output.manifest import OutputConflict, check_or_create, clear, describe_differences, make_manifest
@@ -56,11 +56,10 @@ def connect(address: str | None) -> None:
         ray.init(address=address, namespace=NAMESPACE, logging_level="warning")
 
 
-def model_config(model: str) -> WFVAEConfig:
+def model_config(model: str, storage_options: dict[str, Any] | None = None) -> WFVAEConfig:
     """The model's config.json alone: enough to check settings before any actor loads weights."""
     try:
-        config_path, _ = resolve_source(model)
-        return WFVAEConfig.from_json(config_path)
+        return read_config(model, storage_options)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"--model: {err}") from None
 
@@ -83,7 +82,7 @@ class Plan:
         if duplicates:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
-        self.model = model_config(job.model)
+        self.model = model_config(job.model, job.storage_options)
         check_against_model(job, self.model.temporal_compression)
         self.read_config = make_read_config(job, self.model.temporal_compression)
 

@@ -36,7 +36,8 @@ class EncoderActor:
             torch.backends.cudnn.benchmark = True  # clip shapes repeat: pick the fastest kernels once
         else:  # use exactly the CPUs Ray reserved for this actor
             torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-        self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype])
+        self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
+                                         storage_options=job.storage_options)
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()
         scale, shift = self.vae.config.latent_scale_shift()
