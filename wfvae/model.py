@@ -48,6 +48,15 @@ class WFVAE(nn.Module):
         return load_pretrained(cls, path_or_repo_id, device=device, dtype=dtype, allow_pickle=allow_pickle,
                                storage_options=storage_options, cache_dir=cache_dir)
 
+    def save_pretrained(self, folder: str | Path, *, metadata: dict[str, str] | None = None,
+                        dtype: torch.dtype | None = None) -> Path:
+        """Write the released layout (config.json + diffusion_pytorch_model.safetensors) that
+        ``from_pretrained`` reads back exactly; ``dtype`` converts the weights, ``metadata`` adds
+        string key-values to the safetensors header."""
+        from .saving import save_pretrained
+
+        return save_pretrained(self, folder, metadata=metadata, dtype=dtype)
+
     @classmethod
     def from_config(cls, config: WFVAEConfig | str, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32, seed: int | None = 0) -> "WFVAE":
