@@ -32,7 +32,8 @@ SHORT_VIDEOS = ("skip", "shorten")
 
 # Fields that do not change what is written: a re-run may change them and still resume.
 RUNTIME_FIELDS = {"output", "chunk_frames", "batch_size", "num_actors", "gpus_per_actor", "decode_workers",
-                  "max_shard_attempts", "storage_options", "overwrite", "ray_address", "progress_seconds"}
+                  "max_shard_attempts", "storage_options", "overwrite", "ray_address", "progress_seconds",
+                  "check_every"}
 
 
 class ConfigError(ValueError):
@@ -66,6 +67,7 @@ class JobConfig:
     overwrite: bool = False
     ray_address: str | None = None
     progress_seconds: float = 10.0
+    check_every: int | None = None  # quality canary (canary.py): decode every Nth clip, PSNR in the records
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -157,6 +159,8 @@ def _validate(c: JobConfig) -> None:
         _fail("max_shard_attempts", f"must be a positive integer, got {c.max_shard_attempts!r}")
     if not isinstance(c.storage_options, dict):
         _fail("storage_options", f"must be a JSON object, got {c.storage_options!r}")
+    if c.check_every is not None and (not _is_int(c.check_every) or c.check_every < 1):
+        _fail("check_every", f"must be a positive integer (decode every Nth clip), got {c.check_every!r}")
     if not isinstance(c.progress_seconds, (int, float)) or c.progress_seconds <= 0:
         _fail("progress_seconds", f"must be a positive number, got {c.progress_seconds!r}")
 
@@ -254,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
              "written with different settings)")
     add("--ray-address", help="Ray cluster to join (default: the running cluster, else a local one)")
     add("--progress-seconds", type=float, help="seconds between progress lines (default 10)")
+    add("--check-every", type=int, help="quality canary: decode every Nth clip (the first of each shard "
+                                        "included) on the encoder's device; PSNR against the source goes "
+                                        "into the commit records and the summary (default: off)")
     return parser
 
 

@@ -13,7 +13,9 @@ from wfvae import WFVAE
 
 from ..output.layout import OutputLayout
 from ..output.manifest import code_version
+from ..output.schema import LATENT_DTYPES
 from ..reading import ReadConfig
+from .canary import QualityCanary
 from .config import JobConfig
 from .shard_encoder import ShardEncoder
 
@@ -54,6 +56,8 @@ class EncoderActor:
             piece_frames=(job.chunk_frames or 8 * tc) if job.whole_videos else None,
             latent_dtype=job.latent_dtype, store_logvar=job.store == "moments", decode_workers=decode_workers,
             file_metadata=metadata,
+            canary=QualityCanary(self.vae, job.check_every, LATENT_DTYPES[job.latent_dtype],
+                                 job.chunk_frames // tc if job.chunk_frames else None) if job.check_every else None,
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
         )
