@@ -84,14 +84,18 @@ class QualityCanary:
         """Fresh results for a shard attempt."""
         return CanaryResults(every=self.every)
 
-    def observe(self, results: CanaryResults, key: str, clip: int, frames: np.ndarray, mean: torch.Tensor) -> None:
-        """Check this clip if it is the first, or an ``every``-th one, of the shard."""
+    def observe(self, results: CanaryResults, key: str, clip: int, frames: np.ndarray,
+                mean: torch.Tensor) -> float | None:
+        """Check this clip if it is the first, or an ``every``-th one, of the shard; returns its PSNR
+        if checked."""
         results.seen += 1
         if (results.seen - 1) % self.every:
-            return
+            return None
         began = time.perf_counter()
-        results.add(key, clip, self.psnr(frames, mean))
+        value = self.psnr(frames, mean)
+        results.add(key, clip, value)
         results.seconds += time.perf_counter() - began
+        return value
 
     @torch.inference_mode()
     def psnr(self, frames: np.ndarray, mean: torch.Tensor) -> float:

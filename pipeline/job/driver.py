@@ -28,6 +28,7 @@ from ..reading import ReadConfig, list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
 from .encoder_actor import EncoderActor, resolve_dtype
+from .metrics import JobMetrics
 from .summary import build_summary, format_summary, write_summary
 
 NAMESPACE = "wfvae-latents"
@@ -185,6 +186,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     running, which must not count as attempts.
     """
     job, layout = plan.job, plan.layout
+    metrics = JobMetrics(layout.url)
     queue = deque(todo)
     attempts: dict[str, int] = defaultdict(int)
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
@@ -230,6 +232,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 queue.append(url)
             else:
                 given_up += 1
+                metrics.shard_given_up()
                 log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
                 write_json(layout.fs, layout.given_up(shard_name(url)),
                            {"url": url, "attempts": attempts[url], "last_error": reason, "at": time.time()})

@@ -17,6 +17,7 @@ from ..output.schema import LATENT_DTYPES
 from ..reading import ReadConfig
 from .canary import QualityCanary
 from .config import JobConfig
+from .metrics import JobMetrics
 from .shard_encoder import ShardEncoder
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -58,6 +59,7 @@ class EncoderActor:
             file_metadata=metadata,
             canary=QualityCanary(self.vae, job.check_every, LATENT_DTYPES[job.latent_dtype],
                                  job.chunk_frames // tc if job.chunk_frames else None) if job.check_every else None,
+            metrics=JobMetrics(OutputLayout(job.output, job.storage_options).url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
         )

@@ -27,6 +27,7 @@ from ..reading.records import SHARD_DAMAGE, STAGE_SHARD, describe
 from . import decode_task
 from .batching import ClipBatcher, PendingClip, to_video
 from .canary import QualityCanary
+from .metrics import JobMetrics
 from .rows import error_row, latent_row
 
 _END = object()
@@ -61,7 +62,7 @@ class ShardEncoder:
     def __init__(self, vae: WFVAE, read_config: ReadConfig, layout: OutputLayout, *, batch_size: int,
                  chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
                  decode_workers: int, file_metadata: dict[str, Any], record_extra: dict[str, Any],
-                 canary: QualityCanary | None = None) -> None:
+                 canary: QualityCanary | None = None, metrics: JobMetrics | None = None) -> None:
         self.vae = vae
         self.read_config = read_config
         self.layout = layout
@@ -74,6 +75,7 @@ class ShardEncoder:
         self.file_metadata = file_metadata
         self.record_extra = record_extra
         self.canary = canary
+        self.metrics = metrics
         self.current: _ShardResults | None = None
 
     def progress(self) -> dict[str, Any]:
@@ -115,8 +117,11 @@ class ShardEncoder:
                   **({"canary": shard.canary.to_dict()} if shard.canary else {}),
                   "timings": {k: round(v, 3) for k, v in
                               {**shard.timings, "total_seconds": time.perf_counter() - shard.started}.items()}}
-        return publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
-                             self.file_metadata, record)
+        committed = publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
+                                  self.file_metadata, record)
+        if self.metrics:
+            self.metrics.shard_committed(committed, shard.errors)
+        return committed
 
     @staticmethod
     def _next(work: queue.Queue, shard: _ShardResults) -> Any:
