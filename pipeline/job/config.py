@@ -258,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
              "written with different settings)")
     add("--ray-address", help="Ray cluster to join (default: the running cluster, else a local one)")
     add("--progress-seconds", type=float, help="seconds between progress lines (default 10)")
+    add("--dry-run", action="store_true", help="list shards (committed, pending, given up), probe the first "
+                                                "sample of a few pending shards and estimate what the run would "
+                                                "write, without starting Ray or encoding anything")
     add("--check-every", type=int, help="quality canary: decode every Nth clip (the first of each shard "
                                         "included) on the encoder's device; PSNR against the source goes "
                                         "into the commit records and the summary (default: off)")
@@ -269,7 +272,7 @@ def config_from_args(argv: list[str] | None = None) -> JobConfig:
     values: dict[str, Any] = {}
     if args.config is not None:
         values.update(load_yaml(args.config))
-    values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    values.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "dry_run")})
     if "buckets" in values and "resolution" not in values:
         values["resolution"] = None
     return make_config(values)
