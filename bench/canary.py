@@ -2,6 +2,7 @@
 
     python bench/canary.py                                      # CPU, demo model, 17x256x256, batch 4
     python bench/canary.py --device cuda --model chestnutlzj/WF-VAE-L-16Chn --num-frames 33
+    python bench/canary.py --preset WF-VAE-L-16Chn --num-frames 9 --resolution 128   # its cost on CPU
 
 Interleaved rounds of (encode one batch, check one clip) on the encoder's device, as the job's
 encoder actor does them: the canary's share of the encoder's time at N is
@@ -28,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "demo" / "model"))
+    parser.add_argument("--preset", help="a wfvae.PRESETS architecture with random weights instead of --model "
+                                         "(timing only: its PSNR means nothing)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--num-frames", type=int, default=17)
     parser.add_argument("--resolution", type=int, default=256)
@@ -50,7 +53,8 @@ def main() -> None:
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     dtype = COMPUTE_DTYPES[resolve_dtype("auto", device.type == "cuda")]
-    vae = WFVAE.from_pretrained(args.model, device=device, dtype=dtype)
+    vae = WFVAE.from_config(args.preset, device=device, dtype=dtype) if args.preset else \
+        WFVAE.from_pretrained(args.model, device=device, dtype=dtype)
     canary = QualityCanary(vae, every=1, latent_dtype=torch.bfloat16)
     frames, _ = read_frames(height=args.resolution)
     size, width = args.resolution, frames[0].shape[1]
@@ -89,7 +93,7 @@ def main() -> None:
           f"= {ratio:.2f} encodes; PSNR {result['psnr_db']} dB")
     print("share of the encoder's time: " + ", ".join(f"N={n}: {100 * v:.2f}%"
                                                       for n, v in result["encoder_time_share"].items()))
-    out = args.out or ROOT / "bench" / "results" / f"canary-{args.device}.json"
+    out = args.out or ROOT / "bench" / "results" / f"canary-{args.preset or 'model'}-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -104,7 +104,8 @@ class QualityCanary:
         latent = mean if self.latent_dtype is None else mean.to(self.latent_dtype)
         decoded = self.vae.decode(latent[None].to(self.vae.device, self.vae.dtype), chunk_frames=self.chunk_frames)[0]
         pixels = decoded.float().clamp_(-1, 1).add_(1).mul_(127.5).round_()  # as a uint8 frame would hold
-        source = torch.from_numpy(np.ascontiguousarray(frames)).to(pixels.device).permute(3, 0, 1, 2).float()
+        # a copy: frames fetched from Ray's object store are read-only, which torch warns about
+        source = torch.from_numpy(np.array(frames, dtype=np.uint8)).to(pixels.device).permute(3, 0, 1, 2).float()
         length = min(source.shape[1], pixels.shape[1])
         if source.shape[0] != 3 or source.shape[2:] != pixels.shape[2:] or length < 1:
             raise ValueError(f"source frames {tuple(frames.shape)} do not match the decoded clip "
