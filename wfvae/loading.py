@@ -76,15 +76,21 @@ def read_config(source: str | Path, storage_options: dict[str, Any] | None = Non
         if not isinstance(data, dict):
             raise ValueError(f"{url}: expected a JSON object of WF-VAE config fields")
         return WFVAEConfig.from_dict(data, source=url)
+    if _is_repo_id(source) and not Path(source).expanduser().exists():  # config.json only, not the weights
+        return WFVAEConfig.from_json(_download_from_hub(str(source), ["config.json"]) / "config.json")
     return WFVAEConfig.from_json(resolve_source(source)[0])
+
+
+def _is_repo_id(source: str | Path) -> bool:
+    return isinstance(source, str) and bool(_REPO_ID.match(source)) and not source.startswith((".", "/"))
 
 
 def resolve_source(source: str | Path) -> tuple[Path, Path]:
     """(config.json, weights file) for a local folder, a weights file or a Hugging Face repo id."""
     path = Path(local_path(source) if isinstance(source, str) else source).expanduser()
     if not path.exists():
-        if isinstance(source, str) and _REPO_ID.match(source) and not source.startswith((".", "/")):
-            path = _download_from_hub(source)
+        if _is_repo_id(source):
+            path = _download_from_hub(str(source))
         else:
             raise FileNotFoundError(f"{source}: no such file or folder (expected a WF-VAE folder with config.json "
                                     "and diffusion_pytorch_model.safetensors, a *.ckpt next to config.json, a "
@@ -108,13 +114,13 @@ def _find_weights(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder}: no weights found (looked for {', '.join(SAFETENSORS_NAMES)} and *.ckpt)")
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def _download_from_hub(repo_id: str, patterns: list[str] | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - a declared dependency
         raise FileNotFoundError(f"{repo_id}: not a local path, and huggingface_hub is not installed") from None
     try:
-        folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors"])
+        folder = snapshot_download(repo_id, allow_patterns=patterns or ["config.json", "*.safetensors"])
     except Exception as err:  # offline, unknown repo, no access: all end the same way for the user
         raise FileNotFoundError(
             f"{repo_id}: not a local path, and it could not be fetched from the Hugging Face Hub "

@@ -33,7 +33,7 @@ SHORT_VIDEOS = ("skip", "shorten")
 # Fields that do not change what is written: a re-run may change them and still resume.
 RUNTIME_FIELDS = {"output", "chunk_frames", "batch_size", "num_actors", "gpus_per_actor", "decode_workers",
                   "max_shard_attempts", "storage_options", "overwrite", "ray_address", "progress_seconds",
-                  "check_every"}
+                  "check_every", "model_storage_options"}
 
 
 class ConfigError(ValueError):
@@ -68,6 +68,7 @@ class JobConfig:
     ray_address: str | None = None
     progress_seconds: float = 10.0
     check_every: int | None = None  # quality canary (canary.py): decode every Nth clip, PSNR in the records
+    model_storage_options: dict[str, Any] | None = None  # fsspec options for --model (None: storage_options)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -90,7 +91,13 @@ class JobConfig:
         """to_dict without secrets (storage credentials), for _job.json and logs."""
         data = self.to_dict()
         data["storage_options"] = _redact(self.storage_options)
+        data["model_storage_options"] = _redact(self.model_storage_options)
         return data
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """fsspec options for reading --model: its own, else --storage-options."""
+        return self.storage_options if self.model_storage_options is None else self.model_storage_options
 
     @property
     def whole_videos(self) -> bool:
@@ -159,6 +166,8 @@ def _validate(c: JobConfig) -> None:
         _fail("max_shard_attempts", f"must be a positive integer, got {c.max_shard_attempts!r}")
     if not isinstance(c.storage_options, dict):
         _fail("storage_options", f"must be a JSON object, got {c.storage_options!r}")
+    if c.model_storage_options is not None and not isinstance(c.model_storage_options, dict):
+        _fail("model_storage_options", f"must be a JSON object, got {c.model_storage_options!r}")
     if c.check_every is not None and (not _is_int(c.check_every) or c.check_every < 1):
         _fail("check_every", f"must be a positive integer (decode every Nth clip), got {c.check_every!r}")
     if not isinstance(c.progress_seconds, (int, float)) or c.progress_seconds <= 0:
@@ -213,7 +222,8 @@ def _storage_options(value: Any) -> dict[str, Any]:
 
 _CONVERTERS = {"resolution": lambda v: None if v is None else _size("x".join(map(str, v)) if isinstance(v, (list, tuple)) else v),
                "buckets": lambda v: None if v is None else _sizes(v),
-               "video_extensions": _extensions, "storage_options": _storage_options}
+               "video_extensions": _extensions, "storage_options": _storage_options,
+               "model_storage_options": lambda v: None if v is None else _storage_options(v)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-shard-attempts", type=int, help="give up on a shard after this many failed attempts (default 3)")
     add("--storage-options", help="fsspec storage options as JSON, for input and output "
                                   "(e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://host:9000\"}}')")
+    add("--model-storage-options", help="fsspec storage options as JSON for --model alone, when the model "
+                                        "lives elsewhere than the data (default: --storage-options)")
     add("--overwrite", action="store_true", default=None,
         help="delete whatever the output folder holds and start over (needed to reuse a folder "
              "written with different settings)")

@@ -83,7 +83,7 @@ class Plan:
         if duplicates:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
-        self.model = model_config(job.model, job.storage_options)
+        self.model = model_config(job.model, job.model_options)
         check_against_model(job, self.model.temporal_compression)
         self.read_config = make_read_config(job, self.model.temporal_compression)
 

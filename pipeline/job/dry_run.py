@@ -73,7 +73,7 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
     if not urls:
         raise ConfigError(f"--input: {job.input!r} matches no shards")
     try:
-        model = read_config(job.model, options)
+        model = read_config(job.model, job.model_options)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"--model: {err}") from None
     check_against_model(job, model.temporal_compression)

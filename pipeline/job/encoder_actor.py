@@ -40,7 +40,7 @@ class EncoderActor:
         else:  # use exactly the CPUs Ray reserved for this actor
             torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
-                                         storage_options=job.storage_options)
+                                         storage_options=job.model_options)
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()
         scale, shift = self.vae.config.latent_scale_shift()

@@ -17,7 +17,7 @@ def test_model_from_s3(ray_head, dataset, local_s3, tmp_path):
     args[args.index("--model") + 1] = "s3://job-models/tiny/"
     out = tmp_path / "out"
     run_cli(ray_head, "--input", str(dataset.folder / "part-000000.tar"), "--output", str(out), *args,
-            "--storage-options", json.dumps(local_s3.storage_options))
+            "--model-storage-options", json.dumps(local_s3.storage_options))  # data local, model on S3
     manifest = json.loads((out / "_job.json").read_text())
     expected = WFVAE.from_pretrained(TINY_MODEL).weights_checksum()
     assert manifest["model"]["weights_sha256"] == expected
@@ -25,9 +25,9 @@ def test_model_from_s3(ray_head, dataset, local_s3, tmp_path):
     metadata = pq.read_schema(out / "latents" / "part-000000.parquet").metadata
     assert metadata[b"weights_sha256"].decode() == expected
     assert pq.read_table(out / "latents" / "part-000000.parquet").num_rows == len(dataset.good["part-000000"])
-    assert manifest["config"]["storage_options"]["secret"] == "***"
+    assert manifest["config"]["model_storage_options"]["secret"] == "***"
 
     bad = run_cli(ray_head, "--input", str(dataset.folder / "part-000000.tar"), "--output", str(tmp_path / "o2"),
                   *[a if a != "s3://job-models/tiny/" else "s3://job-models/absent/" for a in args],
-                  "--storage-options", json.dumps(local_s3.storage_options), check=False)
+                  "--storage-options", json.dumps(local_s3.storage_options), check=False)  # shared options
     assert bad.returncode == 2 and "--model: s3://job-models/absent/: not found" in bad.stderr
