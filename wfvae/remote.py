@@ -112,6 +112,7 @@ def _locate(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractF
     try:
         fs, path = fsspec.core.url_to_fs(url, **storage_options)
         path = path.rstrip("/")
+        fs.invalidate_cache(path)  # a listing cached by this process may predate new weights
         info = fs.info(path)
         if info.get("type") == "directory":
             listing = {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry
