@@ -4,9 +4,10 @@
     python bench/canary.py --device cuda --model chestnutlzj/WF-VAE-L-16Chn --num-frames 33
     python bench/canary.py --preset WF-VAE-L-16Chn --num-frames 9 --resolution 128   # its cost on CPU
 
-Interleaved rounds of (encode one batch, check one clip) on the encoder's device, as the job's
-encoder actor does them: the canary's share of the encoder's time at N is
-check_seconds / (N x encode_seconds_per_clip). Throughput lost is at most that share (less where
+Interleaved rounds of (encode one batch, check the batch's clips) on the encoder's device; the job
+decodes the clips it checks in batches of --batch-size too (``--single``: one at a time). The
+canary's share of the encoder's time at N is check_seconds / (N x encode_seconds_per_clip), both
+per clip. Throughput lost is at most that share (less where
 decoding, not encoding, bounds the job). Each shard's first clip is always checked, so a shard
 of S clips costs max(1/N, 1/S) checks per clip.
 """
@@ -37,6 +38,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (the job's CPU actor gets 1)")
+    parser.add_argument("--single", dest="batched", action="store_false",
+                        help="check one clip at a time instead of a batch of --batch-size (as the job does)")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/canary-<device>.json)")
     args = parser.parse_args()
 
@@ -72,13 +75,13 @@ def main() -> None:
         mean = vae.encode(to_video(clips, vae.device, vae.dtype)).mean
         sync()
         encoded = time.perf_counter()
-        value = canary.psnr(clips[0], mean[0])
+        values = canary.psnrs(clips, mean) if args.batched else [canary.psnr(clips[0], mean[0])]
         sync()
         checked = time.perf_counter()
         if round_:
             encode_times.append((encoded - began) / args.batch_size)
-            check_times.append(checked - encoded)
-            psnrs.append(value)
+            check_times.append((checked - encoded) / len(values))
+            psnrs.extend(values)
     per_clip, per_check = statistics.median(encode_times), statistics.median(check_times)
     ratio = per_check / per_clip
     result = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
@@ -90,10 +93,12 @@ def main() -> None:
               "encoder_time_share": {str(n): round(ratio / n, 4) for n in (10, 100, 1000)},
               "psnr_db": round(statistics.median(psnrs), 2)}
     print(f"encode  {per_clip:.3f} s per clip (batch {args.batch_size}); check {per_check:.3f} s per clip "
+          f"({'batched' if args.batched else 'one at a time'}) "
           f"= {ratio:.2f} encodes; PSNR {result['psnr_db']} dB")
     print("share of the encoder's time: " + ", ".join(f"N={n}: {100 * v:.2f}%"
                                                       for n, v in result["encoder_time_share"].items()))
-    out = args.out or ROOT / "bench" / "results" / f"canary-{args.preset or 'model'}-{args.device}.json"
+    mode = "batched" if args.batched else "single"
+    out = args.out or ROOT / "bench" / "results" / f"canary-{args.preset or 'model'}-{mode}-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"wrote {out}")

@@ -49,7 +49,7 @@ class _ShardResults:
         self.stats = LatentStats()
         self.timings = {"decode_wait_seconds": 0.0, "encode_seconds": 0.0}
         self.started = time.perf_counter()
-        self.canary = None  # CanaryResults, with --check-every
+        self.canary = None  # a ShardCanary, with --check-every
 
     def add_error(self, key: str | None, stage: str, error_type: str, message: str) -> None:
         self.errors.append(error_row(self.name, key, stage, error_type, message))
@@ -85,7 +85,7 @@ class ShardEncoder:
     # -- the shard ---------------------------------------------------------------------
     def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
         shard = self.current = _ShardResults(url)
-        shard.canary = self.canary.results() if self.canary else None
+        shard.canary = self.canary.for_shard() if self.canary else None
         batcher = ClipBatcher(self.batch_size)
         # Samples submitted ahead of the encoder: the running decodes plus one batch waiting, so a
         # batch is ready when the encoder finishes the previous one; memory stays bounded.
@@ -114,7 +114,7 @@ class ShardEncoder:
         record = {**self.record_extra, "url": url, "attempt": attempt, "samples": shard.samples,
                   "stats": shard.stats.to_dict(),
                   "errors_by_type": dict(Counter(e["error_type"] for e in shard.errors)),
-                  **({"canary": shard.canary.to_dict()} if shard.canary else {}),
+                  **({"canary": shard.canary.finish().to_dict()} if shard.canary else {}),
                   "timings": {k: round(v, 3) for k, v in
                               {**shard.timings, "total_seconds": time.perf_counter() - shard.started}.items()}}
         committed = publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
@@ -194,9 +194,8 @@ class ShardEncoder:
         shard.timings["encode_seconds"] += time.perf_counter() - began
         for index, clip in enumerate(batch):
             self._add_row(shard, clip.order, clip.info, posterior, index)
-            if self.canary:
-                self.canary.observe(shard.canary, clip.info.key, clip.info.clip_index, clip.frames,
-                                    posterior.mean[index])
+            if shard.canary:
+                shard.canary.observe(clip.info.key, clip.info.clip_index, clip.frames, posterior.mean[index])
 
     def _add_row(self, shard: _ShardResults, order: tuple[int, int], info: Any, posterior: DiagonalGaussian,
                  index: int) -> None:

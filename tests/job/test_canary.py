@@ -64,16 +64,34 @@ def test_mistakes_score_visibly_low(vae, frames):
 
 
 def test_every_nth_clip_of_a_shard_is_checked_first_included(vae, frames):
-    canary = QualityCanary(vae, every=3)
+    canary = QualityCanary(vae, every=3, batch_size=2)
     mean = encode(vae, to_video(frames, vae.device, vae.dtype))
-    results = canary.results()
+    shard = canary.for_shard()
     for i in range(7):
-        canary.observe(results, f"k{i}", 0, frames, mean)
+        shard.observe(f"k{i}", 0, frames, mean)
+    assert shard.results.checked == 2  # clips 0 and 3 decoded as a batch; clip 6 waits for a partner
+    results = shard.finish()
     assert (results.seen, results.checked) == (7, 3)  # clips 0, 3 and 6
     assert [e["key"] for e in sorted(results.worst, key=lambda e: e["key"])] == ["k0", "k3", "k6"]
     assert results.seconds > 0 and results.psnr_min == pytest.approx(results.psnr_mean)
     assert CanaryResults.from_dict(json.loads(json.dumps(results.to_dict()))) == \
         CanaryResults.from_dict(results.to_dict())
+
+
+def test_a_batch_decodes_to_the_same_psnr_as_single_clips(vae, frames):
+    """Clips of two latent shapes, batched per shape: each PSNR equals its clip decoded alone."""
+    canary = QualityCanary(vae, every=1, batch_size=3)
+    clips = [np.ascontiguousarray(np.roll(frames, 7 * i, axis=2)) for i in range(3)]
+    clips += [np.ascontiguousarray(frames[:, :32]), np.ascontiguousarray(frames[:, 32:])]  # 32x64
+    shard = canary.for_shard()
+    alone = []
+    for i, clip in enumerate(clips):
+        mean = encode(vae, to_video(clip, vae.device, vae.dtype))
+        alone.append(canary.psnr(clip, mean))
+        shard.observe(f"c{i}", 0, clip, mean)
+    assert shard.results.checked == 3  # the first shape's batch is full; the second's waits
+    by_key = {e["key"]: e["psnr"] for e in shard.finish().worst}
+    assert [by_key[f"c{i}"] for i in range(5)] == pytest.approx(alone, abs=1e-2)
 
 
 def test_records_merge_into_mean_minimum_and_worst_keys():
@@ -102,8 +120,10 @@ def test_identical_clips_and_bad_input(vae, frames):
     assert math.isfinite(canary.psnr(frames, mean))
     with pytest.raises(ValueError, match="do not match the decoded clip"):
         canary.psnr(frames[:, :32], mean)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match="every must be a positive integer"):
         QualityCanary(vae, every=0)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        QualityCanary(vae, every=1, batch_size=0)
 
 
 def test_the_job_records_and_reports_the_canary(ray_head, dataset, tmp_path):
