@@ -5,10 +5,12 @@ Latents cannot be checked by looking at them. A wrong model, a colour-range mist
 instead of [-1, 1]) or a broken source still produce latents of the right shape; decoding a few
 shows it in the first shard instead of after weeks of training. The decoded latent is the
 *stored* one (after conversion to the output's precision), so the check covers what training
-will read. The clips to check are decoded in batches (the encoder's batch size, one latent shape
-each): a batch costs a fraction of its clips decoded one by one. A shard's results travel in its
-commit record (``"canary"``) and merge across records: the summary reports the mean, the minimum
-and the worst clips.
+will read. A shard's results travel in its commit record (``"canary"``) and merge across
+records: the summary reports the mean, the minimum and the worst clips.
+
+The job decodes each checked clip alone (``batch_size=1``): batches of the same shape decode at
+half the per-clip cost with a small model on CPU, but not with WF-VAE-L (bench/canary.py), and a
+decoder batch needs more device memory than the encoder's.
 
 Whole-video clips streamed through the Causal Cache in pieces are not checked (their frames are
 never held at once).
@@ -77,8 +79,8 @@ class QualityCanary:
     def __init__(self, vae: Any, every: int, latent_dtype: torch.dtype | None = None,
                  chunk_frames: int | None = None, batch_size: int = 1) -> None:
         """``vae`` a wfvae.WFVAE; ``latent_dtype`` the stored precision; ``chunk_frames`` latent frames
-        per decoder call (None: whole clip); ``batch_size`` clips decoded together (the encoder's
-        batch size: a batch decodes at a fraction of the per-clip cost of single clips)."""
+        per decoder call (None: whole clip); ``batch_size`` checked clips of one latent shape decoded
+        together."""
         for name, value in (("every", every), ("batch_size", batch_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"the quality canary's {name} must be a positive integer, got {value!r}")
