@@ -100,7 +100,7 @@ def end_to_end(args: argparse.Namespace, spec: str, out: Path) -> dict:
     job = JobConfig(input=spec, output=str(out), model=args.model, num_frames=args.num_frames,
                     resolution=args.resolution, batch_size=args.batch_size, num_actors=1,
                     gpus_per_actor=1.0 if args.device == "cuda" else 0.0, decode_workers=args.decode_workers,
-                    overwrite=True, progress_seconds=60)
+                    overwrite=True, progress_seconds=60, check_every=args.check_every)
     started = time.perf_counter()
     summary = run_job(job, log=lambda line: None)
     wall = time.perf_counter() - started
@@ -111,7 +111,18 @@ def end_to_end(args: argparse.Namespace, spec: str, out: Path) -> dict:
     return {"clips": clips, "seconds": round(busy, 3), "clips_per_second": round(clips / busy, 3),
             "wall_seconds_with_startup": round(wall, 3), "errors": summary["errors"],
             "decode_wait_seconds": round(sum(r["timings"]["decode_wait_seconds"] for r in records), 3),
-            "encode_seconds": round(sum(r["timings"]["encode_seconds"] for r in records), 3)}
+            "encode_seconds": round(sum(r["timings"]["encode_seconds"] for r in records), 3),
+            **_canary_share(records, busy)}
+
+
+def _canary_share(records: list[dict], busy: float) -> dict:
+    """With --check-every: the quality canary's checks and their share of the encoder actor's time."""
+    canary = [r["canary"] for r in records if r.get("canary")]
+    if not canary:
+        return {}
+    seconds = sum(c["seconds"] for c in canary)
+    return {"canary_checks": sum(c["checked"] for c in canary), "canary_seconds": round(seconds, 3),
+            "canary_share": round(seconds / busy, 4)}
 
 
 def main() -> None:
@@ -125,6 +136,8 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--decode-workers", type=int, default=1)
+    parser.add_argument("--check-every", type=int, help="run the job with the quality canary (--check-every N) and "
+                                                        "report its share of the encoder actor's time")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/pipeline-<device>.json)")
     args = parser.parse_args()
     args.resolution = (args.resolution, args.resolution)
@@ -148,6 +161,9 @@ def main() -> None:
     print(f"end to end   : {e2e['clips_per_second']:8.2f} clips/s ({e2e['clips']} clips; "
           f"{e2e['wall_seconds_with_startup']:.1f} s wall with Ray and actor start-up)")
     print(f"ratio        : {result['ratio']:.3f}")
+    if "canary_share" in e2e:
+        print(f"canary       : {e2e['canary_checks']} checks, {e2e['canary_seconds']:.1f} s = "
+              f"{100 * e2e['canary_share']:.2f}% of the encoder actor's time")
     out = args.out or ROOT / "bench" / "results" / f"pipeline-{args.device}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))

@@ -13,7 +13,6 @@ Big Buck Bunny (c) copyright 2008, Blender Foundation, www.bigbuckbunny.org, CC-
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -22,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -91,12 +89,8 @@ def main() -> None:
     vae.eval()
     held = psnr(vae.decode(vae.encode(holdout).mean), holdout)
     print(f"held-out PSNR (4 clips of 17x128x128): {held:.2f} dB")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    weights = {k: v.detach().contiguous() for k, v in vae.state_dict().items() if "wavelet" not in k}
-    save_file(weights, str(args.out / "diffusion_pytorch_model.safetensors"),
-              metadata={"trained_by": "demo/train_demo_model.py", "steps": str(args.steps),
-                        "heldout_psnr_db": f"{held:.2f}"})
+    vae.save_pretrained(args.out, metadata={"trained_by": "demo/train_demo_model.py", "steps": str(args.steps),
+                                            "heldout_psnr_db": f"{held:.2f}"})
     print(f"wrote {args.out}")
 
 

@@ -11,6 +11,7 @@ command resumes: committed shards are skipped.
 Exit status: 0 all shards committed, 3 some shards given up (re-run to retry them),
 2 invalid settings, 1 the job could not run (e.g. another job holds the output),
 143 / 130 stopped by SIGTERM / SIGINT (committed shards are kept; re-run to resume).
+``--dry-run`` prints what a run would do and exits 0.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.job.config import ConfigError, config_from_args  # noqa: E402
+from pipeline.job.config import ConfigError, build_parser, config_from_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if build_parser().parse_args(argv).dry_run:
+        from pipeline.job.dry_run import dry_run, format_dry_run
+
+        try:
+            print(format_dry_run(dry_run(config)))
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        return 0
     from pipeline.job.driver import JobError, run_job
     from pipeline.job.stopping import StopRequest
 

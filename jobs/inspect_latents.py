@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--storage-options", default="{}", help="fsspec storage options as JSON, for OUT and the input")
     add("--input", help="input shards (brace range, glob, list file); default: the job's --input")
     add("--json", action="store_true", help="print the report as JSON instead of a table")
-    add("--model", help="WF-VAE folder, checkpoint or Hugging Face repo id: decode clips for a contact sheet")
+    add("--model", help="WF-VAE folder, checkpoint, Hugging Face repo id or fsspec URL (s3://...): decode clips "
+                        "for a contact sheet")
     add("--sheet", default="contact_sheet.png", help="where the contact sheet PNG goes (default contact_sheet.png)")
     add("--clips", type=int, default=4, help="clips on the contact sheet, spread over all rows (default 4)")
     add("--frames", type=int, default=5, help="frames shown per clip, evenly spaced (default 5)")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Models fetched from (test) object storage go to a cache of this session, not the user's: set before
+# the Ray head starts, so its workers inherit it.
+if "WFVAE_CACHE" not in os.environ:
+    os.environ["WFVAE_CACHE"] = tempfile.mkdtemp(prefix="wfvae-cache-")
+    atexit.register(shutil.rmtree, os.environ["WFVAE_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,20 +5,24 @@ Accepted sources:
   2. a training checkpoint ``*.ckpt`` (the file, or a folder holding one) next to ``config.json``:
      ``ema_state_dict`` is preferred (``module.`` stripped), else ``state_dict["gen_model"]``,
      else ``state_dict``;
-  3. a Hugging Face repo id, fetched (or found in the local cache) through huggingface_hub.
+  3. a Hugging Face repo id, fetched (or found in the local cache) through huggingface_hub;
+  4. any fsspec URL of 1. or 2. (``s3://bucket/models/WF-VAE-L-16Chn/``, with ``storage_options``),
+     fetched once per machine into a cache named by content checksum (see ``remote.py``).
 A checkpoint that does not match the config key for key and shape for shape is refused:
 a partially loaded VAE produces plausible-looking but wrong latents.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .config import WFVAEConfig
+from .remote import fetch_model, is_remote, local_path, read_remote_config
 
 if TYPE_CHECKING:
     from .model import WFVAE
@@ -33,8 +37,20 @@ class CheckpointError(ValueError):
 
 
 def load_pretrained(cls: type["WFVAE"], source: str | Path, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32, allow_pickle: bool = False) -> "WFVAE":
-    config_path, weights_path = resolve_source(source)
+                    dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
+                    storage_options: dict[str, Any] | None = None, cache_dir: str | Path | None = None) -> "WFVAE":
+    if not is_remote(source):
+        config_path, weights_path = resolve_source(source)
+        return _load(cls, config_path, weights_path, device, dtype, allow_pickle, origin=str(weights_path))
+    fetched = fetch_model(str(source), storage_options, cache_dir)
+    try:
+        return _load(cls, fetched.config, fetched.weights, device, dtype, allow_pickle, origin=fetched.url)
+    except (CheckpointError, ValueError) as err:  # name what the user gave, not only the cache's copy
+        raise type(err)(f"{err} (fetched from {fetched.url})") from None
+
+
+def _load(cls: type["WFVAE"], config_path: Path, weights_path: Path, device: str | torch.device,
+          dtype: torch.dtype, allow_pickle: bool, origin: str) -> "WFVAE":
     config = WFVAEConfig.from_json(config_path)
     state_dict = read_state_dict(weights_path, allow_pickle=allow_pickle)
     with torch.device("meta"):
@@ -45,20 +61,41 @@ def load_pretrained(cls: type["WFVAE"], source: str | Path, *, device: str | tor
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: {err}") from None
     model.to(device=device, dtype=dtype)
-    model.source = str(weights_path)
+    model.source = origin
     return model.eval()
 
 
+def read_config(source: str | Path, storage_options: dict[str, Any] | None = None) -> WFVAEConfig:
+    """A model's config alone, without fetching remote weights: for checks before loading."""
+    if is_remote(source):
+        url, payload = read_remote_config(str(source), storage_options)
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{url}: not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{url}: expected a JSON object of WF-VAE config fields")
+        return WFVAEConfig.from_dict(data, source=url)
+    if _is_repo_id(source) and not Path(source).expanduser().exists():  # config.json only, not the weights
+        return WFVAEConfig.from_json(_download_from_hub(str(source), ["config.json"]) / "config.json")
+    return WFVAEConfig.from_json(resolve_source(source)[0])
+
+
+def _is_repo_id(source: str | Path) -> bool:
+    return isinstance(source, str) and bool(_REPO_ID.match(source)) and not source.startswith((".", "/"))
+
+
 def resolve_source(source: str | Path) -> tuple[Path, Path]:
-    """(config.json, weights file) for a folder, a weights file or a Hugging Face repo id."""
-    path = Path(source).expanduser()
+    """(config.json, weights file) for a local folder, a weights file or a Hugging Face repo id."""
+    path = Path(local_path(source) if isinstance(source, str) else source).expanduser()
     if not path.exists():
-        if isinstance(source, str) and _REPO_ID.match(source) and not source.startswith((".", "/")):
-            path = _download_from_hub(source)
+        if _is_repo_id(source):
+            path = _download_from_hub(str(source))
         else:
             raise FileNotFoundError(f"{source}: no such file or folder (expected a WF-VAE folder with config.json "
-                                    "and diffusion_pytorch_model.safetensors, a *.ckpt next to config.json, or a "
-                                    "Hugging Face repo id like 'chestnutlzj/WF-VAE-L-16Chn')")
+                                    "and diffusion_pytorch_model.safetensors, a *.ckpt next to config.json, a "
+                                    "Hugging Face repo id like 'chestnutlzj/WF-VAE-L-16Chn', or an fsspec URL "
+                                    "of a folder or file like 's3://bucket/models/WF-VAE-L-16Chn/')")
     if path.is_file():
         return path.parent / "config.json", path
     return path / "config.json", _find_weights(path)
@@ -77,13 +114,13 @@ def _find_weights(folder: Path) -> Path:
     raise FileNotFoundError(f"{folder}: no weights found (looked for {', '.join(SAFETENSORS_NAMES)} and *.ckpt)")
 
 
-def _download_from_hub(repo_id: str) -> Path:
+def _download_from_hub(repo_id: str, patterns: list[str] | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - a declared dependency
         raise FileNotFoundError(f"{repo_id}: not a local path, and huggingface_hub is not installed") from None
     try:
-        folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors"])
+        folder = snapshot_download(repo_id, allow_patterns=patterns or ["config.json", "*.safetensors"])
     except Exception as err:  # offline, unknown repo, no access: all end the same way for the user
         raise FileNotFoundError(
             f"{repo_id}: not a local path, and it could not be fetched from the Hugging Face Hub "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,13 +35,27 @@ class WFVAE(nn.Module):
     # -- construction ----------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype = torch.float32, *, allow_pickle: bool = False) -> "WFVAE":
+                        dtype: torch.dtype = torch.float32, *, allow_pickle: bool = False,
+                        storage_options: dict[str, Any] | None = None,
+                        cache_dir: str | Path | None = None) -> "WFVAE":
         """Load a release folder (config.json + safetensors), a training checkpoint (*.ckpt next
-        to config.json) or a Hugging Face repo id. Loading is strict: a file that does not
-        match the config exactly raises ``CheckpointError`` naming what is wrong."""
+        to config.json), a Hugging Face repo id, or either layout at an fsspec URL
+        (``s3://bucket/models/WF-VAE-L-16Chn/`` with ``storage_options``; fetched once per machine
+        into ``cache_dir``, default ``$WFVAE_CACHE`` or ``~/.cache/wfvae-latents``). Loading is
+        strict: a file that does not match the config exactly raises ``CheckpointError``."""
         from .loading import load_pretrained
 
-        return load_pretrained(cls, path_or_repo_id, device=device, dtype=dtype, allow_pickle=allow_pickle)
+        return load_pretrained(cls, path_or_repo_id, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                               storage_options=storage_options, cache_dir=cache_dir)
+
+    def save_pretrained(self, folder: str | Path, *, metadata: dict[str, str] | None = None,
+                        dtype: torch.dtype | None = None) -> Path:
+        """Write the released layout (config.json + diffusion_pytorch_model.safetensors) that
+        ``from_pretrained`` reads back exactly; ``dtype`` converts the weights, ``metadata`` adds
+        string key-values to the safetensors header."""
+        from .saving import save_pretrained
+
+        return save_pretrained(self, folder, metadata=metadata, dtype=dtype)
 
     @classmethod
     def from_config(cls, config: WFVAEConfig | str, device: str | torch.device = "cpu",

@@ -66,12 +66,13 @@ def evenly_spaced(count: int, available: int) -> list[int]:
 def check_decoding(output_url: str, model: str, input_spec: str | None = None,
                    storage_options: dict[str, Any] | None = None, clips: int = 4, frames: int = 5,
                    tile_height: int | None = 128) -> DecodeCheck:
-    """``input_spec`` defaults to the job's own input; ``model`` is a WF-VAE folder, checkpoint or repo id."""
+    """``input_spec`` defaults to the job's own input; ``model`` is a WF-VAE folder, checkpoint, repo id or
+    fsspec URL (read with ``storage_options``)."""
     if clips < 1 or frames < 1:
         raise ValueError(f"clips and frames must be at least 1, got {clips} and {frames}")
     output = open_output(output_url, storage_options)
     rows = _read_rows(output, pick_rows(output, clips))
-    vae = WFVAE.from_pretrained(model)
+    vae = WFVAE.from_pretrained(model, storage_options=storage_options)
     same_weights = vae.weights_checksum() == output.manifest.get("model", {}).get("weights_sha256")
     wanted = [(row["shard"], row["key"], row["clip"]) for row in rows]
     sources = read_source_clips(wanted, input_spec or output.manifest["config"]["input"],

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..dataset.source import open_parquet
 from ..dataset.tensors import latent_shapes
+from ..job.canary import format_quality, quality_summary
 from ..output.layout import OutputLayout, shard_name
 from ..output.reader import read_job_output
 from ..output.storage import read_json
@@ -61,6 +62,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
         "stored": manifest.get("config", {}).get("store"),
         "latents": _shapes(layout, sorted(name for name, r in records.items() if r.get("rows"))),
         "latent_stats": {"mean": stats.mean, "std": stats.std},
+        "quality": quality_summary(records),
     }
 
 
@@ -110,6 +112,9 @@ def format_report(report: dict[str, Any]) -> str:
     if stats["mean"]:
         lines.append(("channel mean", " ".join(f"{v:+.3f}" for v in stats["mean"])))
         lines.append(("channel std", " ".join(f"{v:.3f}" for v in stats["std"])))
+    lines.append(("quality", format_quality(report.get("quality"))))
+    lines += [("  worst" if i == 0 else "", f"{e['psnr']:.2f} dB  {e.get('shard', '?')}  {e['key']} clip {e['clip']}")
+              for i, e in enumerate((report.get("quality") or {}).get("worst", []))]
     lines.append(("config", ""))
     lines += [("  " + key, _value(key, value)) for key, value in sorted(report["config"].items())]
     width = max(len(label) for label, _ in lines) + 2

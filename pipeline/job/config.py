@@ -40,7 +40,8 @@ SHORT_VIDEOS = SHORT_VIDEO_POLICIES
 # the model are identified by content (resolved shard list, weights checksum and config), not spelling.
 RUNTIME_FIELDS = {"input", "output", "model", "chunk_frames", "batch_size", "num_actors", "gpus_per_actor",
                   "decode_workers", "max_shard_attempts", "storage_options", "overwrite", "ray_address",
-                  "progress_seconds", "wait", "lease_seconds", "grace_seconds", "shared_output"}
+                  "progress_seconds", "wait", "lease_seconds", "grace_seconds", "shared_output",
+                  "check_every", "model_storage_options"}
 # The read section: JobConfig field -> ReadConfig field, checked by ReadConfig alone.
 READ_FIELDS = ("num_frames", "fps", "clips", "max_frames", "short_videos", "resolution", "buckets",
                "video_extensions", "caption_key", "decoder")
@@ -82,6 +83,8 @@ class JobConfig:
     lease_seconds: float = 60.0
     grace_seconds: float = 20.0
     shared_output: bool = False
+    check_every: int | None = None  # quality canary (canary.py): decode every Nth clip, PSNR in the records
+    model_storage_options: dict[str, Any] | None = None  # fsspec options for --model (None: storage_options)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -114,7 +117,13 @@ class JobConfig:
         """to_dict without secrets (storage credentials), for _job.json and logs."""
         data = self.to_dict()
         data["storage_options"] = _redact(self.storage_options)
+        data["model_storage_options"] = _redact(self.model_storage_options)
         return data
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """fsspec options for reading --model: its own, else --storage-options."""
+        return self.storage_options if self.model_storage_options is None else self.model_storage_options
 
     @property
     def whole_videos(self) -> bool:
@@ -178,6 +187,10 @@ def _validate(c: JobConfig) -> None:
             _fail(name, f"must be true or false, got {getattr(c, name)!r}")
     if c.ray_address is not None and (not isinstance(c.ray_address, str) or not c.ray_address.strip()):
         _fail("ray_address", f"must be host:port, ray://host:port or auto, got {c.ray_address!r}")
+    if c.model_storage_options is not None and not isinstance(c.model_storage_options, dict):
+        _fail("model_storage_options", f"must be a JSON object, got {c.model_storage_options!r}")
+    if c.check_every is not None and (not _is_int(c.check_every) or c.check_every < 1):
+        _fail("check_every", f"must be a positive integer (decode every Nth clip), got {c.check_every!r}")
 
 
 def check_against_model(config: JobConfig, temporal_compression: int) -> ReadConfig:
@@ -230,7 +243,8 @@ def _storage_options(value: Any) -> dict[str, Any]:
 
 _CONVERTERS = {"resolution": lambda v: None if v is None else _size("x".join(map(str, v)) if isinstance(v, (list, tuple)) else v),
                "buckets": lambda v: None if v is None else _sizes(v),
-               "video_extensions": _extensions, "storage_options": _storage_options}
+               "video_extensions": _extensions, "storage_options": _storage_options,
+               "model_storage_options": lambda v: None if v is None else _storage_options(v)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -243,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--input", help="shards: brace range, glob, text file listing URLs, or any fsspec URL "
                         "(default: the bundled demo shards)")
     add("--output", help="output folder, local path or fsspec URL such as s3://bucket/latents (default: out/demo)")
-    add("--model", help="WF-VAE folder (config.json + weights), *.ckpt, or Hugging Face repo id "
-                        "(default: the bundled demo model)")
+    add("--model", help="WF-VAE folder (config.json + weights), *.ckpt, Hugging Face repo id, or either layout "
+                        "at an fsspec URL such as s3://bucket/models/WF-VAE-L-16Chn/ (read with --storage-options, "
+                        "fetched once per node into $WFVAE_CACHE) (default: the bundled demo model)")
     add("--num-frames", type=int, help="frames per clip: 1 + a multiple of the temporal compression (default 17)")
     add("--fps", type=float, help="resample clips to this frame rate by timestamps (default: source rate)")
     add("--clips", help=f"clip policy: {CLIP_POLICIES} (default first)")
@@ -270,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-shard-attempts", type=int, help="give up on a shard after this many failed attempts (default 3)")
     add("--storage-options", help="fsspec storage options as JSON, for input and output "
                                   "(e.g. '{\"client_kwargs\": {\"endpoint_url\": \"http://host:9000\"}}')")
+    add("--model-storage-options", help="fsspec storage options as JSON for --model alone, when the model "
+                                        "lives elsewhere than the data (default: --storage-options)")
     add("--overwrite", action="store_true", default=None,
         help="delete whatever the output folder holds and start over (needed to reuse a folder "
              "written with different settings); never while another job holds it")
@@ -283,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a local --output path is shared storage mounted on every node (needed on multi-node clusters)")
     add("--ray-address", help="Ray cluster to join (default: the running cluster, else a local one)")
     add("--progress-seconds", type=float, help="seconds between progress lines (default 10)")
+    add("--dry-run", action="store_true", help="list shards (committed, pending, given up), probe the first "
+                                                "sample of a few pending shards and estimate what the run would "
+                                                "write, without starting Ray or encoding anything")
+    add("--check-every", type=int, help="quality canary: decode every Nth clip (the first of each shard "
+                                        "included) on the encoder's device; PSNR against the source goes "
+                                        "into the commit records and the summary (default: off)")
     return parser
 
 
@@ -291,7 +314,7 @@ def config_from_args(argv: list[str] | None = None) -> JobConfig:
     values: dict[str, Any] = {}
     if args.config is not None:
         values.update(load_yaml(args.config))
-    values.update({k: v for k, v in vars(args).items() if v is not None and k != "config"})
+    values.update({k: v for k, v in vars(args).items() if v is not None and k not in ("config", "dry_run")})
     if "buckets" in values and "resolution" not in values:
         values["resolution"] = None
     return make_config(values)

@@ -15,13 +15,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips
 from ..reading.records import STAGE_DECODE, describe
+from .metrics import timed_decode
 
 # Pieces a decode task may produce ahead of the encoder: bounds memory for long videos.
 PIECES_AHEAD = 2
 
 
 def _decode(sample: Sample, config: ReadConfig, piece_frames: int | None) -> Iterator[ClipPiece]:
-    yield from decode_clips(sample, config, piece_frames)
+    yield from timed_decode(decode_clips(sample, config, piece_frames))
 
 
 # No retries: a decoder crash is deterministic for a given file, and a retry would crash again.

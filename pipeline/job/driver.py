@@ -24,7 +24,7 @@ import ray
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
 
 from wfvae.config import WFVAEConfig
-from wfvae.loading import resolve_source
+from wfvae.loading import read_config
 
 from ..output.layout import OutputLayout, remove_partial_files, shard_name
 from ..output.lease import Lease, OutputBusy
@@ -36,6 +36,7 @@ from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
 from .encoder_actor import EncoderActor, resolve_dtype
 from .stopping import StopRequest
+from .metrics import JobMetrics
 from .summary import build_summary, format_summary, write_summary
 
 NAMESPACE = "wfvae-latents"
@@ -115,11 +116,10 @@ def _answers(address: str) -> bool:
         return False
 
 
-def model_config(model: str) -> WFVAEConfig:
+def model_config(model: str, storage_options: dict[str, Any] | None = None) -> WFVAEConfig:
     """The model's config.json alone: enough to check settings before any actor loads weights."""
     try:
-        config_path, _ = resolve_source(model)
-        return WFVAEConfig.from_json(config_path)
+        return read_config(model, storage_options)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"--model: {err}") from None
 
@@ -142,7 +142,7 @@ class Plan:
         if duplicates:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
-        self.model = model_config(job.model)
+        self.model = model_config(job.model, job.model_options)
         self.read_config = check_against_model(job, self.model.temporal_compression)
         # The input by content: the same shards however they were spelled (glob, brace range, list file).
         self.input_shards = {"count": len(urls), "sha256": hashlib.sha256("\n".join(urls).encode()).hexdigest()}
@@ -329,6 +329,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     ones may commit until the grace period ends (or a second signal), then are abandoned.
     """
     job, layout = plan.job, plan.layout
+    metrics = JobMetrics(layout.url)
     queue = deque(todo)
     attempts: dict[str, int] = defaultdict(int)
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
@@ -387,6 +388,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 queue.append(url)
             else:
                 outcome.given_up.append(shard_name(url))
+                metrics.shard_given_up()
                 log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
                 _record_given_up(layout, url, attempts[url], reason, log, outcome)
         if time.perf_counter() - last_report >= job.progress_seconds:

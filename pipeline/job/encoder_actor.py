@@ -13,8 +13,11 @@ from wfvae import WFVAE
 
 from ..output.layout import OutputLayout
 from ..output.manifest import code_version
+from ..output.schema import LATENT_DTYPES
 from ..reading import ReadConfig
+from .canary import QualityCanary
 from .config import JobConfig
+from .metrics import JobMetrics
 from .shard_encoder import ShardEncoder
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -36,7 +39,8 @@ class EncoderActor:
             torch.backends.cudnn.benchmark = True  # clip shapes repeat: pick the fastest kernels once
         else:  # use exactly the CPUs Ray reserved for this actor
             torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-        self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype])
+        self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
+                                         storage_options=job.model_options)
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()
         scale, shift = self.vae.config.latent_scale_shift()
@@ -53,6 +57,9 @@ class EncoderActor:
             piece_frames=(job.chunk_frames or 8 * tc) if job.whole_videos else None,
             latent_dtype=job.latent_dtype, store_logvar=job.store == "moments", decode_workers=decode_workers,
             file_metadata=metadata,
+            canary=QualityCanary(self.vae, job.check_every, LATENT_DTYPES[job.latent_dtype],
+                                 job.chunk_frames // tc if job.chunk_frames else None) if job.check_every else None,
+            metrics=JobMetrics(OutputLayout(job.output, job.storage_options).url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
         )

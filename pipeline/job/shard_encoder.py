@@ -26,6 +26,8 @@ from ..reading import ErrorRecord, ReadConfig, iter_samples
 from ..reading.records import SHARD_DAMAGE, STAGE_SHARD, describe
 from . import decode_task
 from .batching import ClipBatcher, PendingClip, to_video
+from .canary import QualityCanary
+from .metrics import JobMetrics
 from .rows import error_row, latent_row
 
 _END = object()
@@ -47,6 +49,7 @@ class _ShardResults:
         self.stats = LatentStats()
         self.timings = {"decode_wait_seconds": 0.0, "encode_seconds": 0.0}
         self.started = time.perf_counter()
+        self.canary = None  # a ShardCanary, with --check-every
 
     def add_error(self, key: str | None, stage: str, error_type: str, message: str) -> None:
         self.errors.append(error_row(self.name, key, stage, error_type, message))
@@ -58,7 +61,8 @@ class _ShardResults:
 class ShardEncoder:
     def __init__(self, vae: WFVAE, read_config: ReadConfig, layout: OutputLayout, *, batch_size: int,
                  chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
-                 decode_workers: int, file_metadata: dict[str, Any], record_extra: dict[str, Any]) -> None:
+                 decode_workers: int, file_metadata: dict[str, Any], record_extra: dict[str, Any],
+                 canary: QualityCanary | None = None, metrics: JobMetrics | None = None) -> None:
         self.vae = vae
         self.read_config = read_config
         self.layout = layout
@@ -70,6 +74,8 @@ class ShardEncoder:
         self.decode_workers = decode_workers
         self.file_metadata = file_metadata
         self.record_extra = record_extra
+        self.canary = canary
+        self.metrics = metrics
         self.current: _ShardResults | None = None
 
     def progress(self) -> dict[str, Any]:
@@ -79,6 +85,7 @@ class ShardEncoder:
     # -- the shard ---------------------------------------------------------------------
     def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
         shard = self.current = _ShardResults(url)
+        shard.canary = self.canary.for_shard() if self.canary else None
         batcher = ClipBatcher(self.batch_size)
         # Samples submitted ahead of the encoder: the running decodes plus one batch waiting, so a
         # batch is ready when the encoder finishes the previous one; memory stays bounded.
@@ -107,10 +114,14 @@ class ShardEncoder:
         record = {**self.record_extra, "url": url, "attempt": attempt, "samples": shard.samples,
                   "stats": shard.stats.to_dict(),
                   "errors_by_type": dict(Counter(e["error_type"] for e in shard.errors)),
+                  **({"canary": shard.canary.finish().to_dict()} if shard.canary else {}),
                   "timings": {k: round(v, 3) for k, v in
                               {**shard.timings, "total_seconds": time.perf_counter() - shard.started}.items()}}
-        return publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
-                             self.file_metadata, record)
+        committed = publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
+                                  self.file_metadata, record)
+        if self.metrics:
+            self.metrics.shard_committed(committed, shard.errors)
+        return committed
 
     @staticmethod
     def _next(work: queue.Queue, shard: _ShardResults) -> Any:
@@ -183,6 +194,8 @@ class ShardEncoder:
         shard.timings["encode_seconds"] += time.perf_counter() - began
         for index, clip in enumerate(batch):
             self._add_row(shard, clip.order, clip.info, posterior, index)
+            if shard.canary:
+                shard.canary.observe(clip.info.key, clip.info.clip_index, clip.frames, posterior.mean[index])
 
     def _add_row(self, shard: _ShardResults, order: tuple[int, int], info: Any, posterior: DiagonalGaussian,
                  index: int) -> None:

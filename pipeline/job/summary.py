@@ -8,6 +8,7 @@ from typing import Any
 from ..output.layout import OutputLayout
 from ..output.reader import read_job_output
 from ..output.storage import write_json
+from .canary import format_quality, quality_summary
 
 
 def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, Any]) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, An
         "bytes": sum(output.bytes.values()),
         "latent_stats": {"channels": len(stats.sum), "values_per_channel": stats.count,
                          "mean": stats.mean, "std": stats.std},
+        "quality": quality_summary(output.records),
         "this_run": run,
     }
 
@@ -52,6 +54,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if stats["channels"]:
         lines.append("latent mean   " + " ".join(f"{v:+.3f}" for v in stats["mean"]))
         lines.append("latent std    " + " ".join(f"{v:.3f}" for v in stats["std"]))
+    if summary.get("quality"):
+        lines.append("quality       " + format_quality(summary["quality"]))
     if summary["given_up"]:
         lines.append(f"given up      {', '.join(summary['given_up'])} (see _given_up/; a re-run retries them)")
     return "\n".join(lines)

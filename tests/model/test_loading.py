@@ -139,3 +139,18 @@ def test_hub_repo_id_loads_from_local_snapshot(fixtures_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     tc, channels, source = result.stdout.split()
     assert (tc, channels) == ("4", "4") and revision in source
+
+
+def test_hub_config_alone_needs_no_weights(fixtures_dir, tmp_path):
+    """The driver checks settings against config.json: a Hub cache holding only that file suffices."""
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--chestnutlzj--WF-VAE-L-16Chn" / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text((fixtures_dir / "tiny-8x" / "config.json").read_text())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(revision)
+    result = _run_offline("from wfvae.loading import read_config; "
+                          "print(read_config('chestnutlzj/WF-VAE-L-16Chn').temporal_compression)",
+                          {"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["8"]

@@ -7,6 +7,7 @@ first caller runs the job into the session's base temp folder, later callers fin
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,3 +105,54 @@ def moments(ray_head, tmp_path_factory) -> EncodedOutput:
 @pytest.fixture(scope="session")
 def mean_only(ray_head, tmp_path_factory) -> EncodedOutput:
     return mean_output(ray_head, tmp_path_factory.getbasetemp())
+
+
+# -- outputs written with the output package directly (no job run: milliseconds) ------------
+
+def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dtype: str = "bfloat16",
+                     store: str = "mean", uncommitted: tuple[int, ...] = (1,), seed: int = 0) -> EncodedOutput:
+    """An output folder as the job writes it, through ``pipeline.output``: ``shards`` shards of
+    ``rows`` clips in two latent shapes, one error row each; the shards numbered in ``uncommitted``
+    are published and then lose their commit marker, as when a worker dies between the two."""
+    import torch
+
+    from pipeline.output.layout import OutputLayout
+    from pipeline.output.manifest import check_or_create, make_manifest
+    from pipeline.output.schema import LATENT_DTYPES, tensor_bytes
+    from pipeline.output.shard_writer import publish_shard
+    from pipeline.output.stats import LatentStats
+
+    layout = OutputLayout(str(folder))
+    settings = {"input": str(folder / "shards" / ("part-{000000..%06d}.tar" % (shards - 1))), "store": store,
+                "latent_dtype": latent_dtype, "num_frames": 5}
+    check_or_create(layout, make_manifest(settings, settings, "synthetic", {"weights_sha256": "0" * 64,
+                                                                            "temporal_compression": 4}), False)
+    generator = torch.Generator().manual_seed(seed)
+    metadata = {"stored": store, "latent_dtype": latent_dtype, "latent_channels": 4, "scale": [0.5] * 4,
+                "shift": [0.25] * 4}
+    names = [f"part-{s:06d}" for s in range(shards)]
+    for s, name in enumerate(names):
+        stats, latent_rows = LatentStats(), []
+        for i in range(rows):
+            shape = (4, 2, 4, 4) if i % 2 == 0 else (4, 2, 8, 4)
+            mean = torch.randn(*shape, generator=generator) * 3
+            stored = mean.to(LATENT_DTYPES[latent_dtype])
+            stats.add(stored.float())
+            logvar = torch.randn(*shape, generator=generator).to(stored.dtype) if store == "moments" else None
+            latent_rows.append({
+                "key": f"{name}-v{i:02d}", "shard": name, "clip": 0, "frame_start": 0, "num_frames": 5,
+                "fps": 8.0, "height": 8 * shape[2], "width": 8 * shape[3], "caption": f"caption {name}-v{i:02d}",
+                "meta": json.dumps({"s": s, "i": i}), "latent": tensor_bytes(stored), "latent_shape": list(shape),
+                "latent_dtype": latent_dtype, "logvar": None if logvar is None else tensor_bytes(logvar),
+                "frame_indices": [0, 1, 2, 3, 4], "timestamps": [0.0, 0.125, 0.25, 0.375, 0.5],
+                "source_fps": 8.0, "source_height": 8 * shape[2], "source_width": 8 * shape[3],
+                "source_num_frames": 12})
+        errors = [{"key": f"{name}-broken", "shard": name, "stage": "decode", "error_type": "InvalidData",
+                   "message": "not a video"}]
+        publish_shard(layout, name, latent_rows, errors, metadata,
+                      {"stats": stats.to_dict(), "errors_by_type": {"InvalidData": 1}})
+        if s in uncommitted:
+            layout.fs.rm(layout.committed(name))
+    committed = tuple(n for s, n in enumerate(names) if s not in uncommitted)
+    return EncodedOutput(folder, folder / "shards", settings["input"], settings["input"], committed,
+                         tuple(names[s] for s in uncommitted), ())

@@ -27,10 +27,11 @@ def free_port() -> int:
 class RayHead:
     def __init__(self, num_cpus: int = 4) -> None:
         self.num_cpus = num_cpus
-        self.port, self.dashboard_port = free_port(), free_port()
+        self.port, self.dashboard_port, self.metrics_port = free_port(), free_port(), free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a limit
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"  # Prometheus format
         self.process: subprocess.Popen | None = None
 
     @property
@@ -42,10 +43,12 @@ class RayHead:
 
     def start(self, timeout: float = 90.0) -> "RayHead":
         env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
+        env.setdefault("RAY_metrics_report_interval_ms", "1000")  # metrics reach the endpoint within seconds
         self.log = open(Path(self.temp_dir) / "head.log", "w")
         self.process = subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
              "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={self.num_cpus}",
+             f"--metrics-export-port={self.metrics_port}",
              f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -1,0 +1,181 @@
+"""A quality canary: every Nth clip is decoded again on the encoder's device and compared with
+its source frames (PSNR, uint8 RGB, peak 255).
+
+Latents cannot be checked by looking at them. A wrong model, a colour-range mistake ([0, 1]
+instead of [-1, 1]) or a broken source still produce latents of the right shape; decoding a few
+shows it in the first shard instead of after weeks of training. The decoded latent is the
+*stored* one (after conversion to the output's precision), so the check covers what training
+will read. A shard's results travel in its commit record (``"canary"``) and merge across
+records: the summary reports the mean, the minimum and the worst clips.
+
+The job decodes each checked clip alone (``batch_size=1``): batches of the same shape decode at
+half the per-clip cost with a small model on CPU, but not with WF-VAE-L (bench/canary.py), and a
+decoder batch needs more device memory than the encoder's.
+
+Whole-video clips streamed through the Causal Cache in pieces are not checked (their frames are
+never held at once).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+WORST_KEPT = 5  # worst clips kept per shard and in the summary
+_MSE_FLOOR = 1e-10  # identical clips: ~148 dB instead of infinity, so records stay plain JSON
+
+
+@dataclass
+class CanaryResults:
+    """One shard's checks (or, merged, a whole output's); a plain dict in the commit record."""
+
+    every: int = 0
+    seen: int = 0  # clips offered (checked: every ``every``-th of them, the first included)
+    checked: int = 0
+    psnr_sum: float = 0.0
+    psnr_min: float | None = None
+    worst: list[dict[str, Any]] = field(default_factory=list)  # {"key", "clip", "psnr"[, "shard"]}
+    seconds: float = 0.0
+
+    def add(self, key: str, clip: int, value: float, shard: str | None = None) -> None:
+        self.checked += 1
+        self.psnr_sum += value
+        self.psnr_min = value if self.psnr_min is None else min(self.psnr_min, value)
+        entry = {"key": key, "clip": clip, "psnr": round(value, 3), **({"shard": shard} if shard else {})}
+        self.worst = sorted([*self.worst, entry], key=lambda e: e["psnr"])[:WORST_KEPT]
+
+    @property
+    def psnr_mean(self) -> float | None:
+        return self.psnr_sum / self.checked if self.checked else None
+
+    def merge(self, other: "CanaryResults", shard: str | None = None) -> "CanaryResults":
+        """Combined results; ``shard`` labels ``other``'s worst clips (records do not carry it)."""
+        worst = [*self.worst, *({**e, "shard": e.get("shard", shard)} if shard else e for e in other.worst)]
+        minimum = [v for v in (self.psnr_min, other.psnr_min) if v is not None]
+        return CanaryResults(max(self.every, other.every), self.seen + other.seen, self.checked + other.checked,
+                             self.psnr_sum + other.psnr_sum, min(minimum) if minimum else None,
+                             sorted(worst, key=lambda e: e["psnr"])[:WORST_KEPT], self.seconds + other.seconds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"every": self.every, "seen": self.seen, "checked": self.checked, "psnr_sum": self.psnr_sum,
+                "psnr_min": self.psnr_min, "worst": self.worst, "seconds": round(self.seconds, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "CanaryResults":
+        data = data or {}
+        return cls(int(data.get("every", 0)), int(data.get("seen", 0)), int(data.get("checked", 0)),
+                   float(data.get("psnr_sum", 0.0)), data.get("psnr_min"), list(data.get("worst", [])),
+                   float(data.get("seconds", 0.0)))
+
+
+class QualityCanary:
+    """Holds the model and the rule; ``for_shard`` gives the checker of one shard attempt."""
+
+    def __init__(self, vae: Any, every: int, latent_dtype: torch.dtype | None = None,
+                 chunk_frames: int | None = None, batch_size: int = 1) -> None:
+        """``vae`` a wfvae.WFVAE; ``latent_dtype`` the stored precision; ``chunk_frames`` latent frames
+        per decoder call (None: whole clip); ``batch_size`` checked clips of one latent shape decoded
+        together."""
+        for name, value in (("every", every), ("batch_size", batch_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"the quality canary's {name} must be a positive integer, got {value!r}")
+        self.vae, self.every, self.latent_dtype = vae, every, latent_dtype
+        self.chunk_frames, self.batch_size = chunk_frames, batch_size
+
+    def for_shard(self) -> "ShardCanary":
+        return ShardCanary(self)
+
+    def psnr(self, frames: np.ndarray, mean: torch.Tensor) -> float:
+        """PSNR in dB of the decoded ``mean`` (C, t, h, w) against the source ``frames`` (T, H, W, 3) uint8."""
+        return self.psnrs([frames], mean[None])[0]
+
+    @torch.inference_mode()
+    def psnrs(self, frames: list[np.ndarray], means: torch.Tensor) -> list[float]:
+        """PSNR of each of a batch of latents ``means`` (B, C, t, h, w) against its source frames,
+        decoded together and computed on the model's device."""
+        latents = means if self.latent_dtype is None else means.to(self.latent_dtype)
+        decoded = self.vae.decode(latents.to(self.vae.device, self.vae.dtype), chunk_frames=self.chunk_frames)
+        pixels = decoded.float().clamp_(-1, 1).add_(1).mul_(127.5).round_()  # as uint8 frames would hold
+        values = []
+        for clip, source_frames in zip(pixels, frames, strict=True):
+            # a copy: frames fetched from Ray's object store are read-only, which torch warns about
+            source = torch.from_numpy(np.array(source_frames, dtype=np.uint8)).to(clip.device)
+            source = source.permute(3, 0, 1, 2).float()
+            length = min(source.shape[1], clip.shape[1])
+            if source.shape[0] != 3 or source.shape[2:] != clip.shape[2:] or length < 1:
+                raise ValueError(f"source frames {tuple(source_frames.shape)} do not match the decoded clip "
+                                 f"{tuple(clip.shape)} (expected (T, H, W, 3) uint8 of the encoded clip)")
+            mse = float((source[:, :length] - clip[:, :length]).square().mean())
+            values.append(10.0 * math.log10(255.0 ** 2 / max(mse, _MSE_FLOOR)))
+        return values
+
+
+class ShardCanary:
+    """The checks of one shard attempt: ``observe`` every encoded clip, ``finish`` at the end.
+
+    Clips to check wait (as copies, with their latents) until ``batch_size`` of one latent shape
+    are pending, then decode together; ``finish`` decodes the rest."""
+
+    def __init__(self, canary: QualityCanary) -> None:
+        self.canary = canary
+        self.results = CanaryResults(every=canary.every)
+        self._pending: dict[tuple[int, ...], list[tuple[str, int, np.ndarray, torch.Tensor]]] = {}
+
+    def observe(self, key: str, clip: int, frames: np.ndarray, mean: torch.Tensor) -> None:
+        """Queue this clip if it is the first, or an ``every``-th one, of the shard."""
+        self.results.seen += 1
+        if (self.results.seen - 1) % self.canary.every:
+            return
+        group = self._pending.setdefault(tuple(mean.shape), [])
+        group.append((key, clip, np.array(frames, dtype=np.uint8), mean.detach().clone()))
+        if len(group) >= self.canary.batch_size:
+            self._check(self._pending.pop(tuple(mean.shape)))
+
+    def finish(self) -> CanaryResults:
+        for shape in list(self._pending):
+            self._check(self._pending.pop(shape))
+        return self.results
+
+    def _check(self, group: list[tuple[str, int, np.ndarray, torch.Tensor]]) -> None:
+        began = time.perf_counter()
+        frames, means = [f for _, _, f, _ in group], torch.stack([m for *_, m in group])
+        try:
+            values = self.canary.psnrs(frames, means)
+        except torch.OutOfMemoryError:  # the decoder needs more than the encoder: never fail a shard for it
+            torch.cuda.empty_cache()
+            values = [self.canary.psnr(f, m) for f, m in zip(frames, means)]
+        for (key, clip, _, _), value in zip(group, values):
+            self.results.add(key, clip, value)
+        self.results.seconds += time.perf_counter() - began
+
+
+def merge_records(records: dict[str, dict[str, Any]]) -> CanaryResults:
+    """The canary results of commit records by shard (records without any are skipped)."""
+    merged = CanaryResults()
+    for shard, record in sorted(records.items()):
+        if record.get("canary"):
+            merged = merged.merge(CanaryResults.from_dict(record["canary"]), shard=shard)
+    return merged
+
+
+def quality_summary(records: dict[str, dict[str, Any]] | Iterable[tuple[str, dict]]) -> dict[str, Any] | None:
+    """``{"every", "checked", "psnr_mean", "psnr_min", "worst"}`` over all records; None without checks."""
+    merged = merge_records(dict(records))
+    if not merged.checked:
+        return None
+    return {"every": merged.every, "checked": merged.checked, "psnr_mean": round(merged.psnr_mean, 3),
+            "psnr_min": round(merged.psnr_min, 3), "worst": merged.worst, "seconds": round(merged.seconds, 3)}
+
+
+def format_quality(quality: dict[str, Any] | None) -> str:
+    """One line for the job's summary and inspect_latents.py."""
+    if not quality:
+        return "not checked (--check-every N decodes every Nth clip and compares it with its source)"
+    worst = ", ".join(f"{e.get('shard', '?')}/{e['key']}#{e['clip']} {e['psnr']:.1f}" for e in quality["worst"][:3])
+    return (f"PSNR mean {quality['psnr_mean']:.2f} dB, min {quality['psnr_min']:.2f} dB over {quality['checked']} "
+            f"decoded clips (every {quality['every']}); worst {worst}")

@@ -1,0 +1,91 @@
+"""The job's live metrics, through ``ray.util.metrics``: the Ray dashboard's Metrics view and any
+Prometheus scraping the cluster (each node's ``--metrics-export-port``) show them while it runs.
+
+    wfvae_clips_encoded            clips encoded                                 {output}
+    wfvae_samples_failed           samples recorded as error rows                {output, error_type, stage}
+    wfvae_shards_committed         shards published with their commit marker    {output}
+    wfvae_shards_given_up          shards given up after max attempts            {output}
+    wfvae_encoder_wait_seconds     encoder time spent waiting for decoded clips  {output}
+    wfvae_encode_seconds           encoder time spent encoding                   {output}
+    wfvae_decode_seconds           decode-task time spent decoding               (no tags: tasks serve any job)
+    wfvae_quality_psnr_db          lowest canary PSNR of the last shard (gauge)  {output}
+
+Counters only grow; rates come from the scraper (``rate(ray_wfvae_clips_encoded_total[1m])``;
+Ray prefixes ``ray_``, and Prometheus counters end in ``_total``). The ``output`` tag (the output
+URL) keeps two jobs on one cluster apart. Metric objects belong to the process that records them:
+each encoder actor and the driver make one ``JobMetrics``; decode tasks use ``timed_decode``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from ray.util.metrics import Counter, Gauge
+
+T = TypeVar("T")
+PREFIX = "wfvae_"
+
+
+class JobMetrics:
+    """The encoder actors' and the driver's metrics of one job (one ``output``).
+
+    A shard's figures are recorded when it is committed, from its commit record: the counters then
+    hold committed work only, and an attempt that failed and was retried is not counted twice. A
+    shard takes seconds to minutes, so the figures move while the job runs."""
+
+    def __init__(self, output: str) -> None:
+        tags = ("output",)
+        self._tags = {"output": output}
+        self.clips = Counter(f"{PREFIX}clips_encoded", "clips encoded (committed shards)", tags)
+        self.failed = Counter(f"{PREFIX}samples_failed", "samples recorded as error rows, by error type and stage",
+                              (*tags, "error_type", "stage"))
+        self.committed = Counter(f"{PREFIX}shards_committed", "shards published with their commit marker", tags)
+        self.given_up = Counter(f"{PREFIX}shards_given_up", "shards given up after max attempts", tags)
+        self.wait = Counter(f"{PREFIX}encoder_wait_seconds", "encoder seconds spent waiting for decoded clips", tags)
+        self.encode = Counter(f"{PREFIX}encode_seconds", "encoder seconds spent encoding", tags)
+        self.psnr = Gauge(f"{PREFIX}quality_psnr_db", "lowest quality-canary PSNR of the last committed shard",
+                          tags)
+
+    def shard_committed(self, record: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        """``record`` as publish_shard returns it; ``errors`` the shard's error rows."""
+        self.committed.inc(1, self._tags)
+        self._inc(self.clips, record.get("rows", 0))
+        timings = record.get("timings", {})
+        self._inc(self.wait, timings.get("decode_wait_seconds", 0.0))
+        self._inc(self.encode, timings.get("encode_seconds", 0.0))
+        for (error_type, stage), count in Tally((e["error_type"], e["stage"]) for e in errors).items():
+            self.failed.inc(count, {**self._tags, "error_type": error_type, "stage": stage})
+        canary = record.get("canary") or {}
+        if canary.get("psnr_min") is not None:
+            self.psnr.set(canary["psnr_min"], self._tags)
+
+    def shard_given_up(self) -> None:
+        self.given_up.inc(1, self._tags)
+
+    def _inc(self, counter: Counter, value: float) -> None:
+        if value > 0:  # Ray refuses non-positive increments
+            counter.inc(value, self._tags)
+
+
+_decode_seconds: Counter | None = None
+
+
+def timed_decode(pieces: Iterator[T]) -> Iterator[T]:
+    """``pieces`` unchanged, the time spent producing each counted as decode seconds (not the time
+    the consumer holds a piece: a streaming task waits there for back-pressure)."""
+    global _decode_seconds
+    if _decode_seconds is None:  # one per worker process, made on first use
+        _decode_seconds = Counter(f"{PREFIX}decode_seconds", "decode-task seconds spent decoding video")
+    while True:
+        began = time.perf_counter()
+        try:
+            piece = next(pieces)
+        except StopIteration:
+            return
+        finally:  # failures took decoding time too
+            if (elapsed := time.perf_counter() - began) > 0:
+                _decode_seconds.inc(elapsed)
+        yield piece
