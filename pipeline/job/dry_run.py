@@ -90,7 +90,9 @@ def _output_state(plan) -> str:
         return "overwritten (--overwrite deletes what it holds)"
     existing = read_json(layout.fs, layout.job_manifest)
     existing["output_settings"].pop("dtype", None)  # resolved on the cluster, from its devices
-    wanted = {"output_settings": {**plan.job.output_settings(), "input_shards": plan.input_shards},
+    settings = {**plan.job.output_settings(), "input_shards": plan.input_shards}
+    settings.pop("dtype")
+    wanted = {"output_settings": settings,
               "model": {"config": plan.model.to_dict()}}
     differences = describe_differences(existing, wanted)
     return f"refused: it holds a different job's output ({'; '.join(differences)})" if differences else "resumes"

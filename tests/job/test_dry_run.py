@@ -11,6 +11,7 @@ import time
 import pytest
 
 from pipeline.job.config import ConfigError, make_config
+from pipeline.job.driver import Plan
 from pipeline.job.dry_run import dry_run, format_dry_run
 from pipeline.output.layout import OutputLayout
 from pipeline.output.manifest import check_or_create, make_manifest
@@ -27,12 +28,19 @@ def job(dataset, out, **extra):
     return make_config({**SETTINGS, "input": dataset.spec, "output": str(out), **extra})
 
 
+def start_output(config) -> OutputLayout:
+    """The output folder as a real run of ``config`` on CPU creates it."""
+    plan = Plan(config)
+    settings = {**config.output_settings(), "dtype": "float32", "input_shards": plan.input_shards}
+    check_or_create(plan.layout, make_manifest(config.public_dict(), settings, {"config": plan.model.to_dict()}))
+    return plan.layout
+
+
 def test_shards_output_state_probes_and_estimate(dataset, tmp_path):
     """3 shards: part-000000 committed, part-000001 given up, part-000002 never run."""
     out = tmp_path / "out"
     config = job(dataset, out)
-    layout = OutputLayout(str(out))
-    check_or_create(layout, make_manifest(config.public_dict(), config.output_settings(), "f", {}), False)
+    layout = start_output(config)
     publish_shard(layout, "part-000000", [], [], {}, {})
     write_json(layout.fs, layout.given_up("part-000001"), {"attempts": 3})
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
@@ -59,8 +67,7 @@ def test_shards_output_state_probes_and_estimate(dataset, tmp_path):
 def test_other_settings_are_refused_and_overwrite_starts_over(dataset, tmp_path):
     out = tmp_path / "out"
     first = job(dataset, out)
-    layout = OutputLayout(str(out))
-    check_or_create(layout, make_manifest(first.public_dict(), first.output_settings(), "f", {}), False)
+    layout = start_output(first)
     publish_shard(layout, "part-000000", [], [], {}, {})
     refused = dry_run(job(dataset, out, num_frames=9, clips="uniform:2"))
     assert refused.output_state.startswith("refused") and "num_frames: 5 then, 9 now" in refused.output_state

@@ -125,8 +125,7 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     layout = OutputLayout(str(folder))
     settings = {"input": str(folder / "shards" / ("part-{000000..%06d}.tar" % (shards - 1))), "store": store,
                 "latent_dtype": latent_dtype, "num_frames": 5}
-    check_or_create(layout, make_manifest(settings, settings, "synthetic", {"weights_sha256": "0" * 64,
-                                                                            "temporal_compression": 4}), False)
+    check_or_create(layout, make_manifest(settings, settings, {"weights_sha256": "0" * 64, "temporal_compression": 4}))
     generator = torch.Generator().manual_seed(seed)
     metadata = {"stored": store, "latent_dtype": latent_dtype, "latent_channels": 4, "scale": [0.5] * 4,
                 "shift": [0.25] * 4}
