@@ -27,7 +27,8 @@ from ..output.storage import read_json, write_json
 from ..reading import ReadConfig, list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
-from .encoder_actor import EncoderActor, resolve_dtype
+from .decode_workers import default_decode_workers
+from .encoder_actor import CONCURRENCY_GROUPS, SHARDS_IN_FLIGHT, EncoderActor, resolve_dtype
 from .summary import build_summary, format_summary, write_summary
 
 NAMESPACE = "wfvae-latents"
@@ -91,13 +92,13 @@ class Plan:
         """Actors, decode tasks and precision, from the cluster's resources (needs a Ray connection)."""
         job = self.job
         gpus = ray.cluster_resources().get("GPU", 0)
-        cpus = ray.cluster_resources().get("CPU", 1)
         self.gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
         if self.gpus_per_actor and not gpus:
             log("no GPUs in the cluster yet: encoder actors wait for GPU nodes (autoscaling)")
         default_actors = max(1, int(gpus // self.gpus_per_actor)) if self.gpus_per_actor and gpus else 1
         self.num_actors = job.num_actors or default_actors
-        self.decode_workers = job.decode_workers or max(1, min(8, int(cpus - self.num_actors) // self.num_actors))
+        self.decode_workers = job.decode_workers or default_decode_workers(
+            [node["Resources"] for node in ray.nodes() if node.get("Alive")], self.gpus_per_actor, self.num_actors)
         self.compute_dtype = resolve_dtype(job.dtype, on_gpu=self.gpus_per_actor > 0)
         self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype}
         self.fingerprint = hashlib.sha256(json.dumps(self.output_settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -170,7 +171,7 @@ def _check_settings(plan: Plan) -> None:
 
 
 def _start_actors(plan: Plan, run_id: str, count: int) -> list:
-    remote = ray.remote(concurrency_groups={"progress": 1})(EncoderActor)
+    remote = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(EncoderActor)
     return [remote.options(name=f"encoder-{run_id}-{i}", num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=-1,
                            max_task_retries=0).remote(
         plan.job, plan.read_config, compute_dtype=plan.compute_dtype, decode_workers=plan.decode_workers,
@@ -190,7 +191,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     attempts: dict[str, int] = defaultdict(int)
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
     probes: dict[Any, int] = {}  # health probes of actors being restarted
-    idle = list(range(len(actors)))[::-1]
+    idle = [i for _ in range(SHARDS_IN_FLIGHT) for i in range(len(actors))][::-1]  # shard slots
     encoded: list[dict] = []
     given_up = 0
     last_report = time.perf_counter()
@@ -244,7 +245,7 @@ def _progress_line(plan: Plan, actors: list, running: dict, encoded: list[dict],
                    started: float) -> str:
     elapsed = time.perf_counter() - started
     partial = 0
-    for index, _ in running.values():
+    for index in {index for index, _ in running.values()}:
         try:
             partial += ray.get(actors[index].progress.remote(), timeout=1.0).get("clips", 0)
         except (GetTimeoutError, RayActorError):

@@ -18,6 +18,10 @@ from .config import JobConfig
 from .shard_encoder import ShardEncoder
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Shard calls an actor takes at once: while one is published, the next encodes (and the one after
+# it cannot start decoding before a call returns, so two keep the encoder busy).
+SHARDS_IN_FLIGHT = 2
+CONCURRENCY_GROUPS = {"progress": 1, "shards": SHARDS_IN_FLIGHT}
 
 
 def resolve_dtype(name: str, on_gpu: bool) -> str:
@@ -26,7 +30,12 @@ def resolve_dtype(name: str, on_gpu: bool) -> str:
 
 
 class EncoderActor:
-    """Loads the model once; ``encode_shard`` runs one shard at a time, ``progress`` reports on it."""
+    """Loads the model once; ``encode_shard`` encodes one shard at a time (a second call decodes ahead
+    and waits for the encoder), ``progress`` reports on the shard being encoded.
+
+    Start it with ``ray.remote(concurrency_groups=CONCURRENCY_GROUPS)``. Its decode workers are
+    actors it owns: they die with it.
+    """
 
     def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: int,
                  fingerprint: str, run_id: str) -> None:
@@ -62,6 +71,7 @@ class EncoderActor:
                 "device": str(self.device), "dtype": str(self.vae.dtype).removeprefix("torch."),
                 "temporal_compression": self.vae.temporal_compression}
 
+    @ray.method(concurrency_group="shards")
     def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
         return self.encoder.encode_shard(url, attempt)
 

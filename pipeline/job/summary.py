@@ -9,6 +9,7 @@ from typing import Any
 from ..output.layout import OutputLayout
 from ..output.stats import LatentStats
 from ..output.storage import write_json
+from .balance import run_balance
 
 
 def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, Any]) -> dict[str, Any]:
@@ -21,6 +22,9 @@ def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, An
         errors_by_type.update(record.get("errors_by_type", {}))
     committed = set(records)
     pending = [name for name in all_shards if name not in committed and name not in given_up]
+    # Which side limited this run: its own shards' encoder waits and decode-worker idle time.
+    this_run = [r for r in records.values() if r.get("run_id") == run.get("run_id")]
+    run = {**run, "balance": run_balance(this_run)}
     return {
         "output": layout.url,
         "finished_at": time.time(),
@@ -53,6 +57,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"({run['clips_per_second']:.2f} clips/s), {run['shards_skipped']} already committed",
         f"stored        {summary['bytes'] / 2**20:.1f} MiB",
     ]
+    if run.get("balance"):
+        lines.append(f"limited by    {run['balance']['hint']}")
     stats = summary["latent_stats"]
     if stats["channels"]:
         lines.append("latent mean   " + " ".join(f"{v:+.3f}" for v in stats["mean"]))
