@@ -64,7 +64,7 @@ class SampleDecode:
         self.restarts = 0
         self.decode_seconds = 0.0  # worker time spent on this sample
         self._closed = False
-        self._gen = flow.pool.submit(slot, self, sample, skip=0)
+        self._gen = flow.pool.submit(slot, self, sample, flow.read_config, flow.piece_frames)
 
     def pieces(self) -> Iterator[ClipPiece]:
         """The sample's pieces in order; raises SampleFailed after the last good one if decoding fails."""
@@ -79,7 +79,8 @@ class SampleDecode:
                 if self.restarts >= 1:
                     raise SampleFailed(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE) from None
                 self.restarts += 1  # maybe not the sample's fault (node lost, OOM): once more, in a fresh worker
-                self._gen = self.flow.pool.restart(self.slot, self, self.sample, skip=self.delivered)
+                self._gen = self.flow.pool.restart(self.slot, self, self.sample, self.flow.read_config,
+                                                   self.flow.piece_frames, skip=self.delivered)
                 continue
             self.decode_seconds += parcel.decode_seconds
             for piece in parcel.pieces:
@@ -139,11 +140,14 @@ class Dataflow:
     """Reads opened shards in order and keeps ``decode_workers`` workers decoding ahead of the encoder."""
 
     def __init__(self, read_config: ReadConfig, storage_options: dict[str, Any] | None, piece_frames: int | None,
-                 decode_workers: int, lookahead: int) -> None:
+                 decode_workers: int | DecodePool, lookahead: int) -> None:
+        """``decode_workers``: a number of workers to start, or a pool to share (then not closed here)."""
         self.read_config = read_config
         self.storage_options = storage_options
-        self.pool = DecodePool(decode_workers, read_config, piece_frames)
-        self._tickets = threading.Semaphore(decode_workers + max(1, lookahead))
+        self.piece_frames = piece_frames
+        self._owns_pool = not isinstance(decode_workers, DecodePool)
+        self.pool = DecodePool(decode_workers) if self._owns_pool else decode_workers
+        self._tickets = threading.Semaphore(len(self.pool) + max(1, lookahead))
         self._opened: queue.Queue = queue.Queue()
         self._turns: deque[ShardFeed] = deque()
         self._turn_changed = threading.Condition()
@@ -180,7 +184,8 @@ class Dataflow:
         self._closing.set()
         self._opened.put(None)
         self._feeder.join(timeout=10)
-        self.pool.close()
+        if self._owns_pool:
+            self.pool.close()
 
     # -- the feeder thread ------------------------------------------------------------------
     def _feed(self) -> None:

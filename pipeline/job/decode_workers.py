@@ -141,12 +141,9 @@ class _Slot:
 class DecodePool:
     """A fixed number of decode worker slots; workers are placed on this process's node if it has room."""
 
-    def __init__(self, size: int, config: ReadConfig, piece_frames: int | None) -> None:
+    def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"a decode pool needs at least one worker, got {size}")
-        self.config = config
-        self.piece_frames = piece_frames
-        self.parcel_bytes, self.parcels_ahead = parcel_plan(config, piece_frames)
         self._placement = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
         self._lock = threading.Lock()
         self.restarts = 0
@@ -217,24 +214,26 @@ class DecodePool:
             else:
                 slot.owner = slot.gen = slot.done_ref = None
 
-    def submit(self, slot: _Slot, owner, sample: Sample, skip: int):
-        """Hands ``sample`` to the slot's worker (fresh, if ``restart``); returns its parcel generator."""
+    def submit(self, slot: _Slot, owner, sample: Sample, config: ReadConfig, piece_frames: int | None,
+               skip: int = 0):
+        """Hands ``sample`` to the slot's worker; returns its generator of parcels."""
+        parcel_bytes, parcels_ahead = parcel_plan(config, piece_frames)
         with self._lock:
             slot.owner, slot.dead = owner, False
             slot.gen = slot.actor.decode.options(
-                num_returns="streaming", _generator_backpressure_num_objects=self.parcels_ahead,
-            ).remote(sample, self.config, self.piece_frames, skip, self.parcel_bytes)
+                num_returns="streaming", _generator_backpressure_num_objects=parcels_ahead,
+            ).remote(sample, config, piece_frames, skip, parcel_bytes)
             slot.done_ref = slot.gen.completed()
             return slot.gen
 
-    def restart(self, slot: _Slot, owner, sample: Sample, skip: int):
+    def restart(self, slot: _Slot, owner, sample: Sample, config: ReadConfig, piece_frames: int | None, skip: int):
         """A fresh worker in the owner's slot, decoding ``sample`` again from piece ``skip``."""
         with self._lock:
             if slot.owner is not owner:
                 raise RuntimeError("restart of a slot the sample does not hold")
             self.restarts += 1
             self._start_worker(slot)
-        return self.submit(slot, owner, sample, skip)
+        return self.submit(slot, owner, sample, config, piece_frames, skip)
 
     def release(self, slot: _Slot, owner) -> None:
         """The owner is done with the slot; a worker still busy with it (or dead) is replaced."""

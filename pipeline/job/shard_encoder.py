@@ -23,6 +23,7 @@ from ..reading.records import SHARD_DAMAGE, STAGE_SHARD
 from .balance import balance
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .dataflow import Dataflow, SampleDecode, SampleFailed
+from .decode_workers import DecodePool
 from .rows import error_row, latent_row
 
 
@@ -53,8 +54,8 @@ class _ShardResults:
 class ShardEncoder:
     def __init__(self, vae: WFVAE, read_config: ReadConfig, layout: OutputLayout, *, batch_size: int,
                  chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
-                 decode_workers: int, file_metadata: dict[str, Any], record_extra: dict[str, Any],
-                 dataflow: Dataflow | None = None) -> None:
+                 decode_workers: int | DecodePool, file_metadata: dict[str, Any],
+                 record_extra: dict[str, Any]) -> None:
         self.vae = vae
         self.read_config = read_config
         self.layout = layout
@@ -65,9 +66,9 @@ class ShardEncoder:
         self.store_logvar = store_logvar
         self.file_metadata = file_metadata
         self.record_extra = record_extra
-        # A dataflow may be shared (tests drive several encoders with one pool of workers).
-        self.dataflow = dataflow or Dataflow(read_config, layout.storage_options, piece_frames, decode_workers,
-                                             lookahead=batch_size)
+        # decode_workers: a count, or a DecodePool to share (tests drive several encoders with one pool)
+        self.dataflow = Dataflow(read_config, layout.storage_options, piece_frames, decode_workers,
+                                 lookahead=batch_size)
         self.current: _ShardResults | None = None
         self._in_flight: HostLatents | None = None  # the last batch's latents, on their way to the host
 
@@ -84,6 +85,7 @@ class ShardEncoder:
         feed = self.dataflow.open(url)  # reading and decoding start now, or once the shard before is handed out
         with self.dataflow.turn(feed):
             began = time.perf_counter()
+            encoding_started_at = time.time()
             shard.timings["turn_wait_seconds"] = began - shard.started
             self.current = shard
             self._encode(shard, feed)
@@ -94,7 +96,9 @@ class ShardEncoder:
         record = {**self.record_extra, "url": url, "attempt": attempt, "samples": shard.samples,
                   "stats": shard.stats.to_stats().to_dict(),
                   "errors_by_type": dict(Counter(e["error_type"] for e in shard.errors)),
-                  "decode_started_at": feed.decode_started_at, "encoded_at": time.time(),
+                  # when this shard's decoding and encoding started and its encoding ended (time.time())
+                  "decode_started_at": feed.decode_started_at, "encoding_started_at": encoding_started_at,
+                  "encoded_at": time.time(),
                   "balance": balance(timings["encoder_seconds"], timings["decode_wait_seconds"],
                                      timings["decode_seconds"], self.dataflow.decode_workers),
                   "timings": {k: round(v, 3) for k, v in timings.items()}}
