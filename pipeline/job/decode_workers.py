@@ -169,14 +169,15 @@ class DecodePool:
                 try:
                     slot.pid = ray.get(slot.ready_ref)
                 except RayActorError:
-                    self._start_worker(slot)  # died while starting: try a fresh one
+                    if slot.owner is None:
+                        self._start_worker(slot)  # died while starting: try a fresh one
                     return False
         return slot.pid is not None
 
     def pids(self) -> dict[int, object]:
         """pid of each live worker -> its owner (or None): for tests and diagnostics."""
         with self._lock:
-            return {slot.pid: slot.owner for slot in self.slots if slot.pid is not None}
+            return {slot.pid: slot.owner for slot in self.slots if self._ready(slot)}
 
     # -- slots --------------------------------------------------------------------------
     def acquire(self, stop: Callable[[], bool]) -> _Slot | None:
