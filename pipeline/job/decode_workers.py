@@ -194,7 +194,8 @@ class DecodePool:
             if not refs:
                 time.sleep(0.02)  # every slot waits for its sample's consumer (to restart or release it)
                 continue
-            ready, _ = ray.wait(refs, num_returns=1, timeout=0.1)
+            # short: a slot the encoder gives back (``release``) is noticed on the next round
+            ready, _ = ray.wait(refs, num_returns=1, timeout=0.02)
             for ref in ready:
                 if ref in watching:
                     self._settle(watching[ref], ref)

@@ -18,9 +18,9 @@ from .config import JobConfig
 from .shard_encoder import ShardEncoder
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# Shard calls an actor takes at once: while one is published, the next encodes (and the one after
-# it cannot start decoding before a call returns, so two keep the encoder busy).
-SHARDS_IN_FLIGHT = 2
+# Shard calls an actor takes at once: while one is published, the next encodes and the one after it
+# is open, so its decoding starts as soon as the one encoding has handed out its last sample.
+SHARDS_IN_FLIGHT = 3
 CONCURRENCY_GROUPS = {"progress": 1, "shards": SHARDS_IN_FLIGHT}
 
 
@@ -30,8 +30,8 @@ def resolve_dtype(name: str, on_gpu: bool) -> str:
 
 
 class EncoderActor:
-    """Loads the model once; ``encode_shard`` encodes one shard at a time (a second call decodes ahead
-    and waits for the encoder), ``progress`` reports on the shard being encoded.
+    """Loads the model once; ``encode_shard`` encodes one shard at a time (further calls decode ahead
+    and wait for the encoder), ``progress`` reports on the shard being encoded.
 
     Start it with ``ray.remote(concurrency_groups=CONCURRENCY_GROUPS)``. Its decode workers are
     actors it owns: they die with it.
@@ -77,4 +77,4 @@ class EncoderActor:
 
     @ray.method(concurrency_group="progress")
     def progress(self) -> dict[str, Any]:
-        return {**self.encoder.progress(), "pid": os.getpid()}
+        return {**self.encoder.progress(), "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}

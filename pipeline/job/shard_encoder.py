@@ -1,7 +1,7 @@
 """One shard, end to end, inside an encoder actor: read and decode (dataflow), encode, publish.
 
-``encode_shard`` may be called for the next shard while the current one still runs (the actor
-takes two shard calls at a time): the next shard is then read and decoded while the current
+``encode_shard`` may be called for the next shards while the current one still runs (the actor
+takes ``SHARDS_IN_FLIGHT`` shard calls at a time): the next shard is then read and decoded while the current
 one's last batches encode, and the current one is published (Parquet, upload, commit marker)
 on its own call's thread while the encoder goes on with the next. The encoder thread waits
 only for decoded clips, never for I/O. Clips are batched by shape in input order and the

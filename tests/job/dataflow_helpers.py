@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline.job.encoder_actor import SHARDS_IN_FLIGHT
 from pipeline.job.shard_encoder import ShardEncoder
 from pipeline.output.layout import OutputLayout
 from pipeline.reading import ErrorRecord, ReadConfig, read_shard
@@ -53,14 +54,14 @@ def make_encoder(out: Path, vae, config: ReadConfig, decode_workers, batch_size:
 
 
 def encode_shards(encoder: ShardEncoder, urls: list[str], deadline: float) -> list[dict]:
-    """The shards' commit records; two shard calls in flight, as the driver gives an actor. A hang fails."""
-    pool = concurrent.futures.ThreadPoolExecutor(2)
+    """The shards' commit records, with as many shard calls in flight as the driver gives an actor. A hang fails."""
+    pool = concurrent.futures.ThreadPoolExecutor(SHARDS_IN_FLIGHT)
     try:
         futures = []
         for url in urls:
+            if len(futures) >= SHARDS_IN_FLIGHT:
+                futures[-SHARDS_IN_FLIGHT].result(timeout=deadline)
             futures.append(pool.submit(encoder.encode_shard, url, 1))
-            if len(futures) >= 2:
-                futures[-2].result(timeout=deadline)
         done, pending = concurrent.futures.wait(futures, timeout=deadline)
         assert not pending, f"the job did not finish within {deadline} s: it hangs"
         return [future.result() for future in futures]
