@@ -9,11 +9,12 @@ all handed out, while its last batches still encode.
 
 Why it cannot deadlock, whatever the clip policy, worker count, batch or shard size:
 
-1. Samples get slots in input order, across shards, and a slot is given only to a sample
-   when its worker is idle. A slot stays with its sample until the worker has finished with
-   it; a worker that dies is replaced in the same slot for the same sample. So the oldest
-   sample the encoder has not finished always has a running worker of its own: it never
-   waits behind a later sample.
+1. Samples are handed to workers in input order, across shards, and each worker decodes
+   what it was handed in that order. So whatever a worker runs before the oldest sample the
+   encoder has not finished is older still, hence finished: that sample is always being
+   decoded, or next in line behind work that ends by itself. A worker that dies is replaced,
+   and takes no new sample before the samples it held are handed to the fresh process, in
+   their order.
 2. A worker waits on nothing but the encoder (the back-pressure of its parcel stream), and
    the encoder waits on nothing but the oldest sample's worker.
 3. The feeder waits for a ticket (at most ``decode_workers + lookahead`` samples between the
@@ -76,11 +77,14 @@ class SampleDecode:
             except Exception as err:  # noqa: BLE001 - every failure is this sample's, or its worker's
                 if not worker_died(err):
                     raise SampleFailed(*failure(err)) from None
-                if self.restarts >= 1:
+                started = self.flow.pool.started(self.slot)
+                if started and self.restarts >= 1:
                     raise SampleFailed(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE) from None
-                self.restarts += 1  # maybe not the sample's fault (node lost, OOM): once more, in a fresh worker
+                # not (yet) the sample's fault: its node went away, the OOM killer, or the sample queued
+                # before it crashed the worker. Again, in a fresh worker.
+                self.restarts += started
                 self._gen = self.flow.pool.restart(self.slot, self, self.sample, self.flow.read_config,
-                                                   self.flow.piece_frames, skip=self.delivered)
+                                                   self.flow.piece_frames, skip=self.delivered, started=started)
                 continue
             self.decode_seconds += parcel.decode_seconds
             for piece in parcel.pieces:

@@ -27,7 +27,7 @@ from .dataflow_helpers import expected, make_encoder, read_config, written
 def shard(tmp_path_factory):
     """A long video (its decoding takes a while) between short ones."""
     samples = [{"__key__": "short-0", "mp4": encode(smooth_frames(10, 48, 64)), "txt": "short"},
-               {"__key__": "long", "mp4": ffmpeg_testsrc(20, size="320x240", fps=25), "txt": "long"}]
+               {"__key__": "long", "mp4": ffmpeg_testsrc(30, size="320x240", fps=25), "txt": "long"}]
     samples += [{"__key__": f"short-{i}", "mp4": encode(smooth_frames(10, 48, 64)), "txt": "short"} for i in (1, 2)]
     path = tmp_path_factory.mktemp("crash") / "part-000000.tar"
     path.write_bytes(make_shard(samples))
@@ -35,14 +35,16 @@ def shard(tmp_path_factory):
 
 
 def _kill_worker_of(pool: DecodePool, key: str, spare: set[int], timeout: float = 60) -> int:
-    """SIGKILLs the worker decoding ``key`` (not one in ``spare``), a moment after it started on it."""
+    """SIGKILLs the worker decoding ``key`` (first in its queue; not one in ``spare``), a moment after."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [pid for pid, owner in pool.pids().items() if owner is not None and owner.key == key and pid not in spare]
+        pids = [pid for pid, owners in pool.pids().items() if owners and owners[0].key == key and pid not in spare]
         if pids:
-            time.sleep(0.2)  # mid-sample
-            os.kill(pids[0], signal.SIGKILL)
-            return pids[0]
+            time.sleep(0.1)  # mid-sample, if it is still on it
+            owners = pool.pids().get(pids[0])
+            if owners and owners[0].key == key:
+                os.kill(pids[0], signal.SIGKILL)
+                return pids[0]
         time.sleep(0.01)
     raise AssertionError(f"no decode worker was seen decoding {key!r}")
 
