@@ -27,7 +27,8 @@ def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, 
     elif waited >= WAITING:
         limit = "input"
         hint = (f"input-bound: the encoder waited {waited:.0%} of the time and the decode workers were idle "
-                f"{idle:.0%}; reading the shards (storage) or small shards' start-up costs are the limit")
+                f"{idle:.0%}; samples do not reach the workers fast enough: reading the shards (storage), or the "
+                "per-sample cost of handing tiny videos to a worker")
     elif idle >= IDLE:
         limit = "encode"
         hint = (f"encode-bound: the encoder waited only {waited:.0%} of the time; {workers} decode worker(s) were idle "

@@ -71,6 +71,7 @@ class ShardEncoder:
                                  lookahead=batch_size)
         self.current: _ShardResults | None = None
         self._in_flight: HostLatents | None = None  # the last batch's latents, on their way to the host
+        self._warm = False  # whether any decoded clip has arrived yet (before that: workers starting)
 
     def progress(self) -> dict[str, Any]:
         current = self.current
@@ -89,7 +90,8 @@ class ShardEncoder:
             shard.timings["turn_wait_seconds"] = began - shard.started
             self.current = shard
             self._encode(shard, feed)
-            shard.timings["encoder_seconds"] = time.perf_counter() - began
+            # the encoder's time on the shard, less the wait for decode workers to start (once per encoder)
+            shard.timings["encoder_seconds"] = time.perf_counter() - began - shard.timings.get("startup_seconds", 0.0)
         # The encoder's turn is over: the next shard encodes while this one is published here.
         shard.rows.sort(key=lambda item: item[0])
         timings = {**shard.timings, "total_seconds": time.perf_counter() - shard.started}
@@ -143,7 +145,13 @@ class ShardEncoder:
         while True:
             began = time.perf_counter()
             piece = next(pieces, None)
-            shard.timings["decode_wait_seconds"] += time.perf_counter() - began
+            waited = time.perf_counter() - began
+            if piece is not None and not self._warm:
+                self._warm = True  # the first clip also waited for the workers' processes to start
+                shard.timings["startup_seconds"] = shard.timings["decode_wait_seconds"] + waited
+                shard.timings["decode_wait_seconds"] = 0.0
+                waited = 0.0
+            shard.timings["decode_wait_seconds"] += waited
             if piece is None:
                 return
             order = (shard.samples, piece.info.clip_index)
