@@ -89,7 +89,11 @@ class ShardEncoder:
             encoding_started_at = time.time()
             shard.timings["turn_wait_seconds"] = began - shard.started
             self.current = shard
-            self._encode(shard, feed)
+            try:
+                self._encode(shard, feed)
+            except BaseException:
+                self._in_flight = None  # a failed shard's last latents must not land in the next one
+                raise
             # the encoder's time on the shard, less the wait for decode workers to start (once per encoder)
             shard.timings["encoder_seconds"] = time.perf_counter() - began - shard.timings.get("startup_seconds", 0.0)
         # The encoder's turn is over: the next shard encodes while this one is published here.
