@@ -208,7 +208,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 index = probes.pop(ref)
                 try:
                     ray.get(ref)
-                    idle.append(index)
+                    busy = sum(1 for i, _ in running.values() if i == index) + idle.count(index)
+                    idle.extend([index] * (SHARDS_IN_FLIGHT - busy))  # its shard slots, back
                 except ActorDiedError as err:
                     log(f"encoder actor {index} is gone for good: {_first_line(err)}")
                 except RayActorError:
@@ -222,7 +223,9 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 continue
             except RayActorError as err:
                 reason = f"encoder actor died ({type(err).__name__}): {_first_line(err)}"
-                probes[actors[index].identity.remote()] = index
+                idle[:] = [i for i in idle if i != index]  # no shard for it until one probe says it is back
+                if index not in probes.values():
+                    probes[actors[index].identity.remote()] = index
             except RayTaskError as err:
                 reason = f"{describe(err.cause) if getattr(err, 'cause', None) else describe(err)}"
                 idle.append(index)
