@@ -95,3 +95,12 @@ def test_the_summary_and_records_say_which_side_limited_the_run(vae, ray_head, t
     balance = summary["this_run"]["balance"]
     assert balance["decode_workers"] == 1 and balance["limit"] in balance["hint"].replace("-bound", "")
     assert f"limited by    {balance['hint']}" in format_summary(summary)
+
+
+def test_by_default_each_encoder_gets_the_decode_workers_its_nodes_cpus_allow():
+    gpu_nodes = [{"CPU": 4}, {"CPU": 96, "GPU": 8}, {"CPU": 48, "GPU": 4}]  # a CPU-only head and two GPU nodes
+    assert default_decode_workers(gpu_nodes, 1.0, 12) == 11  # (96 - 8) // 8 and (48 - 4) // 4
+    assert default_decode_workers(gpu_nodes, 0.5, 24) == 5  # two encoders per GPU: (48 - 8) // 8
+    assert default_decode_workers([{"CPU": 8, "GPU": 8}], 1.0, 8) == 1  # never none
+    assert default_decode_workers([{"CPU": 4}], 0, 1) == 3  # a CPU encoder and the rest of its node
+    assert default_decode_workers([{"CPU": 4}, {"CPU": 4}], 0, 4) == 1  # four CPU encoders on two nodes
