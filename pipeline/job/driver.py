@@ -89,7 +89,7 @@ class Plan:
         self.read_config = make_read_config(job, self.model.temporal_compression)
 
     def place(self, log: Callable[[str], None]) -> None:
-        """Actors, decode tasks and precision, from the cluster's resources (needs a Ray connection)."""
+        """Actors, decode workers and precision, from the cluster's resources (needs a Ray connection)."""
         job = self.job
         gpus = ray.cluster_resources().get("GPU", 0)
         self.gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
@@ -138,7 +138,7 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print) -> dict[str, Any
         except OutputConflict as err:
             raise ConfigError(str(err)) from None
         log(f"output {layout.url}: {state}; {len(actors)} encoder actor(s) on "
-            f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode task(s) each")
+            f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode worker(s) each")
         try:
             encoded = _dispatch(plan, actors, todo, log, started)
         finally:
