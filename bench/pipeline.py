@@ -1,17 +1,25 @@
-"""End-to-end job throughput against encoder-only throughput on the same clips, in one run.
+"""The job's steady throughput against what its two sides can do alone, measured in one run.
 
-    python bench/pipeline.py                                  # CPU, demo model, 360p sources
+    python bench/pipeline.py --standin          # GPU-speed stand-in on CPU: tiny model, 64x64, small videos
+    python bench/pipeline.py                    # CPU, demo model, 360p sources, 256x256
     python bench/pipeline.py --device cuda --model chestnutlzj/WF-VAE-L-16Chn --source-height 720 \\
         --num-frames 33 --resolution 256 --batch-size 8 --decode-workers 12
 
 1. Builds WebDataset shards of Big Buck Bunny segments re-encoded at ``--source-height``.
-2. Encoder only: decodes every clip in-process first, then times the model on them alone, with
-   the same batches, precision and thread count as the job's encoder actor.
-3. End to end: runs the real job (local Ray, one encoder actor, decode tasks) on the shards and
-   takes its steady-state rate from the shards' commit records (actor start-up and the first
-   shard, which also starts the decode worker processes, excluded).
-The ratio end-to-end / encoder-only says how well decoding hides behind encoding (target >= 0.9
-when there are CPUs enough for decoding to keep up).
+2. Decode capacity: one decode worker's clips/s, in this process on one core (the job's own
+   ``decode_clips``, one decoder thread), over every sample of the shards.
+3. Encode capacity: the model alone on the pre-decoded clips, batched as the job batches them,
+   with the job encoder's precision and thread count.
+4. The job: the real job (local Ray, one encoder actor, ``--decode-workers`` decode workers);
+   its steady clips/s comes from the shards' commit times, the first shard (actor and worker
+   start-up) excluded.
+Capacities are measured before and after the job and averaged (the machine may be shared). The
+target: steady >= 0.8 x min(decode capacity x workers, encode capacity) when the job has a core
+for each side; the summary's balance line says which side limited it.
+
+``--standin`` makes the CPU encoder about as fast, relative to one decode core, as a GPU encoder
+is relative to a GPU node's decode cores: the tiny test model (tests/fixtures/wfvae/tiny-4x),
+17x64x64 clips, 12 small real videos per shard.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+MACHINE = "dev-cpu: 2 vCPU AMD EPYC (AVX2), 24 GiB, torch 2.13 CPU"
+STANDIN = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "resolution": 64, "source_height": 144,
+           "samples": 12, "shards": 10}
 
 
 def build_shards(folder: Path, shards: int, samples: int, frames: int, height: int) -> str:
@@ -53,26 +65,50 @@ def build_shards(folder: Path, shards: int, samples: int, frames: int, height: i
     return str(folder / f"bench-{{000000..{shards - 1:06d}}}.tar")
 
 
-def encoder_only(args: argparse.Namespace, spec: str, tc: int) -> dict:
+def job_config(args: argparse.Namespace, spec: str, out: Path | None = None):
+    from pipeline.job.config import JobConfig
+
+    return JobConfig(input=spec, output=str(out or "unused"), model=args.model, num_frames=args.num_frames,
+                     resolution=args.resolution, batch_size=args.batch_size, num_actors=1,
+                     gpus_per_actor=1.0 if args.device == "cuda" else 0.0, decode_workers=args.decode_workers,
+                     overwrite=True, progress_seconds=60, check_every=getattr(args, "check_every", None))
+
+
+def decode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
+    """One decode worker's clips/s: every sample of the measured shards decoded here, on one core."""
+    import torch
+
+    from pipeline.job.driver import make_read_config
+    from pipeline.reading import Sample, decode_clips, iter_samples, list_shards
+
+    torch.set_num_threads(1)
+    config = make_read_config(job_config(args, spec), tc)
+    samples = [s for url in list_shards(spec)[1:] for s in iter_samples(url, config) if isinstance(s, Sample)]
+    started, clips = time.perf_counter(), 0
+    for sample in samples:
+        clips += sum(1 for _ in decode_clips(sample, config))
+    seconds = time.perf_counter() - started
+    return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 2)}
+
+
+def encode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
     """Clips/s of the model alone on pre-decoded clips, batched like the job batches them."""
     import torch
 
     from pipeline.job.batching import ClipBatcher, PendingClip, to_video
-    from pipeline.job.config import JobConfig
     from pipeline.job.driver import make_read_config
     from pipeline.job.encoder_actor import COMPUTE_DTYPES, resolve_dtype
     from pipeline.reading import Clip, list_shards, read_shard
     from wfvae import WFVAE
 
-    job = JobConfig(input=spec, model=args.model, num_frames=args.num_frames, resolution=args.resolution)
-    read_config = make_read_config(job, tc)
+    read_config = make_read_config(job_config(args, spec), tc)
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # what the job's CPU encoder actor gets (1 CPU)
     vae = WFVAE.from_pretrained(args.model, device=device,
                                 dtype=COMPUTE_DTYPES[resolve_dtype("auto", device.type == "cuda")])
     batches, batcher = [], ClipBatcher(args.batch_size)
-    for url in list_shards(spec)[1:]:  # the shards the end-to-end rate is taken on
+    for url in list_shards(spec)[1:]:  # the shards the steady rate is taken on
         for item in read_shard(url, read_config):
             if isinstance(item, Clip) and (batch := batcher.add(PendingClip((0, 0), item.info, item.frames))):
                 batches.append(batch)
@@ -81,7 +117,8 @@ def encoder_only(args: argparse.Namespace, spec: str, tc: int) -> dict:
 
     def run() -> None:
         for batch in batches:
-            vae.encode(to_video([c.frames for c in batch], vae.device, vae.dtype))
+            posterior = vae.encode(to_video([c.frames for c in batch], vae.device, vae.dtype))
+            posterior.mean.cpu()
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -89,57 +126,68 @@ def encoder_only(args: argparse.Namespace, spec: str, tc: int) -> dict:
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 3)}
+    return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 2)}
 
 
-def end_to_end(args: argparse.Namespace, spec: str, out: Path) -> dict:
-    from pipeline.job.config import JobConfig
-    from pipeline.job.driver import run_job
+def the_job(args: argparse.Namespace, spec: str, out: Path) -> dict:
+    import ray
+
+    from pipeline.job.balance import run_balance
+    from pipeline.job.driver import NAMESPACE, run_job
     from pipeline.output.layout import OutputLayout
 
-    job = JobConfig(input=spec, output=str(out), model=args.model, num_frames=args.num_frames,
-                    resolution=args.resolution, batch_size=args.batch_size, num_actors=1,
-                    gpus_per_actor=1.0 if args.device == "cuda" else 0.0, decode_workers=args.decode_workers,
-                    overwrite=True, progress_seconds=60, check_every=args.check_every)
-    started = time.perf_counter()
-    summary = run_job(job, log=lambda line: None)
-    wall = time.perf_counter() - started
+    # A private local Ray instance with exactly --cpus CPUs (never another process's cluster).
+    ray.init(address="local", num_cpus=args.cpus, num_gpus=1 if args.device == "cuda" else 0,
+             namespace=NAMESPACE, logging_level="warning", include_dashboard=False)
+    try:
+        started = time.perf_counter()
+        summary = run_job(job_config(args, spec, out), log=lambda line: None)
+        wall = time.perf_counter() - started
+    finally:
+        ray.shutdown()
     records = sorted(OutputLayout(str(out)).commit_records().values(), key=lambda r: r["committed_at"])
-    records = records[1:]  # the first shard also pays for starting the decode workers: warm-up
-    clips = sum(r["rows"] for r in records)
-    busy = sum(r["timings"]["total_seconds"] + r["timings"]["write_seconds"] for r in records)
-    return {"clips": clips, "seconds": round(busy, 3), "clips_per_second": round(clips / busy, 3),
+    steady = records[1:]  # the first shard also pays for starting the actor and the decode workers
+    clips = sum(r["rows"] for r in steady)
+    seconds = records[-1]["committed_at"] - records[0]["committed_at"]
+    return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 2),
             "wall_seconds_with_startup": round(wall, 3), "errors": summary["errors"],
-            "decode_wait_seconds": round(sum(r["timings"]["decode_wait_seconds"] for r in records), 3),
-            "encode_seconds": round(sum(r["timings"]["encode_seconds"] for r in records), 3),
-            **_canary_share(records, busy)}
+            "balance": run_balance(steady), "balance_with_first_shard": summary["this_run"]["balance"],
+            **_canary_share(steady, seconds)}
 
 
-def _canary_share(records: list[dict], busy: float) -> dict:
-    """With --check-every: the quality canary's checks and their share of the encoder actor's time."""
+def _canary_share(records: list[dict], seconds: float) -> dict:
+    """With --check-every: the quality canary's checks and their share of the encoder's time."""
     canary = [r["canary"] for r in records if r.get("canary")]
     if not canary:
         return {}
-    seconds = sum(c["seconds"] for c in canary)
-    return {"canary_checks": sum(c["checked"] for c in canary), "canary_seconds": round(seconds, 3),
-            "canary_share": round(seconds / busy, 4)}
+    spent = sum(c["seconds"] for c in canary)
+    return {"canary_checks": sum(c["checked"] for c in canary), "canary_seconds": round(spent, 3),
+            "canary_share": round(spent / seconds, 4)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(ROOT / "demo" / "model"))
+    parser.add_argument("--standin", action="store_true", help="GPU-speed stand-in on CPU (see above)")
+    parser.add_argument("--model", default=None, help="default: the demo model (the tiny one with --standin)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--shards", type=int, default=None, help="default 4 (10 with --standin)")
     parser.add_argument("--samples", type=int, default=12, help="samples per shard")
-    parser.add_argument("--source-height", type=int, default=360, help="height of the re-encoded sources")
+    parser.add_argument("--source-height", type=int, default=None, help="height of the re-encoded sources "
+                                                                        "(default 360, 144 with --standin)")
     parser.add_argument("--num-frames", type=int, default=17)
-    parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--resolution", type=int, default=None, help="default 256 (64 with --standin)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--decode-workers", type=int, default=1)
     parser.add_argument("--check-every", type=int, help="run the job with the quality canary (--check-every N) and "
-                                                        "report its share of the encoder actor's time")
-    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/pipeline-<device>.json)")
+                                                        "report its share of the encoder's time")
+    parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance (encoder + workers)")
+    parser.add_argument("--out", type=Path, help="JSON results (default bench/results/pipeline-<mode>.json)")
     args = parser.parse_args()
+    defaults = STANDIN if args.standin else {"model": str(ROOT / "demo" / "model"), "resolution": 256,
+                                             "source_height": 360, "shards": 4}
+    for name, value in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
     args.resolution = (args.resolution, args.resolution)
 
     from wfvae.config import WFVAEConfig
@@ -148,23 +196,33 @@ def main() -> None:
     tc = WFVAEConfig.from_json(resolve_source(args.model)[0]).temporal_compression
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         spec = build_shards(Path(tmp) / "shards", args.shards, args.samples, args.num_frames, args.source_height)
-        encoder = encoder_only(args, spec, tc)
-        e2e = end_to_end(args, spec, Path(tmp) / "out")
+        before = decode_capacity(args, spec, tc), encode_capacity(args, spec, tc)
+        job = the_job(args, spec, Path(tmp) / "out")
+        after = decode_capacity(args, spec, tc), encode_capacity(args, spec, tc)
     import torch
 
-    result = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                          "device": args.device},
+    decode = round((before[0]["clips_per_second"] + after[0]["clips_per_second"]) / 2, 2)
+    encode = round((before[1]["clips_per_second"] + after[1]["clips_per_second"]) / 2, 2)
+    bound = min(decode * args.decode_workers, encode)
+    result = {"machine": {"name": MACHINE, "python": platform.python_version(), "torch": torch.__version__,
+                          "cpus": os.cpu_count(), "device": args.device},
               "config": {k: v for k, v in vars(args).items() if k != "out"},
-              "encoder_only": encoder, "end_to_end": e2e,
-              "ratio": round(e2e["clips_per_second"] / encoder["clips_per_second"], 3)}
-    print(f"encoder only : {encoder['clips_per_second']:8.2f} clips/s ({encoder['clips']} clips)")
-    print(f"end to end   : {e2e['clips_per_second']:8.2f} clips/s ({e2e['clips']} clips; "
-          f"{e2e['wall_seconds_with_startup']:.1f} s wall with Ray and actor start-up)")
-    print(f"ratio        : {result['ratio']:.3f}")
-    if "canary_share" in e2e:
-        print(f"canary       : {e2e['canary_checks']} checks, {e2e['canary_seconds']:.1f} s = "
-              f"{100 * e2e['canary_share']:.2f}% of the encoder actor's time")
-    out = args.out or ROOT / "bench" / "results" / f"pipeline-{args.device}.json"
+              "decode_capacity": {"before": before[0], "after": after[0], "clips_per_second": decode},
+              "encode_capacity": {"before": before[1], "after": after[1], "clips_per_second": encode},
+              "job": job, "ratio_to_bound": round(job["clips_per_second"] / bound, 3)}
+    print(f"decode capacity : {decode:8.2f} clips/s per worker (before {before[0]['clips_per_second']}, "
+          f"after {after[0]['clips_per_second']})")
+    print(f"encode capacity : {encode:8.2f} clips/s (before {before[1]['clips_per_second']}, "
+          f"after {after[1]['clips_per_second']})")
+    print(f"job, steady     : {job['clips_per_second']:8.2f} clips/s ({job['clips']} clips after the first shard; "
+          f"{job['wall_seconds_with_startup']:.1f} s wall with Ray and actor start-up)")
+    print(f"steady / min(decode x {args.decode_workers}, encode) = {result['ratio_to_bound']:.3f}")
+    print(f"balance         : {job['balance']['hint'] if job['balance'] else 'n/a'}")
+    if "canary_share" in job:
+        print(f"canary          : {job['canary_checks']} checks, {job['canary_seconds']:.1f} s = "
+              f"{100 * job['canary_share']:.2f}% of the steady shards' time")
+    mode = "standin" if args.standin else args.device
+    out = args.out or ROOT / "bench" / "results" / f"pipeline-{mode}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     print(f"wrote {out}")

@@ -34,9 +34,10 @@ from ..output.storage import is_local, read_json, write_json
 from ..reading import ReadConfig, list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
-from .encoder_actor import EncoderActor, resolve_dtype
-from .stopping import StopRequest
+from .decode_workers import default_decode_workers
+from .encoder_actor import CONCURRENCY_GROUPS, SHARDS_IN_FLIGHT, EncoderActor, resolve_dtype
 from .metrics import JobMetrics
+from .stopping import StopRequest
 from .summary import build_summary, format_summary, write_summary
 
 NAMESPACE = "wfvae-latents"
@@ -148,16 +149,16 @@ class Plan:
         self.input_shards = {"count": len(urls), "sha256": hashlib.sha256("\n".join(urls).encode()).hexdigest()}
 
     def place(self, log: Callable[[str], None]) -> None:
-        """Actors, decode tasks and precision, from the cluster's resources (needs a Ray connection)."""
+        """Actors, decode workers and precision, from the cluster's resources (needs a Ray connection)."""
         job = self.job
         gpus = ray.cluster_resources().get("GPU", 0)
-        cpus = ray.cluster_resources().get("CPU", 1)
         self.gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
         if self.gpus_per_actor and not gpus:
             log("no GPUs in the cluster yet: encoder actors wait for GPU nodes (autoscaling)")
         default_actors = max(1, int(gpus // self.gpus_per_actor)) if self.gpus_per_actor and gpus else 1
         self.num_actors = job.num_actors or default_actors
-        self.decode_workers = job.decode_workers or max(1, min(8, int(cpus - self.num_actors) // self.num_actors))
+        self.decode_workers = job.decode_workers or default_decode_workers(
+            [node["Resources"] for node in ray.nodes() if node.get("Alive")], self.gpus_per_actor, self.num_actors)
         self.compute_dtype = resolve_dtype(job.dtype, on_gpu=self.gpus_per_actor > 0)
         self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype,
                                 "input_shards": self.input_shards}
@@ -230,7 +231,7 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
                 except OutputConflict as err:
                     raise ConfigError(str(err)) from None
                 log(f"output {layout.url}: {state}; {len(actors)} encoder actor(s) on "
-                    f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode task(s) each")
+                    f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode worker(s) each")
                 _dispatch(plan, actors, todo, log, started, stop, lease, outcome)
         finally:
             for actor in actors:
@@ -312,7 +313,7 @@ def _check_settings(plan: Plan) -> None:
 
 
 def _start_actors(plan: Plan, run_id: str, count: int) -> list:
-    remote = ray.remote(concurrency_groups={"progress": 1})(EncoderActor)
+    remote = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(EncoderActor)
     return [remote.options(name=f"encoder-{run_id}-{i}", num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=-1,
                            max_task_retries=0).remote(
         plan.job, plan.read_config, compute_dtype=plan.compute_dtype, decode_workers=plan.decode_workers,
@@ -334,7 +335,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     attempts: dict[str, int] = defaultdict(int)
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
     probes: dict[Any, int] = {}  # health probes of actors being restarted
-    idle = list(range(len(actors)))[::-1]
+    idle = [i for _ in range(SHARDS_IN_FLIGHT) for i in range(len(actors))][::-1]  # shard slots
     last_report = time.perf_counter()
     deadline: float | None = None
     while queue or running:
@@ -364,7 +365,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 index = probes.pop(ref)
                 try:
                     ray.get(ref)
-                    idle.append(index)
+                    busy = sum(1 for i, _ in running.values() if i == index) + idle.count(index)
+                    idle.extend([index] * (SHARDS_IN_FLIGHT - busy))  # its shard slots, back
                 except ActorDiedError as err:
                     log(f"encoder actor {index} is gone for good: {_reason(err)}")
                 except RayActorError:
@@ -378,7 +380,9 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 continue
             except RayActorError as err:
                 reason = f"encoder actor died ({type(err).__name__}): {_reason(err)}"
-                probes[actors[index].identity.remote()] = index
+                idle[:] = [i for i in idle if i != index]  # no shard for it until one probe says it is back
+                if index not in probes.values():
+                    probes[actors[index].identity.remote()] = index
             except RayTaskError as err:
                 reason = _reason(err)
                 idle.append(index)
@@ -412,7 +416,7 @@ def _progress_line(plan: Plan, actors: list, running: dict, outcome: _Outcome, t
     encoded, given_up = outcome.encoded, len(outcome.given_up)
     elapsed = time.perf_counter() - started
     partial = 0
-    for index, _ in running.values():
+    for index in {index for index, _ in running.values()}:
         try:
             partial += ray.get(actors[index].progress.remote(), timeout=1.0).get("clips", 0)
         except (GetTimeoutError, RayActorError):

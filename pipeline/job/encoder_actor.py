@@ -21,6 +21,10 @@ from .metrics import JobMetrics
 from .shard_encoder import ShardEncoder
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Shard calls an actor takes at once: while one is published, the next encodes and the one after it
+# is open, so its decoding starts as soon as the one encoding has handed out its last sample.
+SHARDS_IN_FLIGHT = 3
+CONCURRENCY_GROUPS = {"progress": 1, "shards": SHARDS_IN_FLIGHT}
 
 
 def resolve_dtype(name: str, on_gpu: bool) -> str:
@@ -29,7 +33,12 @@ def resolve_dtype(name: str, on_gpu: bool) -> str:
 
 
 class EncoderActor:
-    """Loads the model once; ``encode_shard`` runs one shard at a time, ``progress`` reports on it."""
+    """Loads the model once; ``encode_shard`` encodes one shard at a time (further calls decode ahead
+    and wait for the encoder), ``progress`` reports on the shard being encoded.
+
+    Start it with ``ray.remote(concurrency_groups=CONCURRENCY_GROUPS)``. Its decode workers are
+    actors it owns: they die with it.
+    """
 
     def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: int,
                  fingerprint: str, run_id: str) -> None:
@@ -51,15 +60,16 @@ class EncoderActor:
             "spatial_compression": self.vae.spatial_compression, "latent_channels": self.vae.latent_channels,
             "fingerprint": fingerprint, "code_version": code_version(),
         }
+        layout = OutputLayout(job.output, job.storage_options)
         self.encoder = ShardEncoder(
-            self.vae, read_config, OutputLayout(job.output, job.storage_options),
+            self.vae, read_config, layout,
             batch_size=job.batch_size, chunk_frames=job.chunk_frames,
             piece_frames=(job.chunk_frames or 8 * tc) if job.whole_videos else None,
             latent_dtype=job.latent_dtype, store_logvar=job.store == "moments", decode_workers=decode_workers,
             file_metadata=metadata,
             canary=QualityCanary(self.vae, job.check_every, LATENT_DTYPES[job.latent_dtype],
                                  job.chunk_frames // tc if job.chunk_frames else None) if job.check_every else None,
-            metrics=JobMetrics(OutputLayout(job.output, job.storage_options).url),
+            metrics=JobMetrics(layout.url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
         )
@@ -69,9 +79,10 @@ class EncoderActor:
                 "device": str(self.device), "dtype": str(self.vae.dtype).removeprefix("torch."),
                 "temporal_compression": self.vae.temporal_compression}
 
+    @ray.method(concurrency_group="shards")
     def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
         return self.encoder.encode_shard(url, attempt)
 
     @ray.method(concurrency_group="progress")
     def progress(self) -> dict[str, Any]:
-        return {**self.encoder.progress(), "pid": os.getpid()}
+        return {**self.encoder.progress(), "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}

@@ -7,25 +7,23 @@ Prometheus scraping the cluster (each node's ``--metrics-export-port``) show the
     wfvae_shards_given_up          shards given up after max attempts            {output}
     wfvae_encoder_wait_seconds     encoder time spent waiting for decoded clips  {output}
     wfvae_encode_seconds           encoder time spent encoding                   {output}
-    wfvae_decode_seconds           decode-task time spent decoding               (no tags: tasks serve any job)
+    wfvae_decode_seconds           decode-worker time spent decoding             {output}
     wfvae_quality_psnr_db          lowest canary PSNR of the last shard (gauge)  {output}
 
 Counters only grow; rates come from the scraper (``rate(ray_wfvae_clips_encoded_total[1m])``;
 Ray prefixes ``ray_``, and Prometheus counters end in ``_total``). The ``output`` tag (the output
 URL) keeps two jobs on one cluster apart. Metric objects belong to the process that records them:
-each encoder actor and the driver make one ``JobMetrics``; decode tasks use ``timed_decode``.
+each encoder actor and the driver make one ``JobMetrics``. Decode seconds are the decode workers'
+own time, which reaches the encoder with each sample and the commit record with the shard.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter as Tally
-from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 from ray.util.metrics import Counter, Gauge
 
-T = TypeVar("T")
 PREFIX = "wfvae_"
 
 
@@ -46,6 +44,7 @@ class JobMetrics:
         self.given_up = Counter(f"{PREFIX}shards_given_up", "shards given up after max attempts", tags)
         self.wait = Counter(f"{PREFIX}encoder_wait_seconds", "encoder seconds spent waiting for decoded clips", tags)
         self.encode = Counter(f"{PREFIX}encode_seconds", "encoder seconds spent encoding", tags)
+        self.decode = Counter(f"{PREFIX}decode_seconds", "decode-worker seconds spent decoding video", tags)
         self.psnr = Gauge(f"{PREFIX}quality_psnr_db", "lowest quality-canary PSNR of the last committed shard",
                           tags)
 
@@ -56,6 +55,7 @@ class JobMetrics:
         timings = record.get("timings", {})
         self._inc(self.wait, timings.get("decode_wait_seconds", 0.0))
         self._inc(self.encode, timings.get("encode_seconds", 0.0))
+        self._inc(self.decode, timings.get("decode_seconds", 0.0))
         for (error_type, stage), count in Tally((e["error_type"], e["stage"]) for e in errors).items():
             self.failed.inc(count, {**self._tags, "error_type": error_type, "stage": stage})
         canary = record.get("canary") or {}
@@ -68,24 +68,3 @@ class JobMetrics:
     def _inc(self, counter: Counter, value: float) -> None:
         if value > 0:  # Ray refuses non-positive increments
             counter.inc(value, self._tags)
-
-
-_decode_seconds: Counter | None = None
-
-
-def timed_decode(pieces: Iterator[T]) -> Iterator[T]:
-    """``pieces`` unchanged, the time spent producing each counted as decode seconds (not the time
-    the consumer holds a piece: a streaming task waits there for back-pressure)."""
-    global _decode_seconds
-    if _decode_seconds is None:  # one per worker process, made on first use
-        _decode_seconds = Counter(f"{PREFIX}decode_seconds", "decode-task seconds spent decoding video")
-    while True:
-        began = time.perf_counter()
-        try:
-            piece = next(pieces)
-        except StopIteration:
-            return
-        finally:  # failures took decoding time too
-            if (elapsed := time.perf_counter() - began) > 0:
-                _decode_seconds.inc(elapsed)
-        yield piece

@@ -8,6 +8,7 @@ from typing import Any
 from ..output.layout import OutputLayout
 from ..output.reader import read_job_output
 from ..output.storage import write_json
+from .balance import run_balance
 from .canary import format_quality, quality_summary
 
 
@@ -17,6 +18,9 @@ def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, An
     stats = output.stats
     committed = set(output.records)
     pending = [name for name in all_shards if name not in committed and name not in given_up]
+    # Which side limited this run: its own shards' encoder waits and decode-worker idle time.
+    this_run = [r for r in output.records.values() if r.get("run_id") == run.get("run_id")]
+    run = {**run, "balance": run_balance(this_run)}
     return {
         "output": layout.url,
         "finished_at": time.time(),
@@ -50,6 +54,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"({run['clips_per_second']:.2f} clips/s), {run['shards_skipped']} already committed",
         f"stored        {summary['bytes'] / 2**20:.1f} MiB",
     ]
+    if run.get("balance"):
+        lines.append(f"limited by    {run['balance']['hint']}")
     stats = summary["latent_stats"]
     if stats["channels"]:
         lines.append("latent mean   " + " ".join(f"{v:+.3f}" for v in stats["mean"]))

@@ -1,0 +1,59 @@
+"""Which side limited a run: the encoder waiting for clips, or decode workers waiting for the encoder.
+
+Two shares say it: of the encoder's time on its shards, the share spent waiting for decoded
+clips; of the decode workers' time over the same span, the share not spent decoding (idle, or
+held back because the encoder was behind). A one-line hint says what to change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# An encoder waiting more than this share of its time is starved by decoding.
+WAITING = 0.25
+# Decode workers idle more than this share of the time could feed a faster encoder.
+IDLE = 0.25
+
+
+def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, workers: int) -> dict[str, Any]:
+    """The limiting side from one shard's (or a run's summed) timings."""
+    waited = min(1.0, wait_seconds / encoder_seconds) if encoder_seconds > 0 else 0.0
+    capacity = workers * encoder_seconds
+    idle = min(1.0, max(0.0, 1.0 - decode_seconds / capacity)) if capacity > 0 else 0.0
+    if waited >= WAITING and idle < IDLE:
+        limit = "decode"
+        hint = (f"decode-bound: the encoder waited {waited:.0%} of the time while {workers} decode worker(s) were "
+                f"busy {1 - idle:.0%}; add CPUs per GPU (--decode-workers), or lower the source size or resolution")
+    elif waited >= WAITING:
+        limit = "input"
+        hint = (f"input-bound: the encoder waited {waited:.0%} of the time and the decode workers were idle "
+                f"{idle:.0%}; samples do not reach the workers fast enough: reading the shards (storage), or the "
+                "per-sample cost of handing tiny videos to a worker")
+    elif idle >= IDLE:
+        limit = "encode"
+        hint = (f"encode-bound: the encoder waited only {waited:.0%} of the time; {workers} decode worker(s) were idle "
+                f"{idle:.0%}, so fewer CPUs per GPU would do, or a faster encoder (bf16, bigger batches) pays off")
+    else:
+        limit = "balanced"
+        hint = (f"balanced: the encoder waited {waited:.0%} of the time, {workers} decode worker(s) idle {idle:.0%}; "
+                "both sides are nearly saturated")
+    return {"encoder_waiting_share": round(waited, 3), "decode_idle_share": round(idle, 3),
+            "decode_workers": workers, "limit": limit, "hint": hint}
+
+
+def run_balance(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The balance over several commit records (shares weighted by time), None if they carry no timings."""
+    encoder = wait = decode = capacity = 0.0
+    for record in records:
+        timings = record.get("timings", {})
+        workers = record.get("balance", {}).get("decode_workers")
+        if "encoder_seconds" not in timings or not workers:
+            continue
+        encoder += timings["encoder_seconds"]
+        wait += timings.get("decode_wait_seconds", 0.0)
+        decode += timings.get("decode_seconds", 0.0)
+        capacity += workers * timings["encoder_seconds"]
+    if encoder <= 0:
+        return None
+    workers = round(capacity / encoder)
+    return balance(encoder, wait, decode * workers * encoder / capacity if capacity else 0.0, max(1, workers))

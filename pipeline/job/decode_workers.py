@@ -1,0 +1,327 @@
+"""Decode worker processes: long-lived Ray actors, one CPU each, beside their encoder.
+
+A worker decodes the samples handed to it one at a time, in the order they were handed, and
+streams each sample's clips back in *parcels* (several clips per object, so a sample of small
+clips costs one object, while a whole-video clip still arrives in bounded pieces). Each worker
+holds a queue of two samples: the one it decodes and the next, so it never waits for work.
+
+A crash inside a video library kills only the worker's process: the encoder sees an actor
+error for the samples it held, starts a fresh worker in their slots and decodes them again
+there, skipping the pieces it already has. Only a crash that repeats in a fresh worker while
+decoding the same sample is that sample's fault (a ``DecoderCrashed`` error row): a worker can
+also die for reasons of its own (its node went away, the OOM killer), and a sample still queued
+behind the one that crashed lost nothing of its own.
+
+A ``DecodePool`` holds ``size x depth`` *slots*, places in the workers' queues. A slot belongs
+to one sample from the moment the sample is handed to it until its worker has finished with
+it; a sample whose worker died keeps its slot, and its worker takes no new sample until the
+samples it held have been handed to a fresh process. See ``dataflow`` for why that makes the
+whole flow deadlock-free.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ..reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips
+from ..reading.records import STAGE_DECODE, describe
+
+# Decoded pixels per object handed back (several small clips travel together).
+PARCEL_BYTES = 4 * 2**20
+# Decoded pixels one worker may hold ready ahead of the encoder: bounds memory for long videos.
+BYTES_AHEAD = 48 * 2**20
+
+CRASH_MESSAGE = ("the worker process decoding this sample died twice, the second time in a fresh worker (a crash inside the "
+                 "video decoder, or it was killed)")
+
+
+@dataclass
+class Parcel:
+    """Consecutive pieces of one sample, and the worker time spent producing them."""
+
+    pieces: list[ClipPiece]
+    decode_seconds: float
+
+
+class DecodeWorker:
+    """The worker process: decodes one sample per call, as a streaming generator of parcels."""
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def decode(self, sample: Sample, config: ReadConfig, piece_frames: int | None, skip: int,
+               parcel_bytes: int) -> Iterator[Parcel]:
+        """The sample's pieces after the first ``skip``; pieces decoded before an error are sent before it."""
+        stream = decode_clips(sample, config, piece_frames)
+        pieces, size, busy, index = [], 0, 0.0, 0
+        while True:
+            began = time.perf_counter()
+            try:
+                piece = next(stream)
+            except StopIteration:
+                break
+            except BaseException:
+                busy += time.perf_counter() - began
+                if pieces:
+                    yield Parcel(pieces, busy)
+                raise
+            busy += time.perf_counter() - began
+            index += 1
+            if index <= skip:
+                continue
+            pieces.append(piece)
+            size += piece.frames.nbytes
+            if size >= parcel_bytes:
+                yield Parcel(pieces, busy)
+                pieces, size, busy = [], 0, 0.0
+        yield Parcel(pieces, busy)  # the last one, maybe empty: it still reports the time spent
+
+
+# max_restarts=0: a dead worker is replaced by the pool, which knows which sample it held.
+_WORKER = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(DecodeWorker)
+
+
+def parcel_plan(config: ReadConfig, piece_frames: int | None) -> tuple[int, int]:
+    """(bytes per parcel, parcels a worker may hold ahead) for this job's clip size."""
+    sizes = [config.resolution] if config.resolution else list(config.buckets or ())
+    height, width = max(sizes, key=lambda s: s[0] * s[1])
+    frames = piece_frames or config.num_frames
+    piece = frames * height * width * 3
+    parcel = max(PARCEL_BYTES, piece)
+    return parcel, max(2, BYTES_AHEAD // parcel)
+
+
+def default_decode_workers(nodes: list[dict[str, float]], gpus_per_actor: float, num_actors: int) -> int:
+    """Decode workers per encoder actor: the CPUs of an encoder's node, less one per encoder actor
+    placed there, shared among those actors; the smallest share over the nodes an encoder can use.
+
+    GPU encoders fill each GPU node (``GPU // gpus_per_actor`` actors); CPU encoders are counted
+    as spread over the nodes. Workers that a node cannot place are simply never given work.
+    """
+    shares = []
+    for resources in nodes:
+        cpus = int(resources.get("CPU", 0))
+        if gpus_per_actor:
+            here = int(resources.get("GPU", 0) // gpus_per_actor)
+        else:
+            here = -(-num_actors // max(1, len(nodes))) if cpus else 0
+        if here >= 1:
+            shares.append((cpus - here) // here)
+    return max(1, min(shares)) if shares else 1
+
+
+def failure(err: BaseException) -> tuple[str, str, str]:
+    """(stage, error_type, message) for an error raised while fetching a decoded parcel."""
+    cause = err.cause if isinstance(err, RayTaskError) and getattr(err, "cause", None) is not None else err
+    if isinstance(cause, SampleError):
+        return cause.stage, cause.error_type, cause.message
+    return STAGE_DECODE, type(cause).__name__, describe(cause)
+
+
+def worker_died(err: BaseException) -> bool:
+    """An error that means the worker process is gone (not that the sample failed in it)."""
+    return isinstance(err, RayActorError)
+
+
+class _Worker:
+    """One worker process and what was last handed to it."""
+
+    def __init__(self) -> None:
+        self.actor = None
+        self.ready_ref = None  # the worker's pid, once its process is up
+        self.pid: int | None = None
+        self.last_done = None  # done_ref of the last sample handed to this actor
+
+
+class _Slot:
+    """A place in a worker's queue, held by one sample until the worker has finished with it."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.owner = None  # the sample (a dataflow.SampleDecode) that holds the slot
+        self.actor = None  # the actor the owner was handed to
+        self.gen = None  # the owner's current streaming generator
+        self.done_ref = None  # ready when the worker has finished with the owner
+        self.before = None  # done_ref of the sample queued before it on the same actor
+        self.dead = False  # its actor died holding the owner: the owner restarts it
+        self.seq = 0  # order of submission: a worker runs its samples in this order
+
+
+class DecodePool:
+    """``size`` worker processes, each with a queue of ``depth`` samples (the one it decodes and the
+    next, so it never waits for work); placed on this process's node when it has room."""
+
+    def __init__(self, size: int, depth: int = 2) -> None:
+        if size < 1:
+            raise ValueError(f"a decode pool needs at least one worker, got {size}")
+        self._placement = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
+        self._lock = threading.Lock()
+        self.restarts = 0
+        self._submitted = 0
+        self.workers = [_Worker() for _ in range(size)]
+        self.slots = [_Slot(worker) for _ in range(depth) for worker in self.workers]
+        for worker in self.workers:
+            self._start_worker(worker)
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    # -- workers (under the lock) ------------------------------------------------------------
+    def _start_worker(self, worker: _Worker) -> None:
+        """A fresh process for ``worker``; samples handed to the old one are marked dead (they restart)."""
+        old = worker.actor
+        if old is not None:
+            ray.kill(old, no_restart=True)
+            for slot in self.slots:
+                if slot.actor is old and slot.owner is not None:
+                    slot.dead = True
+        worker.actor = _WORKER.options(scheduling_strategy=self._placement).remote()
+        worker.ready_ref, worker.pid, worker.last_done = worker.actor.pid.remote(), None, None
+
+    def _ready(self, worker: _Worker) -> bool:
+        """Whether the worker's process is up (a worker that cannot be placed never gets work)."""
+        if worker.pid is None and worker.ready_ref is not None:
+            ready, _ = ray.wait([worker.ready_ref], timeout=0)
+            if ready:
+                try:
+                    worker.pid = ray.get(worker.ready_ref)
+                except RayActorError:
+                    if not any(slot.owner is not None for slot in self.slots if slot.worker is worker):
+                        self._start_worker(worker)  # died while starting: try a fresh one
+                    return False
+        return worker.pid is not None
+
+    def _open_slot(self) -> _Slot | None:
+        """A free slot of an up worker with no sample waiting to restart, the least busy worker first."""
+        best, best_load = None, None
+        for worker in self.workers:
+            mine = [slot for slot in self.slots if slot.worker is worker]
+            if any(slot.dead for slot in mine) or not self._ready(worker):
+                continue  # its restarts go first: they are older than any new sample
+            free = [slot for slot in mine if slot.owner is None]
+            load = len(mine) - len(free)
+            if free and (best_load is None or load < best_load):
+                best, best_load = free[0], load
+        return best
+
+    def pids(self) -> dict[int, list]:
+        """pid of each live worker -> the samples it holds, the one it runs first: for tests and diagnostics."""
+        with self._lock:
+            return {worker.pid: [slot.owner for slot in sorted(self.slots, key=lambda slot: slot.seq)
+                                 if slot.owner is not None and slot.actor is worker.actor]
+                    for worker in self.workers if self._ready(worker)}
+
+    # -- slots ----------------------------------------------------------------------------
+    def acquire(self, stop: Callable[[], bool]) -> _Slot | None:
+        """Waits for a free slot (see ``_open_slot``); None once ``stop()`` is true."""
+        while not stop():
+            with self._lock:
+                slot = self._open_slot()
+                if slot is not None:
+                    return slot
+                watching = {slot.done_ref: slot for slot in self.slots
+                            if slot.owner is not None and not slot.dead and slot.done_ref is not None}
+                starting = [worker.ready_ref for worker in self.workers if worker.pid is None]
+            refs = [*watching, *starting]
+            if not refs:
+                time.sleep(0.02)  # every slot waits for its sample's consumer (to restart or release it)
+                continue
+            # short: a slot the encoder gives back (``release``) is noticed on the next round
+            ready, _ = ray.wait(refs, num_returns=1, timeout=0.02)
+            for ref in ready:
+                if ref in watching:
+                    self._settle(watching[ref], ref)
+        return None
+
+    def _settle(self, slot: _Slot, ref) -> None:
+        """The worker has finished with the slot's sample: free the slot, or mark it dead."""
+        died = _died(ref)
+        with self._lock:
+            if slot.done_ref is not ref:
+                return  # restarted or released meanwhile
+            if died:
+                slot.dead = True
+            else:
+                self._free(slot)
+
+    @staticmethod
+    def _free(slot: _Slot) -> None:
+        slot.owner = slot.actor = slot.gen = slot.done_ref = slot.before = None
+        slot.dead = False
+
+    def submit(self, slot: _Slot, owner, sample: Sample, config: ReadConfig, piece_frames: int | None,
+               skip: int = 0):
+        """Queues ``sample`` on the slot's worker; returns its generator of parcels."""
+        parcel_bytes, parcels_ahead = parcel_plan(config, piece_frames)
+        with self._lock:
+            worker = slot.worker
+            slot.owner, slot.dead, slot.actor, slot.before = owner, False, worker.actor, worker.last_done
+            self._submitted += 1
+            slot.seq = self._submitted
+            slot.gen = worker.actor.decode.options(
+                num_returns="streaming", _generator_backpressure_num_objects=parcels_ahead,
+            ).remote(sample, config, piece_frames, skip, parcel_bytes)
+            slot.done_ref = worker.last_done = slot.gen.completed()
+            return slot.gen
+
+    def started(self, slot: _Slot) -> bool:
+        """Whether the slot's sample had started in its (dead) worker; one queued behind another
+        sample lost nothing of its own."""
+        with self._lock:
+            return slot.before is None or (_ready_now(slot.before) and not _died(slot.before))
+
+    def restart(self, slot: _Slot, owner, sample: Sample, config: ReadConfig, piece_frames: int | None,
+                skip: int, started: bool):
+        """After the owner's worker died: decodes ``sample`` again from piece ``skip`` in a fresh worker."""
+        with self._lock:
+            if slot.owner is not owner:
+                raise RuntimeError("restart of a slot the sample does not hold")
+            if slot.worker.actor is slot.actor:
+                self._start_worker(slot.worker)  # else a sample queued before it already started a fresh one
+            self.restarts += started
+        return self.submit(slot, owner, sample, config, piece_frames, skip)
+
+    def release(self, slot: _Slot, owner) -> None:
+        """The owner is done with the slot; a worker still busy with it is replaced (and one that died
+        holding it is replaced if nothing replaced it yet)."""
+        with self._lock:
+            if slot.owner is not owner:
+                return
+            finished = not slot.dead and slot.done_ref is not None and _ready_now(slot.done_ref) \
+                and not _died(slot.done_ref)
+            if not finished and slot.worker.actor is slot.actor:
+                self._start_worker(slot.worker)
+            self._free(slot)
+
+    def close(self) -> None:
+        with self._lock:
+            for worker in self.workers:
+                if worker.actor is not None:
+                    ray.kill(worker.actor, no_restart=True)
+                worker.actor = worker.ready_ref = worker.last_done = None
+            for slot in self.slots:
+                self._free(slot)
+
+
+def _ready_now(ref) -> bool:
+    ready, _ = ray.wait([ref], timeout=0)
+    return bool(ready)
+
+
+def _died(ref) -> bool:
+    """Whether a finished sample's worker died under it (a sample that failed leaves its worker fine)."""
+    try:
+        ray.get(ref, timeout=0)
+        return False
+    except GetTimeoutError:
+        return False
+    except Exception as err:  # noqa: BLE001 - the sample's own error travels with its parcels
+        return worker_died(err)

@@ -1,0 +1,87 @@
+"""Driving ShardEncoder and its dataflow in the test process, against the session's Ray head.
+
+Cheaper than the CLI (no driver process, no actor start-up, decode workers shared between
+cases) while running the same code an encoder actor runs, two shard calls at a time like it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pipeline.job.encoder_actor import SHARDS_IN_FLIGHT
+from pipeline.job.shard_encoder import ShardEncoder
+from pipeline.output.layout import OutputLayout
+from pipeline.reading import ErrorRecord, ReadConfig, read_shard
+from tests.support.shards import make_shard
+from tests.support.videos import encode, random_bytes, smooth_frames
+
+
+def write_shards(folder: Path, sizes: list[int], broken: bool = True, frames=(30, 21, 40)) -> list[str]:
+    """One shard per size, of tiny 48x64 videos of different lengths; a shard of several samples
+    also holds one broken video."""
+    folder.mkdir(parents=True, exist_ok=True)
+    urls = []
+    for s, size in enumerate(sizes):
+        records = []
+        for i in range(size):
+            key = f"s{s}-{i:02d}"
+            if broken and size > 1 and i == size - 1:
+                video = random_bytes(3000, seed=i)
+            else:
+                video = encode(np.roll(smooth_frames(frames[i % len(frames)], 48, 64), 3 * i + s, axis=2))
+            records.append({"__key__": key, "mp4": video, "txt": f"caption {key}"})
+        path = folder / f"shard-{s:06d}.tar"
+        path.write_bytes(make_shard(records))
+        urls.append(str(path))
+    return urls
+
+
+def read_config(clips: str, num_frames: int = 5) -> ReadConfig:
+    return ReadConfig(num_frames=num_frames, temporal_compression=4, resolution=(32, 32), clips=clips)
+
+
+def make_encoder(out: Path, vae, config: ReadConfig, decode_workers, batch_size: int) -> ShardEncoder:
+    """A ShardEncoder set up as EncoderActor sets it up (whole videos stream in pieces of 8 frames)."""
+    whole = config.clip_policy == "whole"
+    return ShardEncoder(vae, config, OutputLayout(str(out)), batch_size=batch_size, chunk_frames=8 if whole else None,
+                        piece_frames=8 if whole else None, latent_dtype="float32", store_logvar=False,
+                        decode_workers=decode_workers, file_metadata={"test": True},
+                        record_extra={"run_id": "test"})
+
+
+def encode_shards(encoder: ShardEncoder, urls: list[str], deadline: float) -> list[dict]:
+    """The shards' commit records, with as many shard calls in flight as the driver gives an actor. A hang fails."""
+    pool = concurrent.futures.ThreadPoolExecutor(SHARDS_IN_FLIGHT)
+    try:
+        futures = []
+        for url in urls:
+            if len(futures) >= SHARDS_IN_FLIGHT:
+                futures[-SHARDS_IN_FLIGHT].result(timeout=deadline)
+            futures.append(pool.submit(encoder.encode_shard, url, 1))
+        done, pending = concurrent.futures.wait(futures, timeout=deadline)
+        assert not pending, f"the job did not finish within {deadline} s: it hangs"
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def expected(url: str, config: ReadConfig) -> tuple[list[tuple[str, int]], list[str]]:
+    """(key, clip index) of every clip the reader gives, in input order, and the keys of failed samples."""
+    clips, errors = [], []
+    for item in read_shard(url, config):
+        if isinstance(item, ErrorRecord):
+            errors.append(item.key)
+        else:
+            clips.append((item.info.key, item.info.clip_index))
+    return clips, errors
+
+
+def written(out: Path, url: str) -> tuple[list[tuple[str, int]], list[str]]:
+    name = Path(url).name.removesuffix(".tar")
+    rows = pq.read_table(out / "latents" / f"{name}.parquet").to_pylist()
+    errors = pq.read_table(out / "errors" / f"{name}.parquet").to_pylist()
+    return [(r["key"], r["clip"]) for r in rows], [e["key"] for e in errors]

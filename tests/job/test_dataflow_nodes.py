@@ -1,0 +1,100 @@
+"""Two nodes, and the one holding the encoder goes away mid-shard: its shards are encoded again on
+the other node (decode workers included) and the output equals a clean run's.
+
+Each node has its own CPUs and one "GPU" (a declared resource: the encoder runs on CPU), so the
+encoder actor and its decode workers live on one node. The cluster is Ray's own multi-node test
+cluster, started in a subprocess (a process joins one cluster only) under a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_losing_the_encoders_node_mid_shard_re_encodes_its_shards_elsewhere_identically(tmp_path):
+    result = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=300,
+                            cwd=REPO, env={**os.environ, "RAY_AUTH_MODE": "disabled",
+                                           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["removed_node_held_encoder"] and report["encoder_moved"], report
+    assert report["summary"]["shards"]["committed"] == 4 and report["retried"]
+    assert report["identical"], report
+
+
+def main(folder: Path) -> None:
+    import pyarrow.parquet as pq
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from pipeline.job.config import JobConfig
+    from pipeline.job.driver import NAMESPACE, run_job
+    from tests.job.conftest import TINY_MODEL, write_dataset
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
+    try:
+        nodes = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
+        data = write_dataset(folder / "shards", shards=4, samples=6, frames=40)
+
+        def job(out: str) -> JobConfig:
+            return JobConfig(input=data.spec, output=out, model=str(TINY_MODEL), num_frames=5, resolution=(32, 32),
+                             clips="all", batch_size=2, num_actors=1, gpus_per_actor=1, dtype="float32",
+                             progress_seconds=1)
+
+        logs: list[str] = []
+        outcome: dict = {}
+        runner = threading.Thread(target=lambda: outcome.update(summary=run_job(job(str(folder / "cut")), logs.append)),
+                                  daemon=True)
+        runner.start()
+        progress = _encoder_mid_shard(deadline=time.monotonic() + 120)
+        victim = next(node for node in nodes if node.node_id == progress["node_id"])
+        cluster.remove_node(victim, allow_graceful=False)
+        runner.join(timeout=180)
+        assert not runner.is_alive(), "the job did not finish after its encoder's node went away"
+        records = _records(folder / "cut")
+        run_job(job(str(folder / "clean")), lambda line: None)
+        identical = all(pq.read_table(folder / "cut" / kind / p.name).equals(pq.read_table(p))
+                        for kind in ("latents", "errors") for p in sorted((folder / "clean" / kind).glob("*.parquet")))
+        print(json.dumps({
+            "removed_node_held_encoder": True, "summary": outcome.get("summary", {}),
+            "encoder_moved": progress["pid"] not in {r["actor"]["pid"] for r in records},
+            "attempts": {r["shard"]: r["attempt"] for r in records},
+            "retried": any("re-queued" in line for line in logs), "identical": identical, "log": logs[-20:]}))
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def _encoder_mid_shard(deadline: float) -> dict:
+    import ray
+
+    while time.monotonic() < deadline:
+        for name in ray.util.list_named_actors():
+            if name.startswith("encoder-"):
+                try:
+                    progress = ray.get(ray.get_actor(name).progress.remote(), timeout=5)
+                except Exception:  # noqa: BLE001 - still starting
+                    continue
+                if progress.get("clips", 0) >= 1:
+                    return progress
+        time.sleep(0.05)
+    raise AssertionError("the encoder was never seen mid-shard")
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "_committed").glob("*.json"))]
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
