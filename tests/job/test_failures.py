@@ -28,11 +28,13 @@ def _wait_for(condition, timeout: float, what: str, interval: float = 0.02):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _encoder_actor():
-    """(handle, progress) of the running job's encoder actor, once it reports a shard in progress."""
+def _encoder_actor(address: str):
+    """(handle, progress) of the running job's encoder actor, once it reports a shard in progress.
+    ``address``: the test's head (other Ray instances may run on the machine)."""
     from ray.util.state import list_actors
 
-    for actor in list_actors(filters=[("class_name", "=", "EncoderActor"), ("state", "=", "ALIVE")]):
+    for actor in list_actors(address=address,
+                             filters=[("class_name", "=", "EncoderActor"), ("state", "=", "ALIVE")]):
         if actor.name:
             handle = ray.get_actor(actor.name, namespace="wfvae-latents")
             try:
@@ -50,7 +52,7 @@ def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_
     job = start_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--resolution", "64x64",
                     "--clips", "all", "--batch-size", "1", "--decode-workers", "1", log=tmp_path / "job.log")
     try:
-        _, progress = _wait_for(_encoder_actor, 120, "the encoder to be mid-shard")
+        _, progress = _wait_for(lambda: _encoder_actor(ray_head.address), 120, "the encoder to be mid-shard")
         os.kill(progress["pid"], signal.SIGKILL)
         assert job.wait(timeout=240) == 0, (tmp_path / "job.log").read_text()
     finally:

@@ -119,11 +119,11 @@ def test_a_stale_cluster_record_starts_a_local_runtime(ray_head, dataset, tmp_pa
 
 @pytest.mark.slow
 def test_a_local_output_on_a_multi_node_cluster_needs_shared_output(dataset, tmp_path):
-    from tests.support.ray_head import RAY, RayHead
+    from tests.support.ray_head import RAY, RayHead, free_port
 
     head = RayHead(num_cpus=2).start()
     worker = subprocess.Popen([RAY, "start", "--block", f"--address={head.address}", "--num-cpus=2",
-                               "--disable-usage-stats"], env={k: v for k, v in head.env.items() if k != "RAY_ADDRESS"},
+                               f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"], env={k: v for k, v in head.env.items() if k != "RAY_ADDRESS"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90

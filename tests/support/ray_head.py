@@ -49,6 +49,7 @@ class RayHead:
             [RAY, "start", "--head", "--block", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
              "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={self.num_cpus}",
              f"--metrics-export-port={self.metrics_port}",
+             f"--dashboard-agent-listen-port={free_port()}",  # the default (52365) may be another head's
              f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
