@@ -43,7 +43,6 @@ class RayHead:
 
     def start(self, timeout: float = 90.0) -> "RayHead":
         env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
-        env.setdefault("RAY_metrics_report_interval_ms", "1000")  # metrics reach the endpoint within seconds
         self.log = open(Path(self.temp_dir) / "head.log", "w")
         self.process = subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
