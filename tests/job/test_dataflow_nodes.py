@@ -16,9 +16,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_losing_the_encoders_node_mid_shard_re_encodes_its_shards_elsewhere_identically(tmp_path):
     result = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=300,
                             cwd=REPO, env={**os.environ, "RAY_AUTH_MODE": "disabled",

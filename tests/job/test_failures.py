@@ -68,6 +68,7 @@ def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_
     assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress["pid"]
 
 
+@pytest.mark.slow
 def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=6, samples=6)
     args = ["--input", data.spec, *SMALL_CLIPS]
@@ -138,6 +139,7 @@ def _start(ray_head, args: list[str], log) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+@pytest.mark.slow
 def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summary_and_exits_143(ray_head, tmp_path):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=4)
     out = tmp_path / "out"
@@ -168,6 +170,7 @@ def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summar
     assert "3 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 8
 
 
+@pytest.mark.slow
 def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_130(ray_head, tmp_path):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
     out = tmp_path / "out"
