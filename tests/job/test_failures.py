@@ -170,7 +170,6 @@ def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summar
     assert "3 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 8
 
 
-@pytest.mark.slow
 def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_130(ray_head, tmp_path):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
     out = tmp_path / "out"
