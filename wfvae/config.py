@@ -59,8 +59,8 @@ class WFVAEConfig:
     source: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
-        object.__setattr__(self, "shift", tuple(float(v) for v in self.shift))
+        for name in ("scale", "shift"):
+            object.__setattr__(self, name, _floats(getattr(self, name), name, self.source))
         self._validate()
 
     # -- derived facts -------------------------------------------------------------
@@ -161,6 +161,19 @@ class WFVAEConfig:
             fail(f"level 2 of the decoder must be {_DECODER_L2}")
         if not self.scale or not self.shift:
             fail("scale and shift must be non-empty lists")
+
+
+def _floats(value: Any, name: str, source: str | None) -> tuple[float, ...]:
+    """A list of numbers, or one number for every channel (some configs give a scalar ``scale``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (float(value),)
+    try:
+        if isinstance(value, str):
+            raise TypeError
+        return tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source or 'WF-VAE config'}: {name} must be a number or a list of numbers (one per "
+                         f"latent channel), got {value!r}") from None
 
 
 def _per_channel(values: tuple[float, ...], channels: int, name: str, source: str | None) -> list[float]:

@@ -14,9 +14,10 @@ from .canary import format_quality, quality_summary
 
 def build_summary(layout: OutputLayout, all_shards: list[str], run: dict[str, Any]) -> dict[str, Any]:
     output = read_job_output(layout, require_manifest=False)
-    given_up = list(output.given_up)
     stats = output.stats
     committed = set(output.records)
+    # this run's given-up shards count as given up even where their _given_up marker could not be written
+    given_up = sorted(set(output.given_up) | {name for name in run.get("given_up", []) if name not in committed})
     pending = [name for name in all_shards if name not in committed and name not in given_up]
     # Which side limited this run: its own shards' encoder waits and decode-worker idle time.
     this_run = [r for r in output.records.values() if r.get("run_id") == run.get("run_id")]

@@ -126,6 +126,7 @@ def test_identical_clips_and_bad_input(vae, frames):
         QualityCanary(vae, every=1, batch_size=0)
 
 
+@pytest.mark.slow
 def test_the_job_records_and_reports_the_canary(ray_head, dataset, tmp_path):
     """--check-every 2 on two shards: the first, third, ... clip of each is decoded; the records,
     the summary and inspect_latents.py report the result."""

@@ -68,6 +68,7 @@ def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_
     assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress["pid"]
 
 
+@pytest.mark.slow
 def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=6, samples=6)
     args = ["--input", data.spec, *SMALL_CLIPS]
@@ -138,6 +139,7 @@ def _start(ray_head, args: list[str], log) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
+@pytest.mark.slow
 def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summary_and_exits_143(ray_head, tmp_path):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=4)
     out = tmp_path / "out"
@@ -237,10 +239,32 @@ def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_he
     assert "shard part-000000 given up after 1 attempts: OSError: [Errno 28] No space left on device" in log
     assert f"warning: could not record the given-up shard in {out}/_given_up/part-000000.json: OSError: [Errno 28]" in log
     assert f"warning: could not write {out}/_summary.json: OSError: [Errno 28]" in log
-    assert "0/1 committed" in log and "Traceback" not in log
+    assert "0/1 committed, 1 given up, 0 pending" in log and "Traceback" not in log
     assert not list((out / "_committed").glob("*")) and not list(out.rglob("*.tmp-*"))
     (tiny_disk / "filler").unlink()
     fifo.unlink()
     fifo.write_bytes(payload)
     rerun = run_cli(ray_head, *args)
     assert "0 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 2
+
+
+def test_a_shard_given_up_in_this_run_counts_as_given_up_without_its_marker(tmp_path):
+    """Its _given_up marker could not be written (disk full): the run's own list still says so."""
+    from pipeline.job.summary import build_summary, format_summary
+    from pipeline.output.layout import OutputLayout
+    from tests.support.encoded_outputs import published_output
+
+    output = published_output(tmp_path / "out", shards=3, uncommitted=(1,))  # no commit, no _given_up marker
+    layout = OutputLayout(str(output.out))
+    names = ["part-000000", "part-000001", "part-000002", "part-000003"]
+    run = {"run_id": "r", "seconds": 1.0, "shards_encoded": 2, "shards_skipped": 0, "clips": 10,
+           "clips_per_second": 10.0, "given_up": ["part-000001"]}
+    summary = build_summary(layout, names, run)
+    assert summary["shards"] == {"total": 4, "committed": 2, "given_up": 1, "pending": 1}
+    assert summary["given_up"] == ["part-000001"]
+    assert "2/4 committed, 1 given up, 1 pending" in format_summary(summary)
+    # an earlier run's marker and this run's list together, each shard once
+    (output.out / "_given_up").mkdir()
+    (output.out / "_given_up" / "part-000003.json").write_text("{}")
+    again = build_summary(layout, names, run)
+    assert again["given_up"] == ["part-000001", "part-000003"] and again["shards"]["pending"] == 0

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from .conftest import SMALL_CLIPS, TINY_MODEL, read_output, run_cli
 
 CLIPS = [a for a in SMALL_CLIPS if a not in ("--model", str(TINY_MODEL))]
 
 
+@pytest.mark.slow
 def test_same_job_spelled_differently_resumes_and_a_different_one_is_refused(ray_head, dataset, tmp_path):
     out = tmp_path / "out"
     run_cli(ray_head, "--input", dataset.spec, "--output", str(out), "--model", f"{TINY_MODEL}/", *CLIPS)

@@ -1,4 +1,11 @@
-"""The Causal Cache: chunked and streamed encode/decode equal the whole-clip passes."""
+"""The Causal Cache: chunked and streamed encode/decode equal the whole-clip passes, bit for bit (CPU, float32):
+each chunk sees, through the cache, exactly the frames it would see in the whole pass.
+
+On one thread, as the encoder actor runs on a CPU node (one CPU each), and at the frame sizes used here.
+The equality is PyTorch's as much as ours: its CPU convolutions pick how to split their sums from the
+input's shape and the thread count, so with several threads, or at some small frame sizes (16x24, even
+on one thread), a chunk and the whole clip add in different orders and differ by ~1e-7 to 1e-6.
+"""
 
 import pytest
 import torch
@@ -7,12 +14,18 @@ from wfvae import WFVAE, CausalCache
 
 from .conftest import random_video
 
-TOLERANCE = 1e-4
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape
-    return (a - b).abs().max().item()
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    assert a.shape == b.shape and a.dtype == b.dtype == torch.float32
+    return torch.equal(a, b)
 
 
 @pytest.mark.parametrize("latent_frames", [1, 2, 3, 4, 6])
@@ -22,14 +35,14 @@ def test_chunked_encode_equals_full_encode(tiny_vae, latent_frames):
     full = tiny_vae.encode(video)
     for chunk_frames in (tc, 2 * tc, 3 * tc, 64):
         chunked = tiny_vae.encode(video, chunk_frames=chunk_frames)
-        assert _max_diff(chunked.mean, full.mean) <= TOLERANCE
-        assert _max_diff(chunked.logvar, full.logvar) <= TOLERANCE
+        assert _same(chunked.mean, full.mean)
+        assert _same(chunked.logvar, full.logvar)
 
 
 def test_chunked_encode_of_a_batch(tiny_vae):
     tc = tiny_vae.temporal_compression
-    video = random_video(1 + 4 * tc, batch=3, height=16, width=24)
-    assert _max_diff(tiny_vae.encode(video, chunk_frames=tc).mean, tiny_vae.encode(video).mean) <= TOLERANCE
+    video = random_video(1 + 4 * tc, batch=3, seed=5)
+    assert _same(tiny_vae.encode(video, chunk_frames=tc).mean, tiny_vae.encode(video).mean)
 
 
 @pytest.mark.parametrize("push_sizes", [[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
@@ -46,7 +59,7 @@ def test_stream_encoder_with_any_push_sizes(tiny_vae, push_sizes):
         parts.append(stream.push(video[:, :, start:start + size]).mean)
         start += size
     parts.append(stream.close().mean)
-    assert _max_diff(torch.cat(parts, dim=2), tiny_vae.encode(video).mean) <= TOLERANCE
+    assert _same(torch.cat(parts, dim=2), tiny_vae.encode(video).mean)
 
 
 def test_stream_encoder_returns_latents_as_soon_as_chunks_complete(fixtures_dir):
@@ -75,14 +88,14 @@ def test_chunked_decode_equals_full_decode_for_every_length(tiny_vae, latent_fra
     full = tiny_vae.decode(latents)
     assert full.shape[2] == 1 + (latent_frames - 1) * tiny_vae.temporal_compression
     for chunk_frames in (1, 2, 3, 5):
-        assert _max_diff(tiny_vae.decode(latents, chunk_frames=chunk_frames), full) <= TOLERANCE
+        assert _same(tiny_vae.decode(latents, chunk_frames=chunk_frames), full)
 
 
 def test_stream_decoder_one_latent_at_a_time(tiny_vae):
     latents = torch.randn(2, tiny_vae.latent_channels, 5, 4, 4, generator=torch.Generator().manual_seed(4))
     stream = tiny_vae.stream_decoder(chunk_frames=1)
     frames = [stream.push(z) for z in latents.split(1, dim=2)] + [stream.close()]
-    assert _max_diff(torch.cat(frames, dim=2), tiny_vae.decode(latents)) <= TOLERANCE
+    assert _same(torch.cat(frames, dim=2), tiny_vae.decode(latents))
 
 
 def test_round_trip_through_chunked_calls(tiny_vae):
@@ -90,7 +103,7 @@ def test_round_trip_through_chunked_calls(tiny_vae):
     video = random_video(1 + 3 * tc)
     full = tiny_vae.decode(tiny_vae.encode(video).mean)
     chunked = tiny_vae.decode(tiny_vae.encode(video, chunk_frames=tc).mean, chunk_frames=2)
-    assert _max_diff(chunked, full) <= TOLERANCE
+    assert _same(chunked, full)
 
 
 def _cache_sizes(vae: WFVAE, latent_frames: int) -> list[int]:

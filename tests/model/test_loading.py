@@ -97,6 +97,19 @@ def test_missing_and_bad_config(fixtures_dir, tmp_path):
         WFVAE.from_pretrained(tmp_path)
 
 
+def test_a_scalar_scale_and_shift_apply_to_every_channel(fixtures_dir, tmp_path):
+    folder = _release_copy(fixtures_dir, tmp_path / "scalar")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "scale": 0.5, "shift": -1}))
+    vae = WFVAE.from_pretrained(folder)
+    assert vae.config.latent_scale_shift() == ([0.5] * 4, [-1.0] * 4)
+    z = torch.randn(1, 4, 2, 4, 4)
+    assert torch.equal(vae.normalize(z), (z + 1) * 0.5)
+    (folder / "config.json").write_text(json.dumps({**config, "scale": "0.5"}))
+    with pytest.raises(ValueError, match=r"scale must be a number or a list of numbers .*got '0.5'"):
+        WFVAE.from_pretrained(folder)
+
+
 def test_nonexistent_path_says_what_is_accepted(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such file or folder .* config.json"):
         WFVAE.from_pretrained(tmp_path / "nowhere")

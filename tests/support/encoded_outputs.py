@@ -1,13 +1,16 @@
-"""Outputs of the real encode job, made once per test session and shared by the dataset and
-inspection tests (each job run costs ~10 s of process start-up).
+"""Outputs as the encode job writes them, made in this process without Ray, for the dataset and
+inspection tests.
 
-A helper rather than a fixture so that several conftests can ask for the same output: the
-first caller runs the job into the session's base temp folder, later callers find it there.
+``moments_output`` and ``mean_output`` encode real (tiny) videos with the tiny model, clip by clip,
+with the job's own reader, row and publishing code, so the latents decode back to their source
+frames; ``published_output`` writes random latents (milliseconds) where their values do not matter.
+The job itself (Ray actors, dispatch, retries) is tested in tests/job.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.job.conftest import TINY_MODEL, run_cli
+from tests.job.conftest import TINY_MODEL
 from tests.support.shards import make_shard
 from tests.support.videos import encode, random_bytes, smooth_frames
 
@@ -49,7 +52,73 @@ def write_mixed_shards(folder: Path, shards: int, samples: int, broken: int) -> 
         (folder / f"part-{s:06d}.tar").write_bytes(make_shard(records))
 
 
-def moments_output(ray_head, base: Path) -> EncodedOutput:
+def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
+    """What ``jobs/encode_dataset.py --input input_spec --output out *args`` writes, on CPU in float32,
+    for one attempt per shard and without Ray: ``_job.json``, each shard's latents, errors and commit
+    marker, ``_given_up/`` for a shard whose publishing fails, and ``_summary.json``. Returns the summary."""
+    from collections import Counter, defaultdict
+
+    from pipeline.job.batching import DeviceStats, to_video
+    from pipeline.job.config import config_from_args
+    from pipeline.job.driver import Plan
+    from pipeline.job.rows import error_row, latent_row
+    from pipeline.job.summary import build_summary, write_summary
+    from pipeline.output.manifest import check_or_create, fingerprint, make_manifest
+    from pipeline.output.shard_writer import publish_shard
+    from pipeline.output.storage import write_json
+    from pipeline.reading import ErrorRecord, read_shard
+    from wfvae import WFVAE
+
+    started = time.perf_counter()
+    job = config_from_args(["--input", input_spec, "--output", str(out), *args])
+    plan = Plan(job)  # lists the shards and checks the settings against the model, as the driver does
+    output_settings = {**job.output_settings(), "dtype": "float32", "input_shards": plan.input_shards}
+    vae = WFVAE.from_pretrained(job.model)
+    model = {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
+             "temporal_compression": vae.temporal_compression}
+    check_or_create(plan.layout, make_manifest(job.public_dict(), output_settings, model))
+    scale, shift = vae.config.latent_scale_shift()
+    metadata = {"model": job.model, "weights_sha256": model["weights_sha256"], "model_config": model["config"],
+                "scale": scale, "shift": shift, "stored": job.store, "latent_dtype": job.latent_dtype,
+                "compute_dtype": "float32", "temporal_compression": vae.temporal_compression,
+                "spatial_compression": vae.spatial_compression, "latent_channels": vae.latent_channels,
+                "fingerprint": fingerprint(output_settings)}
+    run_id, encoded, given_up = "in-process", [], []
+    for url, name in zip(plan.urls, plan.names):
+        stats, rows, errors, by_shape = DeviceStats(), [], [], defaultdict(list)
+        for order, item in enumerate(read_shard(url, plan.read_config)):
+            if isinstance(item, ErrorRecord):
+                errors.append(error_row(name, item.key, item.stage, item.error_type, item.message))
+            else:
+                by_shape[item.frames.shape].append((order, item))
+        for clips in by_shape.values():  # one batch per shape; rows in input order below
+            posterior = vae.encode(to_video([clip.frames for _, clip in clips], vae.device, vae.dtype))
+            stats.add(posterior.mean)
+            for index, (order, clip) in enumerate(clips):
+                logvar = posterior.logvar[index] if job.store == "moments" else None
+                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latent_dtype)))
+        rows = [row for _, row in sorted(rows, key=lambda item: item[0])]
+        samples = len({row["key"] for row in rows} | {error["key"] for error in errors})
+        record = {"run_id": run_id, "url": url, "attempt": 1, "samples": samples,
+                  "stats": stats.to_stats().to_dict(),
+                  "errors_by_type": dict(Counter(e["error_type"] for e in errors))}
+        try:
+            encoded.append(publish_shard(plan.layout, name, rows, errors, metadata, record))
+        except OSError as err:  # max_shard_attempts=1: given up at once, as the driver records it
+            given_up.append(name)
+            write_json(plan.layout.fs, plan.layout.given_up(name),
+                       {"url": url, "attempts": 1, "last_error": f"{type(err).__name__}: {err}", "at": time.time()})
+    seconds = time.perf_counter() - started
+    clips = sum(r["rows"] for r in encoded)
+    summary = build_summary(plan.layout, plan.names, {
+        "run_id": run_id, "seconds": round(seconds, 3), "shards_encoded": len(encoded), "shards_skipped": 0,
+        "clips": clips, "clips_per_second": round(clips / seconds, 3), "given_up": given_up, "stopped_by": None,
+        "abandoned": [], "write_failures": []})
+    write_summary(plan.layout, summary)
+    return summary
+
+
+def moments_output(base: Path) -> EncodedOutput:
     """3 of 4 shards run, 2 clips per video, mean and logvar in bfloat16, two bucket shapes;
     part-000001 cannot be written (its errors path is a folder), so it is given up after one attempt
     and leaves a latents file without a commit marker; part-000003 is never run (pending)."""
@@ -61,16 +130,16 @@ def moments_output(ray_head, base: Path) -> EncodedOutput:
         return result
     write_mixed_shards(result.shards, shards=4, samples=8, broken=5)
     (result.out / "errors" / "part-000001.parquet").mkdir(parents=True)
-    job = run_cli(ray_head, "--input", result.input_spec, "--output", str(result.out), *TINY_ARGS,
-                  "--buckets", "32x32,64x32", "--clips", "uniform:2", "--store", "moments",
-                  "--max-shard-attempts", "1", check=False)
-    assert job.returncode == 3, job.stdout + job.stderr  # 3: some shards given up
+    summary = encode_in_process(result.input_spec, result.out, [
+        *TINY_ARGS, "--buckets", "32x32,64x32", "--clips", "uniform:2", "--store", "moments",
+        "--max-shard-attempts", "1"])
+    assert summary["given_up"] == list(result.given_up)
     assert (result.out / "latents" / "part-000001.parquet").exists()
     assert not (result.out / "_committed" / "part-000001.json").exists()
     return result
 
 
-def mean_output(ray_head, base: Path) -> EncodedOutput:
+def mean_output(base: Path) -> EncodedOutput:
     """One shard, the posterior mean only, stored as float16, 32x32."""
     root = base / "mean"
     result = EncodedOutput(root / "out", root / "shards", str(root / "shards" / "part-000000.tar"),
@@ -78,8 +147,8 @@ def mean_output(ray_head, base: Path) -> EncodedOutput:
     if (result.out / "_summary.json").exists():
         return result
     write_mixed_shards(result.shards, shards=1, samples=4, broken=-1)
-    run_cli(ray_head, "--input", result.input_spec, "--output", str(result.out), *TINY_ARGS,
-            "--resolution", "32x32", "--latent-dtype", "float16")
+    encode_in_process(result.input_spec, result.out, [*TINY_ARGS, "--resolution", "32x32",
+                                                      "--latent-dtype", "float16"])
     return result
 
 
@@ -98,13 +167,13 @@ def ids(samples) -> list[tuple[str, int]]:
 
 # Session fixtures, for conftests to import (``from tests.support.encoded_outputs import moments, mean_only``).
 @pytest.fixture(scope="session")
-def moments(ray_head, tmp_path_factory) -> EncodedOutput:
-    return moments_output(ray_head, tmp_path_factory.getbasetemp())
+def moments(tmp_path_factory) -> EncodedOutput:
+    return moments_output(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")
-def mean_only(ray_head, tmp_path_factory) -> EncodedOutput:
-    return mean_output(ray_head, tmp_path_factory.getbasetemp())
+def mean_only(tmp_path_factory) -> EncodedOutput:
+    return mean_output(tmp_path_factory.getbasetemp())
 
 
 # -- outputs written with the output package directly (no job run: milliseconds) ------------
