@@ -50,7 +50,7 @@ def main(folder: Path) -> None:
         def job(out: str) -> JobConfig:
             return JobConfig(input=data.spec, output=out, model=str(TINY_MODEL), num_frames=5, resolution=(32, 32),
                              clips="all", batch_size=2, num_actors=1, gpus_per_actor=1, dtype="float32",
-                             progress_seconds=1)
+                             progress_seconds=1, shared_output=True)  # the simulated nodes share this disk
 
         logs: list[str] = []
         outcome: dict = {}
