@@ -71,8 +71,8 @@ class SampleDecode:
                     raise SampleError(failure(err, self.sample)) from None
                 started = self.flow.pool.started(self.slot)
                 if started and self.restarts >= 1:
-                    crashed = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE, self.sample.shard, self.key)
-                    raise SampleError(crashed) from None
+                    crashed = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE)
+                    raise SampleError(crashed.at(self.sample.shard, self.key)) from None
                 # not (yet) the sample's fault: its node went away, the OOM killer, or the sample queued
                 # before it crashed the worker. Again, in a fresh worker.
                 self.restarts += started

@@ -54,9 +54,10 @@ def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = 
             else:
                 yield from _decode_with_pyav(sample, config, piece_frames, tmp.path)
     except SampleError as exc:
-        raise SampleError(exc.record.at(sample.shard, sample.key)) from None
+        raise SampleError(exc.record.at(sample.shard, sample.key)) from exc
     except Exception as exc:  # noqa: BLE001 - a library failed in a way not foreseen: still one sample
-        raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", describe(exc), sample.shard, sample.key)) from exc
+        record = ErrorRecord(STAGE_DECODE, "DecodeFailed", describe(exc), shard=sample.shard, key=sample.key)
+        raise SampleError(record) from exc
 
 
 def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:
@@ -203,4 +204,4 @@ def sample_clips(sample: Sample, config: ReadConfig) -> Iterator[Clip | ErrorRec
     except SampleError as exc:
         yield exc.record
     except Exception as exc:  # noqa: BLE001
-        yield ErrorRecord(STAGE_DECODE, "DecodeFailed", describe(exc), sample.shard, sample.key)
+        yield ErrorRecord(STAGE_DECODE, "DecodeFailed", describe(exc), shard=sample.shard, key=sample.key)

@@ -117,7 +117,7 @@ class ErrorRecord:
     @classmethod
     def of(cls, exc: BaseException, stage: str, shard: str, key: str | None = None) -> ErrorRecord:
         """The record of an exception nobody foresaw: its class names the error type."""
-        return cls(stage, type(cause_of(exc)).__name__, describe(exc), shard, key)
+        return cls(stage, type(cause_of(exc)).__name__, describe(exc), shard=shard, key=key)
 
 
 class SampleError(Exception):

@@ -42,14 +42,16 @@ def iter_samples(
     except Exception as exc:  # noqa: BLE001 - opening failed or the stream broke: report, go on
         yield from state.take_problems(shard_url)
         message = f"{describe(exc)}; {state.samples_read} samples read before it"
-        yield ErrorRecord(STAGE_SHARD, type(exc).__name__, message, shard_url, state.dropped_key, state.samples_read)
+        yield ErrorRecord(STAGE_SHARD, type(exc).__name__, message, shard=shard_url, key=state.dropped_key,
+                          samples_read=state.samples_read)
         return
     if damage is not None:
         yield from state.take_problems(shard_url)
         message = f"{damage.message}; {state.samples_read} samples read before it"
         if state.dropped_key is not None:
             message += f"; sample {state.dropped_key!r} was cut and dropped"
-        yield ErrorRecord(STAGE_SHARD, damage.error_type, message, shard_url, state.dropped_key, state.samples_read)
+        yield ErrorRecord(STAGE_SHARD, damage.error_type, message, shard=shard_url, key=state.dropped_key,
+                          samples_read=state.samples_read)
 
 
 @dataclass
@@ -71,7 +73,7 @@ class _GroupingState:
             member, exc = self.problems.pop(0)
             key = key_of(member) if member else None
             message = str(exc.args[0]) if exc.args else str(exc)
-            yield ErrorRecord(STAGE_SAMPLE, "DuplicatePart", f"{message}; the first one is kept", shard, key)
+            yield ErrorRecord(STAGE_SAMPLE, "DuplicatePart", f"{message}; the first one is kept", shard=shard, key=key)
 
 
 def _member_dicts(members: Iterator[tuple[str, bytes]], shard_url: str, state: _GroupingState):
@@ -105,7 +107,8 @@ def make_sample(raw: dict, shard_url: str, config: ReadConfig) -> Sample | Error
     if video_part is None:
         return ErrorRecord(
             STAGE_SAMPLE, "NoVideoPart",
-            f"parts {sorted(parts)} hold no video; expected one of {list(config.video_extensions)}", shard_url, key,
+            f"parts {sorted(parts)} hold no video; expected one of {list(config.video_extensions)}",
+            shard=shard_url, key=key,
         )
     meta_bytes = parts.get(config.meta_key)
     meta = _text(meta_bytes) if meta_bytes is not None else None
