@@ -41,16 +41,16 @@ def load_pretrained(cls: type["WFVAE"], source: str | Path, *, device: str | tor
                     storage_options: dict[str, Any] | None = None, cache_dir: str | Path | None = None) -> "WFVAE":
     if not is_remote(source):
         config_path, weights_path = resolve_source(source)
-        return _load(cls, config_path, weights_path, device, dtype, allow_pickle, origin=str(weights_path))
+        return _load(cls, config_path, weights_path, device, dtype, allow_pickle)
     fetched = fetch_model(str(source), storage_options, cache_dir)
     try:
-        return _load(cls, fetched.config, fetched.weights, device, dtype, allow_pickle, origin=fetched.url)
+        return _load(cls, fetched.config, fetched.weights, device, dtype, allow_pickle)
     except (CheckpointError, ValueError) as err:  # name what the user gave, not only the cache's copy
         raise type(err)(f"{err} (fetched from {fetched.url})") from None
 
 
 def _load(cls: type["WFVAE"], config_path: Path, weights_path: Path, device: str | torch.device,
-          dtype: torch.dtype, allow_pickle: bool, origin: str) -> "WFVAE":
+          dtype: torch.dtype, allow_pickle: bool) -> "WFVAE":
     config = WFVAEConfig.from_json(config_path)
     state_dict = read_state_dict(weights_path, allow_pickle=allow_pickle)
     with torch.device("meta"):
@@ -61,7 +61,6 @@ def _load(cls: type["WFVAE"], config_path: Path, weights_path: Path, device: str
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: {err}") from None
     model.to(device=device, dtype=dtype)
-    model.source = origin
     return model.eval()
 
 

@@ -38,19 +38,11 @@ from typing import Any
 
 import ray
 
-from ..reading import ClipPiece, ErrorRecord, ReadConfig, Sample, iter_samples
-from ..reading.records import STAGE_DECODE, STAGE_SHARD, describe
+from ..reading import ClipPiece, ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
+from ..reading.records import STAGE_DECODE, STAGE_SHARD
 from .decode_workers import CRASH_MESSAGE, DecodePool, failure, worker_died
 
 _END = object()
-
-
-class SampleFailed(Exception):
-    """Decoding a sample failed for good: (stage, error_type, message) go to its error row."""
-
-    def __init__(self, stage: str, error_type: str, message: str) -> None:
-        super().__init__(stage, error_type, message)
-        self.row = (stage, error_type, message)
 
 
 class SampleDecode:
@@ -68,7 +60,7 @@ class SampleDecode:
         self._gen = flow.pool.submit(slot, self, sample, flow.read_config, flow.piece_frames)
 
     def pieces(self) -> Iterator[ClipPiece]:
-        """The sample's pieces in order; raises SampleFailed after the last good one if decoding fails."""
+        """The sample's pieces in order; raises SampleError after the last good one if decoding failed for good."""
         while True:
             try:
                 parcel = ray.get(next(self._gen))
@@ -76,10 +68,11 @@ class SampleDecode:
                 return
             except Exception as err:  # noqa: BLE001 - every failure is this sample's, or its worker's
                 if not worker_died(err):
-                    raise SampleFailed(*failure(err)) from None
+                    raise SampleError(failure(err, self.sample)) from None
                 started = self.flow.pool.started(self.slot)
                 if started and self.restarts >= 1:
-                    raise SampleFailed(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE) from None
+                    crashed = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE)
+                    raise SampleError(crashed.at(self.sample.shard, self.key)) from None
                 # not (yet) the sample's fault: its node went away, the OOM killer, or the sample queued
                 # before it crashed the worker. Again, in a fresh worker.
                 self.restarts += started
@@ -200,7 +193,7 @@ class Dataflow:
             try:
                 self._read(feed)
             except Exception as err:  # noqa: BLE001 - iter_samples does not raise; Ray calls might
-                feed.put(ErrorRecord(feed.url, None, STAGE_SHARD, type(err).__name__, describe(err)))
+                feed.put(ErrorRecord.of(err, STAGE_SHARD, feed.url))
             finally:
                 feed.put(_END)
 

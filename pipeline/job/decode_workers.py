@@ -28,11 +28,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ..reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips
-from ..reading.records import STAGE_DECODE, describe
+from ..reading import ClipPiece, ErrorRecord, ReadConfig, Sample, SampleError, decode_clips
+from ..reading.records import STAGE_DECODE, cause_of
 
 # Decoded pixels per object handed back (several small clips travel together).
 PARCEL_BYTES = 4 * 2**20
@@ -118,12 +118,13 @@ def default_decode_workers(nodes: list[dict[str, float]], gpus_per_actor: float,
     return max(1, min(shares)) if shares else 1
 
 
-def failure(err: BaseException) -> tuple[str, str, str]:
-    """(stage, error_type, message) for an error raised while fetching a decoded parcel."""
-    cause = err.cause if isinstance(err, RayTaskError) and getattr(err, "cause", None) is not None else err
+def failure(err: BaseException, sample: Sample) -> ErrorRecord:
+    """The record of an error raised while fetching one of ``sample``'s decoded parcels: the worker's
+    own record when decoding failed, else one made of whatever went wrong on the way."""
+    cause = cause_of(err)
     if isinstance(cause, SampleError):
-        return cause.stage, cause.error_type, cause.message
-    return STAGE_DECODE, type(cause).__name__, describe(cause)
+        return cause.record
+    return ErrorRecord.of(err, STAGE_DECODE, sample.shard, sample.key)
 
 
 def worker_died(err: BaseException) -> bool:

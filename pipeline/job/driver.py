@@ -48,12 +48,6 @@ class JobError(RuntimeError):
     """The job cannot run (actors failed to start, another job holds the output); the message says why."""
 
 
-def _reason(err: BaseException) -> str:
-    """One line for a failure: a task's own exception rather than Ray's wrapper around it."""
-    cause = getattr(err, "cause", None) if isinstance(err, RayTaskError) else None
-    return describe(cause if cause is not None else err)
-
-
 def make_read_config(job: JobConfig, temporal_compression: int) -> ReadConfig:
     return job.read_config(temporal_compression)
 
@@ -279,7 +273,7 @@ def _wait_for_actors(actors: list, stop: StopRequest) -> list[dict] | None:
             try:
                 return ray.get(pending)
             except RayActorError as err:
-                raise JobError(f"the encoder actors could not start: {_reason(err)}") from None
+                raise JobError(f"the encoder actors could not start: {describe(err)}") from None
         if stop.requested.is_set():
             return None
 
@@ -368,7 +362,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                     busy = sum(1 for i, _ in running.values() if i == index) + idle.count(index)
                     idle.extend([index] * (SHARDS_IN_FLIGHT - busy))  # its shard slots, back
                 except ActorDiedError as err:
-                    log(f"encoder actor {index} is gone for good: {_reason(err)}")
+                    log(f"encoder actor {index} is gone for good: {describe(err)}")
                 except RayActorError:
                     time.sleep(0.5)  # still restarting
                     probes[actors[index].identity.remote()] = index
@@ -379,12 +373,12 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 idle.append(index)
                 continue
             except RayActorError as err:
-                reason = f"encoder actor died ({type(err).__name__}): {_reason(err)}"
+                reason = f"encoder actor died ({type(err).__name__}): {describe(err)}"
                 idle[:] = [i for i in idle if i != index]  # no shard for it until one probe says it is back
                 if index not in probes.values():
                     probes[actors[index].identity.remote()] = index
             except RayTaskError as err:
-                reason = _reason(err)
+                reason = describe(err)
                 idle.append(index)
             if attempts[url] < job.max_shard_attempts:
                 log(f"shard {shard_name(url)} failed (attempt {attempts[url]}/{job.max_shard_attempts}): {reason}; "

@@ -25,6 +25,7 @@ from ..output.schema import LATENT_DTYPES
 from ..output.storage import read_json
 from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
 from ..reading.clip_sampling import plan_clips
+from ..reading.records import describe
 from ..reading.spatial import output_size
 from .config import JobConfig
 
@@ -107,7 +108,7 @@ def probe_shard(url: str, config: ReadConfig, storage_options: dict[str, Any], s
     try:
         result.samples_in_shard = count_samples(url, storage_options)
     except (OSError, tarfile.TarError) as err:
-        result.problem = f"shard unreadable: {type(err).__name__}: {err}"
+        result.problem = f"shard unreadable: {describe(err)}"
         return result
     samples = iter_samples(url, config, storage_options)
     try:
@@ -131,12 +132,12 @@ def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: in
         try:
             start_times, end = _probe_video(file.name, result)
         except (av.FFmpegError, OSError, ValueError, IndexError) as err:
-            result.problem = f"not a readable video: {type(err).__name__}: {err}"
+            result.problem = f"not a readable video: {describe(err)}"
             return
     try:
         clips = plan_clips(start_times, end, config)
     except SampleError as err:
-        result.problem = f"{err.error_type}: {err.message}"
+        result.problem = f"{err.record.error_type}: {err.record.message}"
         return
     height, width = output_size(result.height, result.width, config)
     tc = config.temporal_compression

@@ -6,7 +6,9 @@ from typing import Any
 
 import torch
 
+from ..output.layout import shard_name
 from ..output.schema import LATENT_DTYPES, tensor_bytes
+from ..reading import ErrorRecord
 
 
 def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor | None,
@@ -37,5 +39,7 @@ def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor |
     }
 
 
-def error_row(shard: str, key: str | None, stage: str, error_type: str, message: str) -> dict[str, Any]:
-    return {"key": key, "shard": shard, "stage": stage, "error_type": error_type, "message": message}
+def error_row(record: ErrorRecord) -> dict[str, Any]:
+    """The error table's row of a problem, wherever it was met (``output.schema.ERRORS_SCHEMA``)."""
+    return {"key": record.key, "shard": shard_name(record.shard), "stage": record.stage,
+            "error_type": record.error_type, "message": record.message}

@@ -18,12 +18,12 @@ from wfvae import WFVAE, DiagonalGaussian
 
 from ..output.layout import OutputLayout, shard_name
 from ..output.shard_writer import publish_shard
-from ..reading import ErrorRecord, ReadConfig
+from ..reading import ErrorRecord, ReadConfig, SampleError
 from ..reading.records import SHARD_DAMAGE, STAGE_SHARD
 from .balance import balance
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .canary import QualityCanary, ShardCanary
-from .dataflow import Dataflow, SampleDecode, SampleFailed
+from .dataflow import Dataflow, SampleDecode
 from .decode_workers import DecodePool
 from .metrics import JobMetrics
 from .rows import error_row, latent_row
@@ -47,8 +47,8 @@ class _ShardResults:
         self.started = time.perf_counter()
         self.canary: ShardCanary | None = None  # with --check-every
 
-    def add_error(self, key: str | None, stage: str, error_type: str, message: str) -> None:
-        self.errors.append(error_row(self.name, key, stage, error_type, message))
+    def add_error(self, record: ErrorRecord) -> None:
+        self.errors.append(error_row(record))
 
     def progress(self) -> dict[str, Any]:
         return {"shard": self.name, "samples": self.samples, "clips": len(self.rows), "errors": len(self.errors)}
@@ -133,13 +133,13 @@ class ShardEncoder:
             if isinstance(item, ErrorRecord):
                 if item.stage == STAGE_SHARD and item.error_type not in SHARD_DAMAGE:
                     raise ShardUnreadable(f"{feed.url}: {item.message}")  # fail the attempt: it may be retried
-                shard.add_error(item.key, item.stage, item.error_type, item.message)
+                shard.add_error(item)
                 continue
             shard.samples += 1
             try:
                 self._consume(shard, item, batcher)
-            except SampleFailed as failed:
-                shard.add_error(item.key, *failed.row)
+            except SampleError as failed:
+                shard.add_error(failed.record)
             finally:
                 item.close()
                 shard.timings["decode_seconds"] += item.decode_seconds
@@ -149,7 +149,7 @@ class ShardEncoder:
 
     # -- one sample --------------------------------------------------------------------
     def _consume(self, shard: _ShardResults, sample: SampleDecode, batcher: ClipBatcher) -> None:
-        """Feeds a sample's decoded clips to the encoder; raises SampleFailed if decoding failed.
+        """Feeds a sample's decoded clips to the encoder; raises SampleError if decoding failed.
 
         Clips completed before a failure are kept; a whole-video clip cut off by it is dropped.
         Without ``piece_frames`` each piece is a whole clip and joins a batch; with it, the pieces

@@ -2,15 +2,16 @@
 
     shards  = list_shards("s3://bucket/shards/{000000..000999}.tar", storage_options)
     samples = iter_samples(shard, config, storage_options)   # Sample | ErrorRecord
-    pieces  = decode_clips(sample, config, piece_frames=16)  # ClipPiece, raises SampleError
+    pieces  = decode_clips(sample, config, piece_frames=16)  # ClipPiece, raises SampleError(ErrorRecord)
     clips   = read_shard(shard, config, storage_options)     # Clip | ErrorRecord, all in one
 
 Nothing here raises out of a reader: bad shards, samples and videos become
-ErrorRecords and reading goes on.
+ErrorRecords and reading goes on. An ErrorRecord is the one shape of a problem, from
+the reader to the job's error table.
 """
 
 from .config import ReadConfig
-from .decode import DecodedSample, decode_clips, decode_sample, sample_clips
+from .decode import decode_clips, sample_clips
 from .reader import read_shard
 from .records import Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError
 from .samples import iter_samples
@@ -20,13 +21,11 @@ __all__ = [
     "Clip",
     "ClipInfo",
     "ClipPiece",
-    "DecodedSample",
     "ErrorRecord",
     "ReadConfig",
     "Sample",
     "SampleError",
     "decode_clips",
-    "decode_sample",
     "iter_samples",
     "list_shards",
     "read_shard",

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .config import ReadConfig
-from .records import STAGE_CLIP, STAGE_DECODE, SampleError
+from .records import STAGE_CLIP, STAGE_DECODE, ErrorRecord, SampleError
 
 # A frame that starts less than this fraction of a frame interval after a grid
 # time counts as on screen at that time: absorbs rounding in stored timestamps.
@@ -59,13 +59,13 @@ def plan_clips(start_times: np.ndarray, end: float, config: ReadConfig) -> list[
     start_times = np.asarray(start_times, dtype=np.float64)
     n = len(start_times)
     if n == 0:
-        raise SampleError(STAGE_DECODE, "NoFrames", "the video has no frames")
+        raise SampleError(ErrorRecord(STAGE_DECODE, "NoFrames", "the video has no frames"))
     if config.fps is None:
         available = n
         to_frames = _consecutive
     else:
         if np.any(np.diff(start_times) < 0):
-            raise SampleError(STAGE_DECODE, "BadTimestamps", "frame timestamps are not in order")
+            raise SampleError(ErrorRecord(STAGE_DECODE, "BadTimestamps", "frame timestamps are not in order"))
         step = 1.0 / config.fps
         tolerance = TIME_TOLERANCE * typical_interval(start_times)
         t0 = float(start_times[0])
@@ -80,10 +80,10 @@ def plan_clips(start_times: np.ndarray, end: float, config: ReadConfig) -> list[
     if available < length:
         if config.short_videos == "skip":
             unit = "frames" if config.fps is None else f"frames at {config.fps:g} fps"
-            raise SampleError(
+            raise SampleError(ErrorRecord(
                 STAGE_CLIP, "VideoTooShort",
                 f"{available} {unit} available, a clip needs {length} (short_videos='skip')",
-            )
+            ))
         length = longest_valid_length(available, tc)
         starts = [0]
     else:

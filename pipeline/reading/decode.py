@@ -20,7 +20,7 @@ Two decoders (`ReadConfig.decoder`):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
@@ -40,23 +40,24 @@ def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = 
     """Decode the clips `config` asks for, as pieces of at most `piece_frames` frames.
 
     With `piece_frames=None` each clip is one piece. Pieces of a clip come in order,
-    the last with `is_last=True`. Raises SampleError (stage, error_type, message) for a
-    video that cannot give (more) clips; clips yielded before it are good.
+    the last with `is_last=True`. Raises SampleError, its record placed at the sample, for
+    a video that cannot give (more) clips; clips yielded before it are good.
     """
     if piece_frames is not None and (isinstance(piece_frames, bool) or not isinstance(piece_frames, int) or piece_frames < 1):
         raise ValueError(f"piece_frames must be a positive integer or None, got {piece_frames!r}")
     try:
         if not sample.video:
-            raise SampleError(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)")
+            raise SampleError(ErrorRecord(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)"))
         with TempVideoFile(sample.video, sample.video_ext, config.tmp_dir) as tmp:
             if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
                 yield from _decode_with_decord(sample, config, piece_frames, tmp)
             else:
                 yield from _decode_with_pyav(sample, config, piece_frames, tmp.path)
-    except SampleError:
-        raise
+    except SampleError as exc:
+        raise SampleError(exc.record.at(sample.shard, sample.key)) from exc
     except Exception as exc:  # noqa: BLE001 - a library failed in a way not foreseen: still one sample
-        raise SampleError(STAGE_DECODE, "DecodeFailed", describe(exc)) from exc
+        record = ErrorRecord(STAGE_DECODE, "DecodeFailed", describe(exc), shard=sample.shard, key=sample.key)
+        raise SampleError(record) from exc
 
 
 def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:
@@ -89,9 +90,11 @@ def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | No
                         batch[j] = rgb
                         del rgb
                 except SampleError as exc:
-                    raise SampleError(exc.stage, exc.error_type, f"clip {clip_index}, {_frames(chunk)}: {exc.message}") from None
+                    where = f"clip {clip_index}, {_frames(chunk)}: {exc.record.message}"
+                    raise SampleError(replace(exc.record, message=where)) from None
                 except Exception as exc:  # noqa: BLE001 - FFmpeg's errors on damaged data
-                    raise SampleError(STAGE_DECODE, "DecodeFailed", f"clip {clip_index}, {_frames(chunk)}: {describe(exc)}") from None
+                    where = f"clip {clip_index}, {_frames(chunk)}: {describe(exc)}"
+                    raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", where)) from None
                 g = video.geometry
                 if info is None:
                     info = _clip_info(sample, config, clip_index, indices, starts, fps, count, g.display_size, g.rotation)
@@ -140,7 +143,8 @@ def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | 
                     raise
                 except Exception as exc:  # noqa: BLE001 - decord raises DECORDError, not RuntimeError
                     if attempt == DECODE_RETRIES:
-                        raise SampleError(STAGE_DECODE, "DecodeFailed", f"clip {clip_index}, {_frames(chunk)}: {describe(exc)}") from None
+                        where = f"clip {clip_index}, {_frames(chunk)}: {describe(exc)}"
+                        raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", where)) from None
                     # decord's decoder thread runs ahead of the frames asked for, so damage
                     # further on can fail this read; a fresh reader seeks straight here.
                     reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
@@ -187,7 +191,8 @@ def _clip_info(sample, config, clip_index, indices, starts, fps, count, display_
 def _piece(info: ClipInfo, frames: np.ndarray, start: int, is_last: bool) -> ClipPiece:
     frames = np.ascontiguousarray(frames)
     if frames.shape[1:] != (info.height, info.width, 3):
-        raise SampleError(STAGE_DECODE, "DecodeFailed", f"frames came out {frames.shape[1:]}, not {(info.height, info.width, 3)}")
+        shape = f"frames came out {frames.shape[1:]}, not {(info.height, info.width, 3)}"
+        raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", shape))
     return ClipPiece(info=info, frames=frames, start=start, is_last=is_last)
 
 
@@ -197,25 +202,6 @@ def sample_clips(sample: Sample, config: ReadConfig) -> Iterator[Clip | ErrorRec
         for piece in decode_clips(sample, config):
             yield Clip(info=piece.info, frames=piece.frames)
     except SampleError as exc:
-        yield exc.to_record(sample.shard, sample.key)
+        yield exc.record
     except Exception as exc:  # noqa: BLE001
-        yield ErrorRecord(sample.shard, sample.key, STAGE_DECODE, "DecodeFailed", describe(exc))
-
-
-@dataclass
-class DecodedSample:
-    """Everything one sample gave: what a Ray task returns."""
-
-    clips: list[Clip] = field(default_factory=list)
-    error: ErrorRecord | None = None
-
-
-def decode_sample(sample: Sample, config: ReadConfig) -> DecodedSample:
-    """All clips of a sample at once, and its error if any. Never raises."""
-    result = DecodedSample()
-    for item in sample_clips(sample, config):
-        if isinstance(item, ErrorRecord):
-            result.error = item
-        else:
-            result.clips.append(item)
-    return result
+        yield ErrorRecord(STAGE_DECODE, "DecodeFailed", describe(exc), shard=sample.shard, key=sample.key)

@@ -31,7 +31,7 @@ import numpy as np
 
 from .clip_sampling import TIME_TOLERANCE, typical_interval
 from .config import ReadConfig
-from .records import STAGE_DECODE, SampleError, describe
+from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 from .spatial import cover_window, output_size
 from .video import _QUICK_PROBE, _normalize_rotation, _without_path
 
@@ -149,14 +149,14 @@ class PyAVVideo:
                 packet = next(self._demuxer, None)
         except av.error.FFmpegError as exc:
             if not self._packets:
-                raise SampleError(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), self._path)) from None
+                raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), self._path))) from None
             packet = None  # damage after some packets: the video ends where reading stops, like a cut file
         if packet is None:
             self.complete = True
             return False
         pts = packet.pts if packet.pts is not None else packet.dts
         if pts is None:
-            raise SampleError(STAGE_DECODE, "BadTimestamps", "the video's packets carry no timestamps")
+            raise SampleError(ErrorRecord(STAGE_DECODE, "BadTimestamps", "the video's packets carry no timestamps"))
         if packet.is_keyframe:
             self._keyframes.append(len(self._packets))
         self._packets.append(packet)
@@ -231,7 +231,7 @@ class PyAVVideo:
         else:
             missing = sorted(p for p in self._needed if p not in self._ready and self._position[p] < self._next)
             at = f" at {(missing[0] - self._start) * self._time_base:.3f} s" if missing else ""
-            raise SampleError(STAGE_DECODE, "DecodeFailed", f"the decoder gave no frame{at}")
+            raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", f"the decoder gave no frame{at}"))
         self.frames_decoded += len(frames)
         for frame in frames:
             pts = frame.pts if frame.pts is not None else frame.dts  # the packets' pts, else their dts
@@ -306,10 +306,10 @@ def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.Video
             container = av.open(path, metadata_errors="ignore")
             stream = _video_stream(container)
     except Exception as exc:  # noqa: BLE001 - anything PyAV raises here means unreadable
-        raise SampleError(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path)) from None
+        raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path))) from None
     if stream is None:
         container.close()
-        raise SampleError(STAGE_DECODE, "NoVideoStream", "the file holds no video stream")
+        raise SampleError(ErrorRecord(STAGE_DECODE, "NoVideoStream", "the file holds no video stream"))
     return container, stream
 
 

@@ -1,7 +1,7 @@
 """Read a shard in-process: samples, then their clips. For tools, tests and small jobs.
 
 The Ray job splits the same two steps across processes instead: `iter_samples`
-on a reader, `decode_clips` (or `decode_sample`) in CPU workers.
+on a reader, `decode_clips` in CPU workers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from .config import ReadConfig
 from .decode import sample_clips
-from .records import STAGE_SHARD, Clip, ErrorRecord, describe
+from .records import STAGE_SHARD, Clip, ErrorRecord
 from .samples import iter_samples
 
 
@@ -23,4 +23,4 @@ def read_shard(shard_url: str, config: ReadConfig, storage_options: dict | None 
             else:
                 yield from sample_clips(item, config)
     except Exception as exc:  # noqa: BLE001 - a bug here must not stop a job either
-        yield ErrorRecord(shard_url, None, STAGE_SHARD, type(exc).__name__, describe(exc))
+        yield ErrorRecord.of(exc, STAGE_SHARD, shard_url)

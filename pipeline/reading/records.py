@@ -1,13 +1,14 @@
 """The plain, picklable records that cross process boundaries.
 
 Ray ships these between CPU workers and GPU actors, so they are dataclasses of
-builtins and numpy arrays only. A problem is never an exception that escapes a
-reader: it becomes an `ErrorRecord` the job can write to its error table.
+builtins and numpy arrays only. A problem has one shape from where it is met to
+the job's error table: an `ErrorRecord`. Readers yield it; code that must stop
+raises it inside a `SampleError`, which crosses Ray as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import re
 
@@ -89,39 +90,60 @@ class Clip:
     """(T, H, W, 3) uint8 RGB, C-contiguous."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ErrorRecord:
-    """Something that could not be read, and why. The job writes these to a table."""
+    """Something that could not be read, and why: what readers yield, what a `SampleError` carries and
+    what the job's error row is made of (`pipeline.job.rows.error_row`).
 
-    shard: str
-    key: str | None
-    """The sample's key, or None for a problem with the shard as a whole."""
+    Code deep in decoding meets a problem before it knows whose it is: it leaves `shard` and `key`
+    unset and the reader that knows the sample fills them in (`at`).
+    """
+
     stage: str
     """"shard", "sample", "decode" or "clip"."""
     error_type: str
     message: str
+    shard: str | None = None
+    """The shard's URL."""
+    key: str | None = None
+    """The sample's key, or None for a problem with the shard as a whole."""
     samples_read: int | None = None
     """For shard errors: how many samples were read from the shard before the problem."""
 
+    def at(self, shard: str, key: str | None) -> ErrorRecord:
+        """The same problem, placed: the shard and sample it belongs to."""
+        return replace(self, shard=shard, key=key)
+
+    @classmethod
+    def of(cls, exc: BaseException, stage: str, shard: str, key: str | None = None) -> ErrorRecord:
+        """The record of an exception nobody foresaw: its class names the error type."""
+        return cls(stage, type(cause_of(exc)).__name__, describe(exc), shard=shard, key=key)
+
 
 class SampleError(Exception):
-    """A sample that cannot give (more) clips. Raised by `decode_clips`."""
+    """Reading stopped at a sample: carries its ErrorRecord (picklable, so it crosses Ray intact).
 
-    def __init__(self, stage: str, error_type: str, message: str):
-        super().__init__(stage, error_type, message)  # args keep it picklable
-        self.stage = stage
-        self.error_type = error_type
-        self.message = message
+    Raised by `decode_clips` for a video that cannot give (more) clips, and by `tar_members` for a
+    damaged tar (stage "shard"; the record's key is the sample the damage cut into, if any).
+    """
+
+    def __init__(self, record: ErrorRecord):
+        super().__init__(record)  # args keep it picklable
+        self.record = record
 
     def __str__(self) -> str:
-        return f"[{self.stage}] {self.error_type}: {self.message}"
+        return f"[{self.record.stage}] {self.record.error_type}: {self.record.message}"
 
-    def to_record(self, shard: str, key: str | None) -> ErrorRecord:
-        return ErrorRecord(shard=shard, key=key, stage=self.stage, error_type=self.error_type, message=self.message)
+
+def cause_of(exc: BaseException) -> BaseException:
+    """The exception a Ray task raised, rather than Ray's wrapper around it (`RayTaskError.cause`)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
 
 
 def describe(exc: BaseException, limit: int = 500) -> str:
-    """A one-line message for an exception raised by a library (class name and first line)."""
+    """The one line that stands for an exception anywhere in a message: class name and first line."""
+    exc = cause_of(exc)
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
     # decord prefixes its messages with a timestamp and a source location; keep what follows.

@@ -12,11 +12,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from webdataset.tariterators import base_plus_ext, group_by_keys
+from webdataset.tariterators import group_by_keys
 
 from .config import ReadConfig
-from .records import STAGE_SAMPLE, STAGE_SHARD, ErrorRecord, Sample, describe
-from .shards import ShardDamage, open_shard, tar_members
+from .records import STAGE_SAMPLE, STAGE_SHARD, ErrorRecord, Sample, SampleError, describe
+from .shards import key_of, open_shard, tar_members
 
 
 def iter_samples(
@@ -37,19 +37,21 @@ def iter_samples(
                 yield make_sample(raw, shard_url, config)
             yield from state.take_problems(shard_url)
         damage = state.damage
-    except ShardDamage as exc:
-        damage = exc
+    except SampleError as exc:  # the tar is damaged
+        damage = exc.record
     except Exception as exc:  # noqa: BLE001 - opening failed or the stream broke: report, go on
         yield from state.take_problems(shard_url)
         message = f"{describe(exc)}; {state.samples_read} samples read before it"
-        yield ErrorRecord(shard_url, state.dropped_key, STAGE_SHARD, type(exc).__name__, message, state.samples_read)
+        yield ErrorRecord(STAGE_SHARD, type(exc).__name__, message, shard=shard_url, key=state.dropped_key,
+                          samples_read=state.samples_read)
         return
     if damage is not None:
         yield from state.take_problems(shard_url)
         message = f"{damage.message}; {state.samples_read} samples read before it"
         if state.dropped_key is not None:
             message += f"; sample {state.dropped_key!r} was cut and dropped"
-        yield ErrorRecord(shard_url, state.dropped_key, STAGE_SHARD, damage.error_type, message, state.samples_read)
+        yield ErrorRecord(STAGE_SHARD, damage.error_type, message, shard=shard_url, key=state.dropped_key,
+                          samples_read=state.samples_read)
 
 
 @dataclass
@@ -57,7 +59,8 @@ class _GroupingState:
     samples_read: int = 0
     current_member: str | None = None
     dropped_key: str | None = None
-    damage: ShardDamage | None = None
+    damage: ErrorRecord | None = None
+    """A damage that ended the tar after a complete sample (see `_member_dicts`)."""
     problems: list[tuple[str | None, BaseException]] = field(default_factory=list)
 
     def note_grouping_problem(self, exc: BaseException) -> bool:
@@ -68,9 +71,9 @@ class _GroupingState:
     def take_problems(self, shard: str) -> Iterator[ErrorRecord]:
         while self.problems:
             member, exc = self.problems.pop(0)
-            key = _key_of(member) if member else None
+            key = key_of(member) if member else None
             message = str(exc.args[0]) if exc.args else str(exc)
-            yield ErrorRecord(shard, key, STAGE_SAMPLE, "DuplicatePart", f"{message}; the first one is kept")
+            yield ErrorRecord(STAGE_SAMPLE, "DuplicatePart", f"{message}; the first one is kept", shard=shard, key=key)
 
 
 def _member_dicts(members: Iterator[tuple[str, bytes]], shard_url: str, state: _GroupingState):
@@ -84,21 +87,16 @@ def _member_dicts(members: Iterator[tuple[str, bytes]], shard_url: str, state: _
     try:
         for name, data in members:
             state.current_member = name
-            last_key = _key_of(name)
+            last_key = key_of(name)
             yield {"fname": name, "data": data, "__url__": shard_url}
-    except ShardDamage as damage:
-        damaged_key = _key_of(damage.member) if damage.member else None
+    except SampleError as damage:
+        damaged_key = damage.record.key
         if damaged_key is not None and damaged_key != last_key:
             state.dropped_key = damaged_key
-            state.damage = damage
+            state.damage = damage.record
             return
         state.dropped_key = last_key
         raise
-
-
-def _key_of(name: str) -> str:
-    key, _ = base_plus_ext(name)
-    return key if key is not None else name
 
 
 def make_sample(raw: dict, shard_url: str, config: ReadConfig) -> Sample | ErrorRecord:
@@ -108,8 +106,9 @@ def make_sample(raw: dict, shard_url: str, config: ReadConfig) -> Sample | Error
     video_part = _video_part(parts, config.video_extensions)
     if video_part is None:
         return ErrorRecord(
-            shard_url, key, STAGE_SAMPLE, "NoVideoPart",
+            STAGE_SAMPLE, "NoVideoPart",
             f"parts {sorted(parts)} hold no video; expected one of {list(config.video_extensions)}",
+            shard=shard_url, key=key,
         )
     meta_bytes = parts.get(config.meta_key)
     meta = _text(meta_bytes) if meta_bytes is not None else None

@@ -20,6 +20,9 @@ from typing import IO
 import braceexpand
 import fsspec
 from fsspec.core import url_to_fs
+from webdataset.tariterators import base_plus_ext
+
+from .records import STAGE_SHARD, ErrorRecord, SampleError, describe
 
 LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
 _GLOB_CHARS = ("*", "?", "[")
@@ -108,21 +111,16 @@ def open_shard(url: str, storage_options: dict | None = None, block_size: int = 
     return fs.open(path, "rb", block_size=block_size)
 
 
-class ShardDamage(Exception):
-    """The tar stream cannot be read further.
+def _damage(error_type: str, message: str, member: str | None) -> SampleError:
+    """A damaged tar, as the one error type: its key is the sample of the member being read, or None
+    when the damage was at (or instead of) a header."""
+    return SampleError(ErrorRecord(STAGE_SHARD, error_type, message, key=key_of(member) if member else None))
 
-    `member` is the name of the member whose data was being read when it happened,
-    or None when the damage was at (or instead of) a header.
-    """
 
-    def __init__(self, error_type: str, message: str, member: str | None):
-        super().__init__(error_type, message, member)
-        self.error_type = error_type
-        self.message = message
-        self.member = member
-
-    def __str__(self) -> str:
-        return f"{self.error_type}: {self.message}"
+def key_of(name: str) -> str:
+    """The sample key of a tar member, by webdataset's rule."""
+    key, _ = base_plus_ext(name)
+    return key if key is not None else name
 
 
 class _WatchedTarInfo(tarfile.TarInfo):
@@ -140,14 +138,14 @@ class _WatchedTarInfo(tarfile.TarInfo):
 def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
     """Yield (name, data) for each regular file of a tar stream (.tar, .tar.gz, ...).
 
-    Ends quietly only at a proper end-of-archive block; otherwise raises ShardDamage
-    after yielding every member that was read whole. Metadata members named
+    Ends quietly only at a proper end-of-archive block; otherwise raises SampleError (stage
+    "shard") after yielding every member that was read whole. Metadata members named
     `__*__` are skipped, as webdataset does.
     """
     try:
         tf = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_WatchedTarInfo)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable shard
-        raise ShardDamage("CorruptShard", f"not a readable tar stream: {_one_line(exc)}", None) from exc
+        raise _damage("CorruptShard", f"not a readable tar stream: {describe(exc)}", None) from exc
     # Opening reads the first header already: for a valid empty archive (0 members) it met the
     # end-of-archive block there, and that must not be forgotten.
     if not hasattr(tf, "header_error"):
@@ -157,7 +155,7 @@ def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         try:
             info = tf.next()
         except Exception as exc:  # noqa: BLE001
-            raise ShardDamage(_damage_type(exc), f"reading the header at byte {tf.offset}: {_one_line(exc)}", None) from exc
+            raise _damage(_damage_type(exc), f"reading the header at byte {tf.offset}: {describe(exc)}", None) from exc
         if info is None:
             break
         offset = info.offset
@@ -169,15 +167,15 @@ def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         try:
             data = tf.extractfile(info).read()
         except Exception as exc:  # noqa: BLE001
-            raise ShardDamage(_damage_type(exc), f"reading {name!r} ({info.size} bytes): {_one_line(exc)}", name) from exc
+            raise _damage(_damage_type(exc), f"reading {name!r} ({info.size} bytes): {describe(exc)}", name) from exc
         tf.members = []  # tarfile keeps every TarInfo otherwise
         yield name, data
     error = tf.header_error
     if isinstance(error, tarfile.EOFHeaderError):
         return  # the end-of-archive block: a complete shard
     if isinstance(error, tarfile.InvalidHeaderError):
-        raise ShardDamage("CorruptShard", f"invalid tar header at byte {tf.offset}: {error}", None)
-    raise ShardDamage(
+        raise _damage("CorruptShard", f"invalid tar header at byte {tf.offset}: {error}", None)
+    raise _damage(
         "TruncatedShard",
         f"the tar ends at byte {tf.offset} without an end-of-archive block (last member at byte {offset})",
         None,
@@ -192,7 +190,3 @@ def _damage_type(exc: BaseException) -> str:
         return "CorruptShard"
     return type(exc).__name__
 
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

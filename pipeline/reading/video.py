@@ -19,7 +19,7 @@ import av
 import decord
 import numpy as np
 
-from .records import STAGE_DECODE, SampleError, describe
+from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,12 @@ def _probe(path: str, options: dict | None) -> VideoProbe:
         with av.open(path, options=options, metadata_errors="ignore") as container:
             streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
             if not streams:
-                raise SampleError(STAGE_DECODE, "NoVideoStream", "the file holds no video stream")
+                raise SampleError(ErrorRecord(STAGE_DECODE, "NoVideoStream", "the file holds no video stream"))
             stream = streams[0]
             stream.codec_context.thread_count = 1
             frame = next(container.decode(stream), None)
             if frame is None:
-                raise SampleError(STAGE_DECODE, "NoFrames", "no frame could be decoded")
+                raise SampleError(ErrorRecord(STAGE_DECODE, "NoFrames", "no frame could be decoded"))
             sar = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
             return VideoProbe(
                 codec=stream.codec_context.name,
@@ -111,7 +111,7 @@ def _probe(path: str, options: dict | None) -> VideoProbe:
     except SampleError:
         raise
     except Exception as exc:  # noqa: BLE001 - anything PyAV raises means unreadable
-        raise SampleError(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path)) from None
+        raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path))) from None
 
 
 def _without_path(message: str, path: str) -> str:
@@ -132,7 +132,8 @@ def remux_without_rotation(src: str, tmp: TempVideoFile) -> str:
     try:
         _remux(src, dst)
     except Exception as exc:  # noqa: BLE001
-        raise SampleError(STAGE_DECODE, "RemuxFailed", f"removing the rotation: {_without_path(describe(exc), src)}") from None
+        message = f"removing the rotation: {_without_path(describe(exc), src)}"
+        raise SampleError(ErrorRecord(STAGE_DECODE, "RemuxFailed", message)) from None
     return dst
 
 
@@ -158,18 +159,18 @@ def open_reader(path: str, height: int | None, width: int | None, threads: int, 
         message = _without_path(describe(exc), path)
         # decord's FFmpeg (4.1) lacks some decoders PyAV has (AV1, ...): it then finds no stream.
         error_type = "UnsupportedCodec" if "cannot find video stream" in message else "UnreadableVideo"
-        raise SampleError(STAGE_DECODE, error_type, f"decord cannot open this {codec} video: {message}") from None
+        raise SampleError(ErrorRecord(STAGE_DECODE, error_type, f"decord cannot open this {codec} video: {message}")) from None
 
 
 def frame_times(reader: decord.VideoReader) -> tuple[np.ndarray, np.ndarray]:
     """Start and end time (seconds) of every frame, in presentation order."""
     n = len(reader)
     if n == 0:
-        raise SampleError(STAGE_DECODE, "NoFrames", "the video has no frames")
+        raise SampleError(ErrorRecord(STAGE_DECODE, "NoFrames", "the video has no frames"))
     try:
         times = np.asarray(reader.get_frame_timestamp(np.arange(n)), dtype=np.float64).reshape(n, 2)
     except Exception as exc:  # noqa: BLE001
-        raise SampleError(STAGE_DECODE, "BadTimestamps", describe(exc)) from None
+        raise SampleError(ErrorRecord(STAGE_DECODE, "BadTimestamps", describe(exc))) from None
     return times[:, 0].copy(), times[:, 1].copy()
 
 
@@ -179,5 +180,6 @@ def read_frames(reader: decord.VideoReader, indices: np.ndarray) -> np.ndarray:
     frames = batch.asnumpy()
     del batch
     if frames.shape[0] != len(indices) or frames.ndim != 4 or frames.shape[3] != 3:
-        raise SampleError(STAGE_DECODE, "DecodeFailed", f"decord returned shape {frames.shape} for {len(indices)} frames")
+        message = f"decord returned shape {frames.shape} for {len(indices)} frames"
+        raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", message))
     return frames

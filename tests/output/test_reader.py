@@ -8,6 +8,7 @@ import torch
 from pipeline.dataset.source import open_output
 from pipeline.inspect.report import describe_output
 from pipeline.job.rows import error_row, latent_row
+from pipeline.reading import ErrorRecord
 from pipeline.job.summary import build_summary
 from pipeline.output.layout import OutputLayout
 from pipeline.output.manifest import check_or_create
@@ -30,7 +31,7 @@ def _publish(layout: OutputLayout, shard: str, latents: list[torch.Tensor], erro
     for i, latent in enumerate(latents):
         stats.add(latent)
         rows.append(latent_row(_info(f"{shard}-{i}"), shard, latent, None, "float32"))
-    error_rows = [error_row(shard, f"{shard}-bad{i}", "decode", "CorruptVideo", "broken") for i in range(errors)]
+    error_rows = [error_row(ErrorRecord("decode", "CorruptVideo", "broken", shard, f"{shard}-bad{i}")) for i in range(errors)]
     publish_shard(layout, shard, rows, error_rows, {"model": "m"},
                   {"stats": stats.to_dict(), "errors_by_type": {"CorruptVideo": errors} if errors else {}})
 

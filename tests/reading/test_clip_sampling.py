@@ -50,8 +50,8 @@ def test_short_video_skipped_or_shortened():
     starts, end = cfr(15, 25)
     with pytest.raises(SampleError) as info:
         plan_clips(starts, end, config(num_frames=17))
-    assert (info.value.stage, info.value.error_type) == ("clip", "VideoTooShort")
-    assert "15 frames available, a clip needs 17" in info.value.message
+    assert (info.value.record.stage, info.value.record.error_type) == ("clip", "VideoTooShort")
+    assert "15 frames available, a clip needs 17" in info.value.record.message
     assert plans(starts, end, num_frames=17, short_videos="shorten") == [list(range(13))]
     assert plans(*cfr(1, 25), num_frames=17, short_videos="shorten") == [[0]]
 

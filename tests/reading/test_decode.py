@@ -18,7 +18,7 @@ import decord
 import numpy as np
 import pytest
 
-from pipeline.reading import ClipPiece, ReadConfig, Sample, SampleError, decode_clips, decode_sample
+from pipeline.reading import Clip, ClipPiece, ErrorRecord, ReadConfig, Sample, SampleError, decode_clips, sample_clips
 from tests.support.videos import (
     BACKGROUND,
     CORNER_COLOR,
@@ -58,10 +58,18 @@ def decode(video: bytes, ext: str = "mp4", piece_frames=None, **kwargs) -> list[
     return list(decode_clips(sample(video, ext), config(**kwargs), piece_frames=piece_frames))
 
 
-def error_of(video: bytes, ext: str = "mp4", **kwargs) -> SampleError:
+def error_of(video: bytes, ext: str = "mp4", **kwargs) -> ErrorRecord:
     with pytest.raises(SampleError) as info:
         decode(video, ext, **kwargs)
-    return info.value
+    return info.value.record
+
+
+def clips_and_error(s: Sample, cfg: ReadConfig) -> tuple[list[Clip], ErrorRecord | None]:
+    """What `sample_clips` gives for one sample: its clips, then its error if it failed."""
+    items = list(sample_clips(s, cfg))
+    errors = [item for item in items if isinstance(item, ErrorRecord)]
+    assert len(errors) <= 1 and all(isinstance(item, Clip) for item in items[: len(items) - len(errors)])
+    return items[: len(items) - len(errors)], (errors[0] if errors else None)
 
 
 @pytest.fixture(scope="module")
@@ -303,13 +311,13 @@ def test_memory_is_bounded_by_the_piece_not_the_video():
     ids=["empty", "random-bytes", "truncated-mp4", "too-short"],
 )
 def test_bad_videos_raise_sample_errors(make, ext, error_type):
-    error = error_of(make(), ext, num_frames=9)
-    assert error.error_type == error_type
-    assert error.stage == ("clip" if error_type == "VideoTooShort" else "decode")
-    record = error.to_record("s.tar", "k")
-    assert (record.shard, record.key, record.stage, record.error_type) == ("s.tar", "k", error.stage, error_type)
+    with pytest.raises(SampleError) as info:
+        decode(make(), ext, num_frames=9)
+    record = info.value.record
+    stage = "clip" if error_type == "VideoTooShort" else "decode"
+    assert (record.shard, record.key, record.stage, record.error_type) == ("mem://shard.tar", "k", stage, error_type)
     assert "/tmp/" not in record.message  # no temp file names in records
-    assert pickle.loads(pickle.dumps(error)).message == error.message
+    assert pickle.loads(pickle.dumps(info.value)).record == record  # it crosses Ray whole
 
 
 def test_audio_only_file_has_no_video_stream():
@@ -325,15 +333,15 @@ def test_damage_mid_video_keeps_the_clips_before_it():
     pos, size = packets[40]  # a packet that clip 4 (frames 36..44) needs
     damaged = video[:pos] + b"\xff" * size + video[pos + size :]
     cfg = config(num_frames=9, clips="all")
-    intact = decode_sample(sample(video), cfg).clips
-    result = decode_sample(sample(damaged), cfg)
+    intact, _ = clips_and_error(sample(video), cfg)
+    clips, error = clips_and_error(sample(damaged), cfg)
     # "all" clips are decoded front to back in the calling thread: the damage is met exactly
     # where it is (decord's read-ahead thread could meet it while an earlier clip is read)
-    assert [c.info.clip_index for c in result.clips] == [0, 1, 2, 3]
-    for clip, reference in zip(result.clips, intact):
+    assert [c.info.clip_index for c in clips] == [0, 1, 2, 3]
+    for clip, reference in zip(clips, intact):
         assert np.array_equal(clip.frames, reference.frames)
-    assert (result.error.stage, result.error.error_type) == ("decode", "DecodeFailed")
-    assert result.error.message.startswith("clip 4, source frames 36..44: InvalidDataError")
+    assert (error.stage, error.error_type) == ("decode", "DecodeFailed")
+    assert error.message.startswith("clip 4, source frames 36..44: InvalidDataError")
 
 
 def test_truncated_mkv_keeps_the_frames_before_the_cut():
@@ -354,19 +362,20 @@ def test_a_single_frame_video():
     assert piece.info.frame_indices == [0] and piece.frames.shape == (1, 48, 64, 3)
 
 
-def test_decode_sample_is_picklable_both_ways(indexed_video):
+def test_samples_clips_and_errors_are_picklable(indexed_video):
     s = sample(indexed_video)
-    result = decode_sample(pickle.loads(pickle.dumps(s)), config(num_frames=9, clips="uniform:2"))
-    result = pickle.loads(pickle.dumps(result))
-    assert result.error is None and [c.info.frame_indices[0] for c in result.clips] == [0, 91]
-    failed = decode_sample(sample(b"not a video"), config())
-    assert failed.clips == [] and failed.error.error_type == "UnreadableVideo" and failed.error.key == "k"
+    clips, error = clips_and_error(pickle.loads(pickle.dumps(s)), config(num_frames=9, clips="uniform:2"))
+    clips = pickle.loads(pickle.dumps(clips))
+    assert error is None and [c.info.frame_indices[0] for c in clips] == [0, 91]
+    clips, error = clips_and_error(sample(b"not a video"), config())
+    error = pickle.loads(pickle.dumps(error))
+    assert clips == [] and error.error_type == "UnreadableVideo" and error.key == "k"
 
 
 def test_temp_files_are_removed(tmp_path, indexed_video, decoder):
     rotated = encode(corner_frames(10), rotation=90)
     for video in (indexed_video, rotated, b"garbage", encode(index_frames(3))):
-        decode_sample(sample(video), config(num_frames=9, tmp_dir=str(tmp_path)))
+        clips_and_error(sample(video), config(num_frames=9, tmp_dir=str(tmp_path)))
     pieces = decode_clips(sample(rotated), config(num_frames=9, tmp_dir=str(tmp_path)), piece_frames=2)
     next(pieces)
     # while in use: the video, and for decord its copy remuxed without the rotation
@@ -460,7 +469,7 @@ def test_truncated_faststart_mp4_keeps_the_frames_before_the_cut(decoder):
         assert error_of(video, num_frames=9).error_type == "UnreadableVideo"
         return
     # the cut falls in frame 16's packet: clip 0 is whole, clip 1 needs the cut frame
-    result = decode_sample(sample(video), config(num_frames=9, clips="all"))
-    assert [c.info.frame_indices for c in result.clips] == [list(range(9))]
-    assert read_index(result.clips[0].frames) == list(range(9))
-    assert (result.error.error_type, result.error.message[:29]) == ("DecodeFailed", "clip 1, source frames 9..17: ")
+    clips, error = clips_and_error(sample(video), config(num_frames=9, clips="all"))
+    assert [c.info.frame_indices for c in clips] == [list(range(9))]
+    assert read_index(clips[0].frames) == list(range(9))
+    assert (error.error_type, error.message[:29]) == ("DecodeFailed", "clip 1, source frames 9..17: ")

@@ -7,8 +7,8 @@ import tarfile
 
 import pytest
 
-from pipeline.reading import ReadConfig, read_shard
-from pipeline.reading.shards import ShardDamage, tar_members
+from pipeline.reading import ReadConfig, SampleError, read_shard
+from pipeline.reading.shards import tar_members
 
 
 def _empty_tar() -> bytes:
@@ -27,5 +27,5 @@ def test_a_valid_empty_tar_has_no_members_and_no_damage(data, tmp_path):
 
 @pytest.mark.parametrize("data, damage", [(b"", "empty file"), (b"\0" * 100, "truncated header")])
 def test_an_empty_or_cut_file_is_still_damage(data, damage):
-    with pytest.raises(ShardDamage, match=damage):
+    with pytest.raises(SampleError, match=damage):
         list(tar_members(io.BytesIO(data)))

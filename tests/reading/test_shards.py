@@ -8,8 +8,8 @@ import io
 import numpy as np
 import pytest
 
-from pipeline.reading import list_shards
-from pipeline.reading.shards import ShardDamage, open_shard, tar_members
+from pipeline.reading import ErrorRecord, SampleError, list_shards
+from pipeline.reading.shards import open_shard, tar_members
 from tests.support.shards import corrupt_header, cut_before, cut_inside, make_shard
 
 SAMPLES = [{"__key__": f"s{i}", "txt": f"caption {i}", "json": {"i": i}} for i in range(3)]
@@ -74,13 +74,14 @@ def test_s3_shards_are_streamed_not_downloaded(local_s3):
 # -- tar streaming and damage ---------------------------------------------------------------
 
 
-def read_members(data: bytes) -> tuple[list[str], ShardDamage | None]:
+def read_members(data: bytes) -> tuple[list[str], ErrorRecord | None]:
     names = []
     try:
         for name, _ in tar_members(io.BytesIO(data)):
             names.append(name)
-    except ShardDamage as damage:
-        return names, damage
+    except SampleError as damage:
+        assert damage.record.stage == "shard"
+        return names, damage.record
     return names, None
 
 
@@ -96,14 +97,14 @@ def test_complete_tar_and_gzipped_tar():
 def test_cut_inside_a_member():
     names, damage = read_members(cut_inside(make_shard(SAMPLES), "s1.txt"))
     assert names == ALL[:3]
-    assert (damage.error_type, damage.member) == ("TruncatedShard", "s1.txt")
+    assert (damage.error_type, damage.key) == ("TruncatedShard", "s1")  # the sample it cut into
 
 
 def test_cut_between_members_is_noticed():
     # tarfile (and so webdataset) would end here silently: no end-of-archive block
     names, damage = read_members(cut_before(make_shard(SAMPLES), "s2.json"))
     assert names == ALL[:4]
-    assert (damage.error_type, damage.member) == ("TruncatedShard", None)
+    assert (damage.error_type, damage.key) == ("TruncatedShard", None)
     assert "without an end-of-archive block" in damage.message
 
 
