@@ -88,7 +88,7 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
         stats, rows, errors, by_shape = DeviceStats(), [], [], defaultdict(list)
         for order, item in enumerate(read_shard(url, plan.read_config)):
             if isinstance(item, ErrorRecord):
-                errors.append(error_row(name, item.key, item.stage, item.error_type, item.message))
+                errors.append(error_row(item))
             else:
                 by_shape[item.frames.shape].append((order, item))
         for clips in by_shape.values():  # one batch per shape; rows in input order below
