@@ -23,7 +23,6 @@ A file that cannot be demuxed past some point ends there, as a cut file does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
@@ -33,7 +32,7 @@ from .clip_sampling import TIME_TOLERANCE, typical_interval
 from .config import ReadConfig
 from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 from .spatial import cover_window, output_size
-from .video import _QUICK_PROBE, _normalize_rotation, _without_path
+from .video import _QUICK_PROBE, Geometry, _normalize_rotation, _without_path
 
 # Opening: FFmpeg's stream analysis cut to the minimum, and the frame it still decodes for
 # H.264 (to guess the reorder delay, which nothing here uses) skipped: 10-20 ms at 720p,
@@ -52,24 +51,6 @@ SCALE_FLAGS = "area+full_chroma_int"
 # Decoders that honour a `skip_frame` change between packets (libdav1d, for one, reads it
 # only when opened, and would then drop frames a clip needs).
 SKIPPING_DECODERS = frozenset({"h264", "hevc"})
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What the first decoded frame says about the picture."""
-
-    stored_height: int
-    stored_width: int
-    pixel_aspect: float
-    """Sample (pixel) aspect ratio: display width = stored width * pixel_aspect."""
-    rotation: int
-    """Counter-clockwise degrees (0, 90, 180, 270) to turn stored frames for display."""
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """(height, width) as the video is meant to be seen."""
-        h, w = self.stored_height, max(1, round(self.stored_width * self.pixel_aspect))
-        return (w, h) if self.rotation in (90, 270) else (h, w)
 
 
 class PyAVVideo:

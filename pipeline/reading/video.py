@@ -23,22 +23,28 @@ from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 
 
 @dataclass(frozen=True)
-class VideoProbe:
-    """What PyAV says about the first video stream."""
+class Geometry:
+    """What the first decoded frame says about the picture."""
 
-    codec: str
     stored_height: int
     stored_width: int
-    rotation: int
-    """Counter-clockwise degrees (0, 90, 180, 270) to turn stored frames for display."""
     pixel_aspect: float
     """Sample (pixel) aspect ratio: display width = stored width * pixel_aspect."""
+    rotation: int
+    """Counter-clockwise degrees (0, 90, 180, 270) to turn stored frames for display."""
 
     @property
     def display_size(self) -> tuple[int, int]:
         """(height, width) as the video is meant to be seen."""
         h, w = self.stored_height, max(1, round(self.stored_width * self.pixel_aspect))
         return (w, h) if self.rotation in (90, 270) else (h, w)
+
+
+@dataclass(frozen=True)
+class VideoProbe(Geometry):
+    """What PyAV says about the first video stream, for the decord path."""
+
+    codec: str
 
 
 class TempVideoFile:
