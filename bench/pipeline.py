@@ -78,11 +78,10 @@ def decode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
     """One decode worker's clips/s: every sample of the measured shards decoded here, on one core."""
     import torch
 
-    from pipeline.job.driver import make_read_config
     from pipeline.reading import Sample, decode_clips, iter_samples, list_shards
 
     torch.set_num_threads(1)
-    config = make_read_config(job_config(args, spec), tc)
+    config = job_config(args, spec).read_config(tc)
     samples = [s for url in list_shards(spec)[1:] for s in iter_samples(url, config) if isinstance(s, Sample)]
     started, clips = time.perf_counter(), 0
     for sample in samples:
@@ -96,12 +95,11 @@ def encode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
     import torch
 
     from pipeline.job.batching import ClipBatcher, PendingClip, to_video
-    from pipeline.job.driver import make_read_config
     from pipeline.job.encoder_actor import COMPUTE_DTYPES, resolve_dtype
     from pipeline.reading import Clip, list_shards, read_shard
     from wfvae import WFVAE
 
-    read_config = make_read_config(job_config(args, spec), tc)
+    read_config = job_config(args, spec).read_config(tc)
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # what the job's CPU encoder actor gets (1 CPU)

@@ -31,7 +31,7 @@ from ..output.lease import Lease, OutputBusy
 from ..output.manifest import (OutputConflict, check_or_create, clear, describe_differences, fingerprint,
                                make_manifest)
 from ..output.storage import is_local, read_json, write_json
-from ..reading import ReadConfig, list_shards
+from ..reading import list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
 from .decode_workers import default_decode_workers
@@ -46,10 +46,6 @@ CONNECT_TIMEOUT = 3.0  # seconds for a Ray address to answer before it is called
 
 class JobError(RuntimeError):
     """The job cannot run (actors failed to start, another job holds the output); the message says why."""
-
-
-def make_read_config(job: JobConfig, temporal_compression: int) -> ReadConfig:
-    return job.read_config(temporal_compression)
 
 
 def connect(address: str | None, log: Callable[[str], None]) -> None:
