@@ -1,29 +1,31 @@
 """From shards to the encoder: samples read in order, decoded by a pool of workers, consumed in order.
 
 One ``Dataflow`` per encoder lives as long as the encoder. ``open(url)`` queues a shard; a
-feeder thread reads the queued shards one after another and hands each sample to a free
-decode worker slot (``decode_workers.DecodePool``); the encoder takes ``turn``s in the order
-the shards were opened and consumes each shard's items (error records and ``SampleDecode``s)
-in input order. The next shard is read and decoded as soon as the current one's samples are
-all handed out, while its last batches still encode.
+feeder thread reads the queued shards one after another and hands their samples to free
+decode worker slots (``decode_workers.DecodePool``) in *calls* of consecutive samples (one
+sample when samples are slow to decode, several when they are quick); the encoder takes
+``turn``s in the order the shards were opened and consumes each shard's items (error records
+and ``SampleDecode``s) in input order. The next shard is read and decoded as soon as the
+current one's samples are all handed out, while its last batches still encode.
 
-Why it cannot deadlock, whatever the clip policy, worker count, batch or shard size:
+Why it cannot deadlock, whatever the clip policy, worker count, call, batch or shard size:
 
 1. Samples are handed to workers in input order, across shards, and each worker decodes
    what it was handed in that order. So whatever a worker runs before the oldest sample the
    encoder has not finished is older still, hence finished: that sample is always being
    decoded, or next in line behind work that ends by itself. A worker that dies is replaced,
-   and takes no new sample before the samples it held are handed to the fresh process, in
-   their order.
+   and takes no new call before the calls it held are handed to the fresh process, in their
+   order.
 2. A worker waits on nothing but the encoder (the back-pressure of its parcel stream), and
    the encoder waits on nothing but the oldest sample's worker.
-3. The feeder waits for a ticket (at most ``decode_workers + lookahead`` samples between the
+3. The feeder waits for a ticket (at most ``decode_workers + lookahead`` calls between the
    feeder and the encoder) and for a free slot. Both are given back by the encoder as it
-   finishes samples, or by workers as they finish them; neither wait holds anything the
-   oldest sample needs.
+   finishes calls, or by workers as they finish them; neither wait holds anything the oldest
+   sample needs.
 
-Memory stays bounded: at most that many samples' bytes are held, and each sample's decoded
-pixels waiting in the object store are capped per worker (``decode_workers.BYTES_AHEAD``).
+Memory stays bounded: at most that many calls' compressed bytes are held (a call holds at most
+``MAX_CALL_SAMPLES`` samples, and more than one only while they hold under ``MAX_CALL_BYTES``),
+and the decoded pixels waiting in the object store are capped per worker (``BYTES_AHEAD``).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import ray
 
 from ..reading import ClipPiece, ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
 from ..reading.records import STAGE_DECODE, STAGE_SHARD
-from .decode_workers import CRASH_MESSAGE, DecodePool, failure, worker_died
+from .decode_workers import CRASH_MESSAGE, MAX_CALL_BYTES, DecodePool, Part, failure, worker_died
 
 _END = object()
 
@@ -48,50 +50,116 @@ _END = object()
 class SampleDecode:
     """One sample's decoding, as the encoder consumes it: ``pieces()``, then ``close()``."""
 
-    def __init__(self, flow: "Dataflow", slot, sample: Sample) -> None:
-        self.flow = flow
-        self.slot = slot
+    def __init__(self, call: "DecodeCall", index: int, sample: Sample) -> None:
+        self.call = call
+        self.index = index  # in the call's samples
         self.sample = sample
         self.key = sample.key
-        self.delivered = 0  # pieces handed to the encoder: a restarted worker skips them
-        self.restarts = 0
+        self.delivered = 0  # pieces handed to the encoder: a fresh worker skips them
+        self.deaths = 0  # workers that died while it may have been what they decoded
         self.decode_seconds = 0.0  # worker time spent on this sample
-        self._closed = False
-        self._gen = flow.pool.submit(slot, self, sample, flow.read_config, flow.piece_frames)
+        self.ended = False  # its last part arrived (or it failed)
+        self.closed = False
 
     def pieces(self) -> Iterator[ClipPiece]:
         """The sample's pieces in order; raises SampleError after the last good one if decoding failed for good."""
+        while not self.ended:
+            part = self.call.next_part(self)
+            self.decode_seconds += part.decode_seconds
+            for piece in part.pieces:
+                self.delivered += 1
+                yield piece
+            if part.end:
+                self.ended = True
+                if part.error is not None:
+                    raise SampleError(part.error)
+
+    def close(self) -> None:
+        """The encoder is done with the sample (its call gives back the slot and ticket after its last sample)."""
+        if not self.closed:
+            self.closed = True
+            self.call.closed(self)
+
+
+class DecodeCall:
+    """Consecutive samples of one shard, decoded by one worker call (again in a fresh worker after a
+    crash) and read by the encoder in order, each through its ``SampleDecode``."""
+
+    def __init__(self, flow: "Dataflow", slot, samples: list[Sample]) -> None:
+        self.flow = flow
+        self.slot = slot
+        self.decodes = [SampleDecode(self, index, sample) for index, sample in enumerate(samples)]
+        self._open = len(samples)
+        self._base = 0  # index of the first sample of the worker call running now
+        self._each_sample = False  # that call sends a parcel at every sample's end (after a crash)
+        self._parts: deque[Part] = deque()
+        self._gen = flow.pool.submit(slot, self, samples, flow.read_config, flow.piece_frames)
+
+    def waiting(self) -> list[Sample]:
+        """The samples that have not ended, in order."""
+        return [d.sample for d in self.decodes if not d.ended and not d.closed]
+
+    def next_part(self, decode: SampleDecode) -> Part:
+        """The next part of ``decode``'s sample (parts of samples closed before theirs ended are dropped)."""
         while True:
+            while self._parts:
+                part = self._parts.popleft()
+                index = self._base + part.index
+                if index == decode.index:
+                    return part
+                if index > decode.index:
+                    raise RuntimeError(f"decode worker protocol: sample {index} came before sample {decode.index} ended")
+            if self._gen is None:
+                raise SampleError(failure(RuntimeError("its decode worker call ended before it did"), decode.sample))
             try:
                 parcel = ray.get(next(self._gen))
             except StopIteration:
-                return
-            except Exception as err:  # noqa: BLE001 - every failure is this sample's, or its worker's
-                if not worker_died(err):
-                    raise SampleError(failure(err, self.sample)) from None
-                started = self.flow.pool.started(self.slot)
-                if started and self.restarts >= 1:
-                    crashed = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE)
-                    raise SampleError(crashed.at(self.sample.shard, self.key)) from None
-                # not (yet) the sample's fault: its node went away, the OOM killer, or the sample queued
-                # before it crashed the worker. Again, in a fresh worker.
-                self.restarts += started
-                self._gen = self.flow.pool.restart(self.slot, self, self.sample, self.flow.read_config,
-                                                   self.flow.piece_frames, skip=self.delivered, started=started)
+                self._gen = None
                 continue
-            self.decode_seconds += parcel.decode_seconds
-            for piece in parcel.pieces:
-                self.delivered += 1
-                yield piece
+            except Exception as err:  # noqa: BLE001 - every failure is a sample's, or its worker's
+                self._recover(decode, err)
+                continue
+            self._parts.extend(parcel.parts)
 
-    def close(self) -> None:
-        """Gives back the slot (replacing a worker still busy with this sample) and the ticket."""
-        if self._closed:
-            return
-        self._closed = True
-        self._gen = None
-        self.flow.pool.release(self.slot, self)
-        self.flow._tickets.release()
+    def _recover(self, decode: SampleDecode, err: Exception) -> None:
+        """After the worker call failed while ``decode`` waited: its unfinished samples go to a fresh worker.
+
+        Raises SampleError for ``decode`` if the failure was its own: an error of the call itself (not a
+        worker's death), or a second death of a worker while it surely decoded it, having been among what
+        the first one may have been decoding.
+        """
+        pool = self.flow.pool
+        later = [d.sample for d in self.decodes[decode.index + 1:]]
+        if not worker_died(err):
+            self._resume(decode.index + 1, later, 0, retry=False)
+            raise SampleError(failure(err, decode.sample))
+        # an earlier sample of this call ended: the worker was on this call when it died
+        started = decode.index > self._base or pool.started(self.slot)
+        # the worker was on ``decode`` for sure when it sent a parcel at every sample's end, or nothing follows
+        surely = self._each_sample or decode.index == len(self.decodes) - 1
+        if started and surely and decode.deaths >= 1:
+            self._resume(decode.index + 1, later, 0, retry=False)
+            crashed = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE)
+            raise SampleError(crashed.at(decode.sample.shard, decode.key))
+        if started:  # not (yet) a sample's fault: its node went away, the OOM killer, or a first crash
+            for suspect in (self.decodes[decode.index:decode.index + 1] if surely else self.decodes[decode.index:]):
+                suspect.deaths += 1
+        self._resume(decode.index, [decode.sample, *later], decode.delivered, retry=started)
+
+    def _resume(self, base: int, samples: list[Sample], skip: int, retry: bool) -> None:
+        self._base, self._each_sample = base, True
+        self._parts.clear()
+        self._gen = self.flow.pool.restart(self.slot, self, samples, self.flow.read_config, self.flow.piece_frames,
+                                           skip, retry)
+
+    def closed(self, decode: SampleDecode) -> None:
+        if decode.ended:
+            self.flow.pool.observe(decode.decode_seconds)
+        self._open -= 1
+        if self._open == 0:  # gives back the slot (replacing a worker still busy with it) and the ticket
+            self._gen = None
+            self.flow.pool.release(self.slot, self)
+            self.flow._tickets.release()
 
 
 class ShardFeed:
@@ -198,22 +266,40 @@ class Dataflow:
                 feed.put(_END)
 
     def _read(self, feed: ShardFeed) -> None:
+        """Hands the shard's samples out in calls of ``pool.group_size()`` consecutive samples (fewer at its end,
+        or when they hold ``MAX_CALL_BYTES``); error records keep their place among them."""
         def stop() -> bool:
             return feed.abandoned or self._closing.is_set()
 
+        pending: list = []  # samples not handed out yet, and error records read after the first of them
         for item in iter_samples(feed.url, self.read_config, self.storage_options):
             if stop():
                 return
-            if isinstance(item, ErrorRecord):
+            if isinstance(item, ErrorRecord) and not pending:
                 feed.put(item)
                 continue
-            while not self._tickets.acquire(timeout=0.1):
-                if stop():
+            pending.append(item)
+            samples = [i for i in pending if isinstance(i, Sample)]
+            if len(samples) >= self.pool.group_size() or sum(len(i.video) for i in samples) >= MAX_CALL_BYTES:
+                if not self._hand_out(feed, pending, stop):
                     return
-            slot = self.pool.acquire(stop)
-            if slot is None:
-                self._tickets.release()
-                return
-            if feed.decode_started_at is None:
-                feed.decode_started_at = time.time()
-            feed.put(SampleDecode(self, slot, item))
+                pending = []
+        if pending and not stop():
+            self._hand_out(feed, pending, stop)
+
+    def _hand_out(self, feed: ShardFeed, items: list, stop) -> bool:
+        """One call for the samples among ``items``, all put in the feed in order; False if stopped first."""
+        while not self._tickets.acquire(timeout=0.1):
+            if stop():
+                return False
+        slot = self.pool.acquire(stop)
+        if slot is None:
+            self._tickets.release()
+            return False
+        if feed.decode_started_at is None:
+            feed.decode_started_at = time.time()
+        call = DecodeCall(self, slot, [i for i in items if isinstance(i, Sample)])
+        decodes = iter(call.decodes)
+        for item in items:
+            feed.put(next(decodes) if isinstance(item, Sample) else item)
+        return True

@@ -1,22 +1,25 @@
 """Decode worker processes: long-lived Ray actors, one CPU each, beside their encoder.
 
-A worker decodes the samples handed to it one at a time, in the order they were handed, and
-streams each sample's clips back in *parcels* (several clips per object, so a sample of small
-clips costs one object, while a whole-video clip still arrives in bounded pieces). Each worker
-holds a queue of two samples: the one it decodes and the next, so it never waits for work.
+A worker is handed *calls*: runs of consecutive samples of one shard (one sample when samples
+take a while to decode, several when they are quick, so that Ray's cost per call stays small
+against the decoding: ``DecodePool.group_size``). It decodes a call's samples in order and
+streams their clips back in *parcels* (several clips, of one or more samples, per object, while
+a whole-video clip still arrives in bounded pieces). Each worker holds a queue of two calls:
+the one it decodes and the next, so it never waits for work.
 
 A crash inside a video library kills only the worker's process: the encoder sees an actor
-error for the samples it held, starts a fresh worker in their slots and decodes them again
-there, skipping the pieces it already has. Only a crash that repeats in a fresh worker while
-decoding the same sample is that sample's fault (a ``DecoderCrashed`` error row): a worker can
-also die for reasons of its own (its node went away, the OOM killer), and a sample still queued
-behind the one that crashed lost nothing of its own.
+error, starts a fresh worker in the call's slot and decodes the call's unfinished samples
+again there, skipping the pieces it already has, one parcel per sample so that a second crash
+names its sample. Only a crash that repeats in a fresh worker while decoding the same sample
+is that sample's fault (a ``DecoderCrashed`` error row): a worker can also die for reasons of
+its own (its node went away, the OOM killer), and samples queued behind the one that crashed
+lost nothing of their own.
 
 A ``DecodePool`` holds ``size x depth`` *slots*, places in the workers' queues. A slot belongs
-to one sample from the moment the sample is handed to it until its worker has finished with
-it; a sample whose worker died keeps its slot, and its worker takes no new sample until the
-samples it held have been handed to a fresh process. See ``dataflow`` for why that makes the
-whole flow deadlock-free.
+to one call from the moment it is handed to it until its worker has finished with it; a call
+whose worker died keeps its slot, and its worker takes no new call before the calls it held
+have been handed to a fresh process. See ``dataflow`` for why that makes the whole flow
+deadlock-free.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
@@ -38,51 +41,78 @@ from ..reading.records import STAGE_DECODE, cause_of
 PARCEL_BYTES = 4 * 2**20
 # Decoded pixels one worker may hold ready ahead of the encoder: bounds memory for long videos.
 BYTES_AHEAD = 48 * 2**20
+# Worker time a call aims at: Ray's cost per call (a few ms on a busy node) stays a few percent of it.
+CALL_SECONDS = 0.05
+# At most this many samples, and this many compressed bytes, per call.
+MAX_CALL_SAMPLES = 16
+MAX_CALL_BYTES = 16 * 2**20
 
 CRASH_MESSAGE = ("the worker process decoding this sample died twice, the second time in a fresh worker (a crash inside the "
                  "video decoder, or it was killed)")
 
 
 @dataclass
-class Parcel:
-    """Consecutive pieces of one sample, and the worker time spent producing them."""
+class Part:
+    """Consecutive pieces of the ``index``-th sample of a call; ``end``: the sample is done (failed if ``error``)."""
 
-    pieces: list[ClipPiece]
-    decode_seconds: float
+    index: int
+    pieces: list[ClipPiece] = field(default_factory=list)
+    decode_seconds: float = 0.0
+    end: bool = False
+    error: ErrorRecord | None = None
+
+
+@dataclass
+class Parcel:
+    """What one object carries: parts of one or more consecutive samples, in order."""
+
+    parts: list[Part]
 
 
 class DecodeWorker:
-    """The worker process: decodes one sample per call, as a streaming generator of parcels."""
+    """The worker process: decodes one call's samples per call, as a streaming generator of parcels."""
 
     def pid(self) -> int:
         return os.getpid()
 
-    def decode(self, sample: Sample, config: ReadConfig, piece_frames: int | None, skip: int,
-               parcel_bytes: int) -> Iterator[Parcel]:
-        """The sample's pieces after the first ``skip``; pieces decoded before an error are sent before it."""
-        stream = decode_clips(sample, config, piece_frames)
-        pieces, size, busy, index = [], 0, 0.0, 0
-        while True:
+    def decode(self, samples: list[Sample], config: ReadConfig, piece_frames: int | None, skip: int,
+               parcel_bytes: int, each_sample: bool) -> Iterator[Parcel]:
+        """The samples' pieces, the first sample's after its first ``skip``. A sample that fails ends with its
+        error and the next one starts. ``each_sample``: a parcel at every sample's end (after a crash)."""
+        parts: list[Part] = []
+        size = 0
+        for index, sample in enumerate(samples):
+            part = Part(index)
+            parts.append(part)
+            skipping = skip if index == 0 else 0
+            stream = decode_clips(sample, config, piece_frames)
             began = time.perf_counter()
-            try:
-                piece = next(stream)
-            except StopIteration:
-                break
-            except BaseException:
-                busy += time.perf_counter() - began
-                if pieces:
-                    yield Parcel(pieces, busy)
-                raise
-            busy += time.perf_counter() - began
-            index += 1
-            if index <= skip:
-                continue
-            pieces.append(piece)
-            size += piece.frames.nbytes
-            if size >= parcel_bytes:
-                yield Parcel(pieces, busy)
-                pieces, size, busy = [], 0, 0.0
-        yield Parcel(pieces, busy)  # the last one, maybe empty: it still reports the time spent
+            while True:
+                try:
+                    piece = next(stream)
+                except StopIteration:
+                    break
+                except SampleError as failed:
+                    part.error = failed.record
+                    break
+                if skipping:
+                    skipping -= 1
+                    continue
+                part.pieces.append(piece)
+                size += piece.frames.nbytes
+                if size >= parcel_bytes:
+                    part.decode_seconds += time.perf_counter() - began
+                    yield Parcel(parts)
+                    part = Part(index)
+                    parts, size = [part], 0
+                    began = time.perf_counter()
+            part.decode_seconds += time.perf_counter() - began
+            part.end = True
+            if each_sample:
+                yield Parcel(parts)
+                parts, size = [], 0
+        if parts:
+            yield Parcel(parts)
 
 
 # max_restarts=0: a dead worker is replaced by the pool, which knows which sample it held.
@@ -119,8 +149,8 @@ def default_decode_workers(nodes: list[dict[str, float]], gpus_per_actor: float,
 
 
 def failure(err: BaseException, sample: Sample) -> ErrorRecord:
-    """The record of an error raised while fetching one of ``sample``'s decoded parcels: the worker's
-    own record when decoding failed, else one made of whatever went wrong on the way."""
+    """The record of an error raised while fetching a parcel ``sample`` waited for: the worker's own
+    record if it was a sample's, else one made of whatever went wrong on the way."""
     cause = cause_of(err)
     if isinstance(cause, SampleError):
         return cause.record
@@ -139,30 +169,38 @@ class _Worker:
         self.actor = None
         self.ready_ref = None  # the worker's pid, once its process is up
         self.pid: int | None = None
-        self.last_done = None  # done_ref of the last sample handed to this actor
+        self.last_done = None  # done_ref of the last call handed to this actor
 
 
 class _Slot:
-    """A place in a worker's queue, held by one sample until the worker has finished with it."""
+    """A place in a worker's queue, held by one call until the worker has finished with it."""
 
     def __init__(self, worker: _Worker) -> None:
         self.worker = worker
-        self.owner = None  # the sample (a dataflow.SampleDecode) that holds the slot
+        self.owner = None  # the call (a dataflow.DecodeCall) that holds the slot
         self.actor = None  # the actor the owner was handed to
         self.gen = None  # the owner's current streaming generator
         self.done_ref = None  # ready when the worker has finished with the owner
-        self.before = None  # done_ref of the sample queued before it on the same actor
+        self.before = None  # done_ref of the call queued before it on the same actor
         self.dead = False  # its actor died holding the owner: the owner restarts it
-        self.seq = 0  # order of submission: a worker runs its samples in this order
+        self.seq = 0  # order of submission: a worker runs its calls in this order
 
 
 class DecodePool:
-    """``size`` worker processes, each with a queue of ``depth`` samples (the one it decodes and the
-    next, so it never waits for work); placed on this process's node when it has room."""
+    """``size`` worker processes, each with a queue of ``depth`` calls (the one it decodes and the
+    next, so it never waits for work); placed on this process's node when it has room.
 
-    def __init__(self, size: int, depth: int = 2) -> None:
+    ``call_samples``: samples per call; by default (None) as many as make a call last about
+    ``CALL_SECONDS`` of decoding, judged by the samples decoded so far (one until then).
+    """
+
+    def __init__(self, size: int, depth: int = 2, call_samples: int | None = None) -> None:
         if size < 1:
             raise ValueError(f"a decode pool needs at least one worker, got {size}")
+        if call_samples is not None and call_samples < 1:
+            raise ValueError(f"call_samples must be at least 1, got {call_samples}")
+        self.call_samples = call_samples
+        self._sample_seconds: float | None = None  # running mean of a sample's decoding time
         self._placement = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
         self._lock = threading.Lock()
         self.restarts = 0
@@ -174,6 +212,22 @@ class DecodePool:
 
     def __len__(self) -> int:
         return len(self.workers)
+
+    # -- call sizes ----------------------------------------------------------------------------
+    def group_size(self) -> int:
+        """How many samples the next call takes (see the class docstring)."""
+        if self.call_samples is not None:
+            return self.call_samples
+        seconds = self._sample_seconds
+        if seconds is None:
+            return 1
+        return max(1, min(MAX_CALL_SAMPLES, int(CALL_SECONDS / max(seconds, 1e-4))))
+
+    def observe(self, decode_seconds: float) -> None:
+        """A sample was decoded in ``decode_seconds`` of worker time."""
+        with self._lock:
+            previous = self._sample_seconds
+            self._sample_seconds = decode_seconds if previous is None else 0.9 * previous + 0.1 * decode_seconds
 
     # -- workers (under the lock) ------------------------------------------------------------
     def _start_worker(self, worker: _Worker) -> None:
@@ -213,11 +267,13 @@ class DecodePool:
                 best, best_load = free[0], load
         return best
 
-    def pids(self) -> dict[int, list]:
-        """pid of each live worker -> the samples it holds, the one it runs first: for tests and diagnostics."""
+    def pids(self) -> dict[int, list[Sample]]:
+        """pid of each live worker -> the samples it holds that have not ended, in the order it decodes them
+        (as far as the encoder knows: a call's parcels may still be on their way): for tests and diagnostics."""
         with self._lock:
-            return {worker.pid: [slot.owner for slot in sorted(self.slots, key=lambda slot: slot.seq)
-                                 if slot.owner is not None and slot.actor is worker.actor]
+            return {worker.pid: [sample for slot in sorted(self.slots, key=lambda slot: slot.seq)
+                                 if slot.owner is not None and slot.actor is worker.actor
+                                 for sample in slot.owner.waiting()]
                     for worker in self.workers if self._ready(worker)}
 
     # -- slots ----------------------------------------------------------------------------
@@ -258,9 +314,9 @@ class DecodePool:
         slot.owner = slot.actor = slot.gen = slot.done_ref = slot.before = None
         slot.dead = False
 
-    def submit(self, slot: _Slot, owner, sample: Sample, config: ReadConfig, piece_frames: int | None,
-               skip: int = 0):
-        """Queues ``sample`` on the slot's worker; returns its generator of parcels."""
+    def submit(self, slot: _Slot, owner, samples: list[Sample], config: ReadConfig, piece_frames: int | None,
+               skip: int = 0, each_sample: bool = False):
+        """Queues a call of ``samples`` on the slot's worker; returns its generator of parcels."""
         parcel_bytes, parcels_ahead = parcel_plan(config, piece_frames)
         with self._lock:
             worker = slot.worker
@@ -269,26 +325,31 @@ class DecodePool:
             slot.seq = self._submitted
             slot.gen = worker.actor.decode.options(
                 num_returns="streaming", _generator_backpressure_num_objects=parcels_ahead,
-            ).remote(sample, config, piece_frames, skip, parcel_bytes)
+            ).remote(samples, config, piece_frames, skip, parcel_bytes, each_sample)
             slot.done_ref = worker.last_done = slot.gen.completed()
             return slot.gen
 
     def started(self, slot: _Slot) -> bool:
-        """Whether the slot's sample had started in its (dead) worker; one queued behind another
-        sample lost nothing of its own."""
+        """Whether the slot's call had started in its (dead) worker; one queued behind another
+        call lost nothing of its own."""
         with self._lock:
             return slot.before is None or (_ready_now(slot.before) and not _died(slot.before))
 
-    def restart(self, slot: _Slot, owner, sample: Sample, config: ReadConfig, piece_frames: int | None,
-                skip: int, started: bool):
-        """After the owner's worker died: decodes ``sample`` again from piece ``skip`` in a fresh worker."""
+    def restart(self, slot: _Slot, owner, samples: list[Sample], config: ReadConfig, piece_frames: int | None,
+                skip: int, retry: bool):
+        """After the owner's call failed: decodes ``samples`` (its unfinished ones, the first from piece
+        ``skip``) in a fresh worker, one parcel per sample. ``retry``: a sample is decoded again because a
+        worker died on it (counted in ``restarts``). Returns the new generator, or None if no sample is left."""
         with self._lock:
             if slot.owner is not owner:
-                raise RuntimeError("restart of a slot the sample does not hold")
+                raise RuntimeError("restart of a slot the call does not hold")
             if slot.worker.actor is slot.actor:
-                self._start_worker(slot.worker)  # else a sample queued before it already started a fresh one
-            self.restarts += started
-        return self.submit(slot, owner, sample, config, piece_frames, skip)
+                self._start_worker(slot.worker)  # else a call queued before it already started a fresh one
+            self.restarts += retry
+            if not samples:
+                slot.dead, slot.gen, slot.done_ref = False, None, None  # nothing left to run in the fresh worker
+                return None
+        return self.submit(slot, owner, samples, config, piece_frames, skip, each_sample=True)
 
     def release(self, slot: _Slot, owner) -> None:
         """The owner is done with the slot; a worker still busy with it is replaced (and one that died
@@ -296,8 +357,8 @@ class DecodePool:
         with self._lock:
             if slot.owner is not owner:
                 return
-            finished = not slot.dead and slot.done_ref is not None and _ready_now(slot.done_ref) \
-                and not _died(slot.done_ref)
+            finished = not slot.dead and (slot.done_ref is None or (_ready_now(slot.done_ref)
+                                                                    and not _died(slot.done_ref)))
             if not finished and slot.worker.actor is slot.actor:
                 self._start_worker(slot.worker)
             self._free(slot)

@@ -34,36 +34,45 @@ def shard(tmp_path_factory):
     return str(path)
 
 
-def _kill_worker_of(pool: DecodePool, key: str, spare: set[int], timeout: float = 60) -> int:
-    """SIGKILLs the worker decoding ``key`` (first in its queue; not one in ``spare``), a moment after."""
+def _kill_worker_of(pool: DecodePool, key: str, spare: set[int], first: bool, timeout: float = 60) -> int:
+    """SIGKILLs the worker that holds ``key`` (``first``: as the next sample to end; not one in ``spare``),
+    a moment after."""
+    def holding(samples) -> bool:
+        return bool(samples) and (samples[0].key == key if first else key in [s.key for s in samples])
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [pid for pid, owners in pool.pids().items() if owners and owners[0].key == key and pid not in spare]
+        pids = [pid for pid, samples in pool.pids().items() if holding(samples) and pid not in spare]
         if pids:
             time.sleep(0.1)  # mid-sample, if it is still on it
-            owners = pool.pids().get(pids[0])
-            if owners and owners[0].key == key:
+            if holding(pool.pids().get(pids[0])):
                 os.kill(pids[0], signal.SIGKILL)
                 return pids[0]
         time.sleep(0.01)
     raise AssertionError(f"no decode worker was seen decoding {key!r}")
 
 
+@pytest.mark.parametrize("call_samples", [1, 4], ids=["one-sample-calls", "four-sample-calls"])
 @pytest.mark.parametrize("deaths", [1, 2])
-def test_a_killed_decode_worker_costs_its_sample_only_when_the_fresh_one_dies_too(ray_head, shard, tmp_path, deaths):
+def test_a_killed_decode_worker_costs_its_sample_only_when_the_fresh_one_dies_too(ray_head, shard, tmp_path, deaths,
+                                                                                   call_samples):
+    """With calls of four samples the first death cannot tell which of them crashed: they are decoded
+    again one parcel per sample, so the second death names the sample."""
     config = read_config("all")
-    encoder = make_encoder(tmp_path, WFVAE.from_pretrained(TINY_MODEL), config, 2, batch_size=2)
+    pool = DecodePool(2, call_samples=call_samples)
+    encoder = make_encoder(tmp_path, WFVAE.from_pretrained(TINY_MODEL), config, pool, batch_size=2)
     calls = concurrent.futures.ThreadPoolExecutor(1)
     try:
         job = calls.submit(encoder.encode_shard, shard, 1)
         killed: set[int] = set()
-        for _ in range(deaths):
-            killed.add(_kill_worker_of(encoder.dataflow.pool, "long", killed))
+        for death in range(deaths):
+            killed.add(_kill_worker_of(pool, "long", killed, first=call_samples == 1 or death > 0))
         record = job.result(timeout=120)
-        assert encoder.dataflow.pool.restarts == 1  # one retry in a fresh worker, never more
+        assert pool.restarts == 1  # one retry in a fresh worker, never more
     finally:
         calls.shutdown(wait=False, cancel_futures=True)
         encoder.close()
+        pool.close()
     clips, errors = expected(shard, config)
     rows, error_rows = written(tmp_path, shard)
     short = [clip for clip in clips if clip[0] != "long"]
