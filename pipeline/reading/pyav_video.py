@@ -254,6 +254,7 @@ class PyAVVideo:
         """buffer -> crop to the cover window -> area scale -> rgb24, for frames shaped like `frame`."""
         g = self.geometry
         graph = av.filter.Graph()
+        graph.threads = self._config.decode_threads  # its own worker threads otherwise: a few per video, each woken per frame
         nodes = [graph.add("buffer", f"video_size={frame.width}x{frame.height}:pix_fmt={frame.format.name}:time_base=1/1")]
         if self._config.resize_at_decode:
             out_h, out_w = output_size(*g.display_size, self._config)
