@@ -29,6 +29,7 @@ import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
 from pipeline.dataset import LatentDataset  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
 from pipeline.job.rows import latent_row  # noqa: E402
 from pipeline.output.layout import OutputLayout  # noqa: E402
 from pipeline.output.manifest import make_manifest  # noqa: E402
@@ -37,7 +38,6 @@ from pipeline.output.stats import LatentStats  # noqa: E402
 from pipeline.output.storage import write_json  # noqa: E402
 from pipeline.reading import ClipInfo  # noqa: E402
 
-MACHINE = "dev-cpu: 2 vCPU AMD EPYC (AVX2), 24 GiB, torch 2.13 CPU"
 SHAPE = (16, 9, 32, 32)
 CHANNELS = SHAPE[0]
 
@@ -169,7 +169,7 @@ def main() -> None:
 
     print(f"## Dataset\n\n`bench/dataset.py`: `LatentDataset` over {args.rows} latents of {'x'.join(map(str, SHAPE))} "
           f"bfloat16 (+ logvar) in {args.shards} shards of local Parquet, warm page cache.\n")
-    print(f"- Machine: **{MACHINE}** (Python {platform.python_version()}, torch {torch.__version__}); one process "
+    print(f"- Machine: **{describe_machine()}** (Python {platform.python_version()}, torch {torch.__version__}); one process "
           f"pinned to core {args.cpu} (`os.sched_setaffinity`), `torch.set_num_threads(1)`.")
     print(f"- Command: `.venv/bin/python bench/dataset.py --repeat {args.repeat}` (median of {args.repeat} full "
           "passes after an untimed one).")

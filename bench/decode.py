@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import av  # noqa: E402
+from bench.machine import describe_machine  # noqa: E402
 import decord  # noqa: E402
 import imageio_ffmpeg  # noqa: E402
 import numpy as np  # noqa: E402
@@ -49,7 +50,6 @@ from pipeline.reading.clip_sampling import plan_clips, video_end  # noqa: E402
 from pipeline.reading.pyav_video import _QUICK_OPEN, PyAVVideo  # noqa: E402
 from pipeline.reading.spatial import center_crop, cover_size, cover_window  # noqa: E402
 
-MACHINE = "dev-cpu: 2 vCPU AMD EPYC (AVX2), 24 GiB, torch 2.13 CPU"
 OUT = (256, 256)
 FPS = 16
 FRAMES = 33
@@ -192,7 +192,7 @@ def main() -> None:
     print(f"`bench/decode.py`: {FRAMES}x{OUT[0]}x{OUT[1]} clips at {FPS} fps from 30 fps H.264, as a ratio to a bare decode of")
     print("the frames the clip needs (PyAV, from the keyframe at or before the clip to its last frame, nothing")
     print("converted), and PSNR against a LANCZOS resize of the same frames at full resolution.\n")
-    print(f"- Machine: **{MACHINE}** (Python {platform.python_version()}, PyAV {av.__version__}, decord {decord.__version__}).")
+    print(f"- Machine: **{describe_machine()}** (Python {platform.python_version()}, PyAV {av.__version__}, decord {decord.__version__}).")
     print("  One process pinned to one core, one decoder thread; times are CPU time of the process (all threads),")
     print(f"  methods interleaved in each round, median of {args.repeat} rounds after a warm-up. The 2 vCPUs were shared")
     print("  with other work: compare within a row.")

@@ -38,7 +38,8 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-MACHINE = "dev-cpu: 2 vCPU AMD EPYC (AVX2), 24 GiB, torch 2.13 CPU"
+from bench.machine import describe_machine  # noqa: E402
+
 STANDIN = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "resolution": 64, "source_height": 144,
            "samples": 12, "shards": 10}
 
@@ -202,7 +203,7 @@ def main() -> None:
     decode = round((before[0]["clips_per_second"] + after[0]["clips_per_second"]) / 2, 2)
     encode = round((before[1]["clips_per_second"] + after[1]["clips_per_second"]) / 2, 2)
     bound = min(decode * args.decode_workers, encode)
-    result = {"machine": {"name": MACHINE, "python": platform.python_version(), "torch": torch.__version__,
+    result = {"machine": {"name": describe_machine(), "python": platform.python_version(), "torch": torch.__version__,
                           "cpus": os.cpu_count(), "device": args.device},
               "config": {k: v for k, v in vars(args).items() if k != "out"},
               "decode_capacity": {"before": before[0], "after": after[0], "clips_per_second": decode},

@@ -64,7 +64,11 @@ class SampleDecode:
     def pieces(self) -> Iterator[ClipPiece]:
         """The sample's pieces in order; raises SampleError after the last good one if decoding failed for good."""
         while not self.ended:
-            part = self.call.next_part(self)
+            try:
+                part = self.call.next_part(self)
+            except SampleError:
+                self.ended = True  # failed for good, with nothing more to come
+                raise
             self.decode_seconds += part.decode_seconds
             for piece in part.pieces:
                 self.delivered += 1
@@ -158,7 +162,7 @@ class DecodeCall:
         self._open -= 1
         if self._open == 0:  # gives back the slot (replacing a worker still busy with it) and the ticket
             self._gen = None
-            self.flow.pool.release(self.slot, self)
+            self.flow.pool.release(self.slot, self, complete=all(d.ended for d in self.decodes))
             self.flow._tickets.release()
 
 

@@ -98,14 +98,14 @@ class DecodeWorker:
                 if skipping:
                     skipping -= 1
                     continue
-                part.pieces.append(piece)
-                size += piece.frames.nbytes
-                if size >= parcel_bytes:
+                if size >= parcel_bytes:  # full: sent before this piece, so a sample's end never travels alone
                     part.decode_seconds += time.perf_counter() - began
                     yield Parcel(parts)
                     part = Part(index)
                     parts, size = [part], 0
                     began = time.perf_counter()
+                part.pieces.append(piece)
+                size += piece.frames.nbytes
             part.decode_seconds += time.perf_counter() - began
             part.end = True
             if each_sample:
@@ -183,6 +183,7 @@ class _Slot:
         self.done_ref = None  # ready when the worker has finished with the owner
         self.before = None  # done_ref of the call queued before it on the same actor
         self.dead = False  # its actor died holding the owner: the owner restarts it
+        self.finishing = False  # the owner has all it asked for; the worker has only to return
         self.seq = 0  # order of submission: a worker runs its calls in this order
 
 
@@ -204,7 +205,7 @@ class DecodePool:
         self._placement = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=True)
         self._lock = threading.Lock()
         self.restarts = 0
-        self._submitted = 0
+        self.calls = 0  # calls handed to workers, a restart included
         self.workers = [_Worker() for _ in range(size)]
         self.slots = [_Slot(worker) for _ in range(depth) for worker in self.workers]
         for worker in self.workers:
@@ -299,20 +300,23 @@ class DecodePool:
         return None
 
     def _settle(self, slot: _Slot, ref) -> None:
-        """The worker has finished with the slot's sample: free the slot, or mark it dead."""
+        """The worker has finished with the slot's call: free the slot, or mark it dead (for its owner to
+        restart; an owner that has all it asked for restarts nothing, so its worker is replaced here)."""
         died = _died(ref)
         with self._lock:
             if slot.done_ref is not ref:
                 return  # restarted or released meanwhile
-            if died:
+            if died and not slot.finishing:
                 slot.dead = True
-            else:
-                self._free(slot)
+                return
+            if died and slot.worker.actor is slot.actor:
+                self._start_worker(slot.worker)
+            self._free(slot)
 
     @staticmethod
     def _free(slot: _Slot) -> None:
         slot.owner = slot.actor = slot.gen = slot.done_ref = slot.before = None
-        slot.dead = False
+        slot.dead = slot.finishing = False
 
     def submit(self, slot: _Slot, owner, samples: list[Sample], config: ReadConfig, piece_frames: int | None,
                skip: int = 0, each_sample: bool = False):
@@ -321,8 +325,8 @@ class DecodePool:
         with self._lock:
             worker = slot.worker
             slot.owner, slot.dead, slot.actor, slot.before = owner, False, worker.actor, worker.last_done
-            self._submitted += 1
-            slot.seq = self._submitted
+            self.calls += 1
+            slot.seq = self.calls
             slot.gen = worker.actor.decode.options(
                 num_returns="streaming", _generator_backpressure_num_objects=parcels_ahead,
             ).remote(samples, config, piece_frames, skip, parcel_bytes, each_sample)
@@ -351,11 +355,15 @@ class DecodePool:
                 return None
         return self.submit(slot, owner, samples, config, piece_frames, skip, each_sample=True)
 
-    def release(self, slot: _Slot, owner) -> None:
-        """The owner is done with the slot; a worker still busy with it is replaced (and one that died
-        holding it is replaced if nothing replaced it yet)."""
+    def release(self, slot: _Slot, owner, complete: bool) -> None:
+        """The owner is done with the slot. ``complete``: it received all the call sends, so a worker still
+        on the call has only to return (the slot is freed when it has). Otherwise a worker still busy with
+        it is replaced (and one that died holding it is replaced if nothing replaced it yet)."""
         with self._lock:
             if slot.owner is not owner:
+                return
+            if complete and not slot.dead and slot.done_ref is not None and not _ready_now(slot.done_ref):
+                slot.finishing = True
                 return
             finished = not slot.dead and (slot.done_ref is None or (_ready_now(slot.done_ref)
                                                                     and not _died(slot.done_ref)))

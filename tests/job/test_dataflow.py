@@ -8,7 +8,7 @@ import time
 import pytest
 import ray
 
-from pipeline.job.decode_workers import DecodePool, default_decode_workers
+from pipeline.job.decode_workers import CALL_SECONDS, MAX_CALL_SAMPLES, DecodePool, default_decode_workers
 from wfvae import WFVAE
 
 from .conftest import TINY_MODEL
@@ -29,13 +29,15 @@ def shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("dataflow"), [1, 4])
 
 
-@pytest.fixture(scope="module", params=[1, 2, "default"])
+@pytest.fixture(scope="module", params=[(1, 1), (2, 3), ("default", None)],
+                ids=["1-worker-1-sample-calls", "2-workers-3-sample-calls", "default-workers-and-calls"])
 def pool(request, ray_head):
-    """Decode workers shared by the cases of one count ("default": what a job gets for one CPU encoder)."""
-    size = request.param
+    """Decode workers shared by the cases of one count ("default": what a job gets for one CPU encoder) and
+    samples per call (None: sized by the pool from the decoding times it sees, as in a job)."""
+    size, call_samples = request.param
     if size == "default":
         size = default_decode_workers([n["Resources"] for n in ray.nodes() if n["Alive"]], 0, 1)
-    pool = DecodePool(size)
+    pool = DecodePool(size, call_samples=call_samples)
     yield pool
     pool.close()
 
@@ -57,6 +59,37 @@ def test_every_policy_worker_count_batch_and_shard_size_ends_with_the_expected_r
         assert record["balance"]["decode_workers"] == len(pool)
         assert 0 <= record["balance"]["encoder_waiting_share"] <= 1 and record["balance"]["hint"]
     assert not any(pool.pids().values()), "a sample kept its place at a decode worker"
+
+
+def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
+    """Shards of 1 and 4 samples in calls of up to 3 samples: 1 + 2 calls; and a pool left to size its
+    calls hands these tiny videos out several at a time once it has seen a few decoded."""
+    urls = write_shards(tmp_path / "shards", [1, 4])
+    pool = DecodePool(1, call_samples=3)
+    encoder = make_encoder(tmp_path / "out", vae, read_config("first"), pool, batch_size=2)
+    try:
+        encode_shards(encoder, urls, DEADLINE)
+        assert pool.calls == 3
+    finally:
+        encoder.close()
+        pool.close()
+    for url in urls:
+        assert written(tmp_path / "out", url) == expected(url, read_config("first"))
+
+    adaptive = DecodePool(1)
+    try:
+        assert adaptive.group_size() == 1  # nothing seen yet
+        for _ in range(20):
+            adaptive.observe(0.004)  # a 4 ms sample: a dozen make a call of about CALL_SECONDS
+        assert adaptive.group_size() == int(CALL_SECONDS / 0.004)
+        for _ in range(40):
+            adaptive.observe(0.5)  # slow samples go one to a call again
+        assert adaptive.group_size() == 1
+        for _ in range(200):
+            adaptive.observe(0.0)
+        assert adaptive.group_size() == MAX_CALL_SAMPLES
+    finally:
+        adaptive.close()
 
 
 def test_the_next_shard_decodes_while_the_current_one_encodes(vae, ray_head, tmp_path):
