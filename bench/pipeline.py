@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from bench.machine import describe_machine  # noqa: E402
 
 STANDIN = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "resolution": 64, "source_height": 144,
-           "samples": 12, "shards": 10}
+           "samples": 12, "shards": 30}
 
 
 def build_shards(folder: Path, shards: int, samples: int, frames: int, height: int) -> str:
@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--standin", action="store_true", help="GPU-speed stand-in on CPU (see above)")
     parser.add_argument("--model", default=None, help="default: the demo model (the tiny one with --standin)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--shards", type=int, default=None, help="default 4 (10 with --standin)")
+    parser.add_argument("--shards", type=int, default=None, help="default 4 (30 with --standin)")
     parser.add_argument("--samples", type=int, default=12, help="samples per shard")
     parser.add_argument("--source-height", type=int, default=None, help="height of the re-encoded sources "
                                                                         "(default 360, 144 with --standin)")
