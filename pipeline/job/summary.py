@@ -49,8 +49,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"output        {summary['output']}",
         f"shards        {shards['committed']}/{shards['total']} committed, {shards['given_up']} given up, "
         f"{shards['pending']} pending",
-        f"clips         {summary['clips']} encoded, {summary['errors']} sample{'' if summary['errors'] == 1 else 's'} failed "
-        + (f"({', '.join(f'{k}: {v}' for k, v in summary['errors_by_type'].items())})" if summary["errors"] else ""),
+        f"clips         {summary['clips']} encoded, {summary['errors']} sample{'' if summary['errors'] == 1 else 's'} failed"
+        + (f" ({', '.join(f'{k}: {v}' for k, v in summary['errors_by_type'].items())})" if summary["errors"] else ""),
         f"this run      {run['shards_encoded']} shards, {run['clips']} clips in {run['seconds']:.1f} s "
         f"({run['clips_per_second']:.2f} clips/s), {run['shards_skipped']} already committed",
         f"stored        {summary['bytes'] / 2**20:.1f} MiB",
