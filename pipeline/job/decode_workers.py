@@ -115,7 +115,7 @@ class DecodeWorker:
             yield Parcel(parts)
 
 
-# max_restarts=0: a dead worker is replaced by the pool, which knows which sample it held.
+# max_restarts=0: a dead worker is replaced by the pool, which knows which calls it held.
 _WORKER = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(DecodeWorker)
 
 
@@ -232,7 +232,7 @@ class DecodePool:
 
     # -- workers (under the lock) ------------------------------------------------------------
     def _start_worker(self, worker: _Worker) -> None:
-        """A fresh process for ``worker``; samples handed to the old one are marked dead (they restart)."""
+        """A fresh process for ``worker``; calls handed to the old one are marked dead (their owners restart them)."""
         old = worker.actor
         if old is not None:
             ray.kill(old, no_restart=True)
