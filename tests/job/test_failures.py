@@ -139,14 +139,26 @@ def _start(ray_head, args: list[str], log) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-@pytest.mark.slow
-def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summary_and_exits_143(ray_head, tmp_path):
-    data, fifo, payload = _blocking_dataset(tmp_path, shards=4)
+def _stuck_job(ray_head, tmp_path, shards: int, grace: int):
+    """A job on ``shards`` shards (``--grace-seconds grace``), started once all but its last, blocked one
+    are committed; returns (job, its args, the output, the FIFO, what unblocks it)."""
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=shards)
     out = tmp_path / "out"
-    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "2"]
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", str(grace)]
     job = _start(ray_head, args, tmp_path / "job.log")
     try:
-        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 3, 180, "three committed shards")
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == shards - 1, 180,
+                  f"{shards - 1} committed shard(s)")
+    except BaseException:
+        job.kill()
+        raise
+    return job, args, out, fifo, payload
+
+
+@pytest.mark.slow
+def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summary_and_exits_143(ray_head, tmp_path):
+    job, args, out, fifo, payload = _stuck_job(ray_head, tmp_path, shards=4, grace=2)
+    try:
         time.sleep(0.5)
         job.send_signal(signal.SIGTERM)
         began = time.monotonic()
@@ -171,12 +183,8 @@ def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summar
 
 
 def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_130(ray_head, tmp_path):
-    data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
-    out = tmp_path / "out"
-    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "120"]
-    job = _start(ray_head, args, tmp_path / "job.log")
+    job, _, out, fifo, payload = _stuck_job(ray_head, tmp_path, shards=2, grace=120)
     try:
-        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 1, 180, "one committed shard")
         time.sleep(0.5)
         job.send_signal(signal.SIGINT)  # Ctrl-C
         _wait_for(lambda: "SIGINT received" in (tmp_path / "job.log").read_text(), 30, "the job to notice")
@@ -192,12 +200,8 @@ def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_
 
 
 def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
-    data, fifo, payload = _blocking_dataset(tmp_path, shards=2)
-    out = tmp_path / "out"
-    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", "600"]
-    job = _start(ray_head, args, tmp_path / "job.log")
+    job, _, out, _, _ = _stuck_job(ray_head, tmp_path, shards=2, grace=600)
     try:
-        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == 1, 180, "one committed shard")
         job.send_signal(signal.SIGTERM)
         _wait_for(lambda: "get 600 s to commit" in (tmp_path / "job.log").read_text(), 30, "the job to notice")
         job.send_signal(signal.SIGTERM)
