@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..reading.config import DECODERS, SHORT_VIDEO_POLICIES, ReadConfig, ReadConfigError
+from .paths import absolute, absolute_model, has_scheme, inside_ray_temp
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_INPUT = str(ROOT / "demo" / "shards" / "demo-{000000..000001}.tar")
@@ -89,6 +90,14 @@ class JobConfig:
     def __post_init__(self) -> None:
         _validate(self)
         self.read_config(temporal_compression=1)  # the read section, checked before the model is known
+        # Local paths mean what they mean where the command was typed (paths.py): absolute from here on.
+        object.__setattr__(self, "input", absolute(self.input))
+        object.__setattr__(self, "output", absolute(self.output))
+        object.__setattr__(self, "model", absolute_model(self.model))
+        if not has_scheme(self.output) and inside_ray_temp(self.output):
+            _fail("output", f"{self.output} is inside Ray's temporary folders (with `ray job submit --working-dir`, "
+                            "a relative --output lands in Ray's unpacked copy of the working dir, which Ray deletes): "
+                            "give an absolute path on storage every node mounts, or an object store URL (s3://...)")
 
     def read_config(self, temporal_compression: int) -> ReadConfig:
         """The reader's settings for a model of this temporal compression; ConfigError names the flag."""

@@ -267,9 +267,13 @@ def _wait_for_actors(actors: list, stop: StopRequest) -> list[dict] | None:
         ready, _ = ray.wait(pending, num_returns=len(pending), timeout=1.0)
         if len(ready) == len(pending):
             try:
-                return ray.get(pending)
+                identities = ray.get(pending)
             except RayActorError as err:
                 raise JobError(f"the encoder actors could not start: {describe(err)}") from None
+            failed = [identity["error"] for identity in identities if "error" in identity]
+            if failed:
+                raise JobError(failed[0])
+            return identities
         if stop.requested.is_set():
             return None
 

@@ -15,6 +15,7 @@ from ..output.layout import OutputLayout
 from ..output.manifest import code_version
 from ..output.schema import LATENT_DTYPES
 from ..reading import ReadConfig
+from ..reading.records import describe
 from .canary import QualityCanary
 from .config import JobConfig
 from .metrics import JobMetrics
@@ -48,8 +49,13 @@ class EncoderActor:
             torch.backends.cudnn.benchmark = True  # clip shapes repeat: pick the fastest kernels once
         else:  # use exactly the CPUs Ray reserved for this actor
             torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-        self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
-                                         storage_options=job.model_options)
+        self.load_error: str | None = None
+        try:
+            self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
+                                             storage_options=job.model_options)
+        except Exception as err:  # noqa: BLE001 - reported by identity(): one line, not a crashed actor's dump
+            self.load_error = f"could not load the model {job.model} on {socket.gethostname()}: {describe(err)}"
+            return
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()
         scale, shift = self.vae.config.latent_scale_shift()
@@ -75,6 +81,9 @@ class EncoderActor:
         )
 
     def identity(self) -> dict[str, Any]:
+        """What the driver checks before handing out shards; ``error`` if the model did not load."""
+        if self.load_error:
+            return {"error": self.load_error}
         return {"weights_sha256": self.checksum, "config": self.vae.config.to_dict(), "pid": os.getpid(),
                 "device": str(self.device), "dtype": str(self.vae.dtype).removeprefix("torch."),
                 "temporal_compression": self.vae.temporal_compression}

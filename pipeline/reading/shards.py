@@ -25,6 +25,7 @@ from webdataset.tariterators import base_plus_ext
 from .records import STAGE_SHARD, ErrorRecord, SampleError, describe
 
 LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
+SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # what a folder given as --input is taken to hold
 _GLOB_CHARS = ("*", "?", "[")
 _META_MEMBER = re.compile(r"__[^/]*__($|/)")  # webdataset's rule for metadata members
 
@@ -36,7 +37,8 @@ def list_shards(spec: str | Sequence[str], storage_options: dict | None = None) 
     (`shards/{000000..000999}.tar`) and glob patterns (`s3://b/shards/*.tar`). A spec
     ending in .txt/.list/.lst is a file listing one spec per line (blank lines and
     lines starting with # are skipped; relative entries are relative to the list
-    file). Several specs may be given as a sequence. Local paths come back absolute,
+    file). A folder (local or on an object store) means the shards in it: its `*.tar`,
+    `*.tar.gz` and `*.tgz` files. Several specs may be given as a sequence. Local paths come back absolute,
     without a scheme. Raises ValueError when nothing matches.
     """
     options = dict(storage_options or {})
@@ -55,15 +57,29 @@ def _expand(spec: str, options: dict, allow_list_file: bool) -> list[str]:
         return []
     if allow_list_file and spec.lower().endswith(LIST_FILE_SUFFIXES):
         return _read_list_file(spec, options)
+    patterns = list(braceexpand.braceexpand(spec))
+    fs, _ = url_to_fs(patterns[0], **options)  # one filesystem per spec: a brace range of 10^6 names stays cheap
+    if len(patterns) == 1 and not any(c in spec for c in _GLOB_CHARS) and fs.isdir(fs._strip_protocol(spec)):
+        return _shards_in_folder(spec, fs)
+    if spec.endswith("/"):
+        raise ValueError(f"{spec!r} ends in '/', but there is no such folder")
     urls: list[str] = []
-    for pattern in braceexpand.braceexpand(spec):
+    for pattern in patterns:
         if any(c in pattern for c in _GLOB_CHARS):
-            fs, path = url_to_fs(pattern, **options)
-            found = fs.glob(path, detail=True)
+            found = fs.glob(fs._strip_protocol(pattern), detail=True)
             urls.extend(_canonical(fs.unstrip_protocol(p), fs) for p, info in found.items() if info.get("type") == "file")
         else:
-            fs, _ = url_to_fs(pattern, **options)
             urls.append(_canonical(pattern, fs))
+    return urls
+
+
+def _shards_in_folder(spec: str, fs) -> list[str]:
+    """A folder means the shards in it (not in its subfolders); an empty one is an error, as an empty glob is."""
+    listing = fs.ls(fs._strip_protocol(spec), detail=True)
+    urls = sorted(_canonical(fs.unstrip_protocol(info["name"]), fs) for info in listing
+                  if info.get("type") == "file" and info["name"].lower().endswith(SHARD_SUFFIXES))
+    if not urls:
+        raise ValueError(f"the folder {spec!r} holds no shards (files ending in {', '.join(SHARD_SUFFIXES)})")
     return urls
 
 

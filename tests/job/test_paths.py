@@ -1,0 +1,69 @@
+"""What a user types is what happens: relative paths, folders as input, ``ray job submit``, a model that
+does not load. Run against the session's Ray head, which was started apart from these processes (in
+another folder)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import REPO, SMALL_CLIPS, TINY_MODEL, read_output, run_cli
+
+SIZES = [a for a in SMALL_CLIPS if a not in ("--model", str(TINY_MODEL))]
+
+
+def _cli(ray_head, cwd, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), *args], env=ray_head.env,
+                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def test_relative_paths_mean_the_folder_the_command_was_typed_in(ray_head, dataset, tmp_path):
+    work = tmp_path / "work"
+    shutil.copytree(dataset.folder, work / "shards")
+    shutil.copytree(TINY_MODEL, work / "models" / "tiny")
+    result = _cli(ray_head, work, "--input", "shards", "--output", "out/rel", "--model", "models/tiny", *SIZES)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = work / "out" / "rel"
+    assert sorted(p.stem for p in (out / "_committed").glob("*.json")) == sorted(dataset.good)
+    assert len(read_output(out)) == sum(len(keys) for keys in dataset.good.values())
+    job = json.loads((out / "_job.json").read_text())
+    assert job["config"]["output"] == str(out) and job["config"]["model"] == str(work / "models" / "tiny")
+
+
+def test_an_empty_folder_as_input_is_refused_before_ray(ray_head, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _cli(ray_head, tmp_path, "--input", "empty", "--output", "out", *SMALL_CLIPS, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"--input: the folder '{tmp_path / 'empty'}' holds no shards" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_ray_job_submit_refuses_an_output_inside_rays_copy_of_the_working_dir(ray_head, dataset, tmp_path):
+    ray = REPO / ".venv" / "bin" / "ray"
+    result = subprocess.run(
+        [str(ray) if ray.exists() else "ray", "job", "submit", "--address", ray_head.dashboard_url,
+         "--working-dir", str(REPO), "--", "python", "jobs/encode_dataset.py", "--input", dataset.spec,
+         "--output", "out/rel", *SMALL_CLIPS],
+        env=ray_head.env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    text = result.stdout + result.stderr
+    assert result.returncode != 0, text[-3000:]
+    assert "inside Ray's temporary folders" in text and "s3://" in text
+    assert "Traceback" not in text
+
+
+def test_a_model_that_does_not_load_ends_the_job_with_one_line(ray_head, dataset, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(TINY_MODEL, model)
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:1000])  # config.json is fine: the driver accepts it
+    result = run_cli(ray_head, "--input", dataset.spec, "--output", str(tmp_path / "out"),
+                     *[str(model) if a == str(TINY_MODEL) else a for a in SMALL_CLIPS], check=False, timeout=180)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "could not load the model" in errors[0] and str(model) in errors[0], result.stderr
+    assert "Fatal Python error" not in result.stderr and "Traceback" not in result.stderr
