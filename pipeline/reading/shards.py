@@ -22,6 +22,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from webdataset.tariterators import base_plus_ext
 
+from ..output.storage import is_local
 from .records import STAGE_SHARD, ErrorRecord, SampleError, describe
 
 LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
@@ -92,21 +93,16 @@ def _normalize(url: str) -> str:
 
 def _canonical(url: str, fs) -> str:
     """Local files as absolute paths without a scheme; everything else as proto://path."""
-    if _is_local(fs):
+    if is_local(fs):
         path = url[len("file://") :] if url.startswith("file://") else url
         return os.path.abspath(os.path.expanduser(path))
     return url
 
 
-def _is_local(fs) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
-
-
 def open_shard(url: str, storage_options: dict | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:
     """Open a shard for streaming reads (ranged requests of `block_size` on object stores)."""
     fs, path = url_to_fs(url, **(storage_options or {}))
-    if _is_local(fs):
+    if is_local(fs):
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     return fs.open(path, "rb", block_size=block_size)
 
