@@ -131,15 +131,18 @@ class _WatchedTarInfo(tarfile.TarInfo):
             raise
 
 
-def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+def tar_members(stream: IO[bytes], read_data: bool = True) -> Iterator[tuple[str, bytes]]:
     """Yield (name, data) for each regular file of a tar stream (.tar, .tar.gz, ...).
 
     Ends quietly only at a proper end-of-archive block; otherwise raises SampleError (stage
     "shard") after yielding every member that was read whole. Metadata members named
-    `__*__` are skipped, as webdataset does.
+    `__*__` are skipped, as webdataset does. With `read_data=False` (a seekable stream) the
+    members' data are skipped by seeking and come as b"": the same members and damage, from
+    the headers alone (a member cut short is then found at the next header, which places
+    the damage at no sample; the samples read before it are the same).
     """
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_WatchedTarInfo)
+        tf = tarfile.open(fileobj=stream, mode="r|*" if read_data else "r:*", tarinfo=_WatchedTarInfo)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable shard
         raise _damage("CorruptShard", f"not a readable tar stream: {describe(exc)}", None) from exc
     # Opening reads the first header already: for a valid empty archive (0 members) it met the
@@ -161,7 +164,7 @@ def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         if _META_MEMBER.match(name):
             continue  # tarfile skips the unread data when it reads the next header
         try:
-            data = tf.extractfile(info).read()
+            data = tf.extractfile(info).read() if read_data else b""
         except Exception as exc:  # noqa: BLE001
             raise _damage(_damage_type(exc), f"reading {name!r} ({info.size} bytes): {describe(exc)}", name) from exc
         tf.members = []  # tarfile keeps every TarInfo otherwise
