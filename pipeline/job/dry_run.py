@@ -48,6 +48,7 @@ class SampleProbe:
     estimated: bool = False  # frames and fps from the container's header (as the run records them), not counted
     clip_frames: list[int] = field(default_factory=list)  # frames of each clip the job would take
     latent_shapes: list[list[int]] = field(default_factory=list)
+    error_type: str | None = None  # the error row the run would write for it, if any
     problem: str | None = None  # why no clip would come from it
 
 
@@ -140,7 +141,7 @@ def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: in
     try:
         video = probe_clips(sample, config)
     except SampleError as err:
-        result.problem = f"{err.record.error_type}: {err.record.message}"
+        result.error_type, result.problem = err.record.error_type, f"{err.record.error_type}: {err.record.message}"
         return
     g, timing = video.geometry, video.timing
     result.codec, result.rotation = video.codec, g.rotation
@@ -148,6 +149,8 @@ def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: in
     result.stored_height, result.stored_width = g.stored_height, g.stored_width
     result.frames, result.fps, result.estimated = timing.num_frames, round(timing.fps, 3), timing.estimated
     result.duration = round(timing.duration, 3)
+    if video.problem is not None:
+        result.error_type, result.problem = video.problem.error_type, f"{video.problem.error_type}: {video.problem.message}"
     tc = config.temporal_compression
     result.clip_frames = [clip.num_frames for clip in video.clips]
     result.latent_shapes = [[channels, 1 + (clip.num_frames - 1) // tc, clip.height // spatial, clip.width // spatial]

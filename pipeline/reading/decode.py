@@ -30,7 +30,7 @@ from .clip_sampling import plan_clips, video_end
 from .config import ReadConfig
 from .probe import Geometry, Timing, VideoProbe, first_frame_geometry, measured_timing
 from .pyav_video import PyAVVideo
-from .records import STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
+from .records import STAGE_CLIP, STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
 from .spatial import center_crop, cover_size, output_size, resize, rotate
 from .video import TempVideoFile, frame_times, open_reader, read_frames, remux_without_rotation
 
@@ -60,23 +60,38 @@ def probe_clips(sample: Sample, config: ReadConfig) -> VideoProbe:
 
     The same code reads the same packets (or decord index) and plans the same clips; one
     frame is decoded, the first the clips need, since the picture's geometry (rotation,
-    pixel aspect) is read from a frame. Raises SampleError as `decode_clips` does.
+    pixel aspect) is read from a frame. A video too short for a clip is described, with the
+    record the run would write as its `problem`; other failures raise SampleError as
+    `decode_clips` does.
     """
     with _placed(sample), TempVideoFile(_video_bytes(sample), sample.video_ext, config.tmp_dir) as tmp:
         if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
             video = _DecordVideo(config, tmp)
-            return VideoProbe(video.codec, video.geometry, video.timing,
-                              [_clip_info(sample, config, i, indices, video.starts, video.timing, video.geometry)
-                               for i, indices in enumerate(video.plans)])
-        video = PyAVVideo(tmp.path, config)
-        try:
-            plans, starts, timing = _plan_pyav(video, config)
-            next(video.clip_frames(0))
-            return VideoProbe(video.codec, video.geometry, timing,
-                              [_clip_info(sample, config, i, indices, starts, timing, video.geometry)
-                               for i, indices in enumerate(plans)])
-        finally:
-            video.close()
+            plans, problem = _plans_or_problem(video.starts, video.end, config)
+            codec, geometry, starts, timing = video.codec, video.geometry, video.starts, video.timing
+            video.reader = None  # stops decord's thread, which decodes ahead
+        else:
+            video = PyAVVideo(tmp.path, config)
+            try:
+                starts, end, timing = _read_pyav(video, config)
+                plans, problem = _plans_or_problem(starts, end, config)
+                video.plan(plans or [np.zeros(1, np.int64)])  # without a clip, the video's first frame
+                next(video.clip_frames(0))
+                codec, geometry = video.codec, video.geometry
+            finally:
+                video.close()
+        clips = [_clip_info(sample, config, i, indices, starts, timing, geometry) for i, indices in enumerate(plans)]
+        return VideoProbe(codec, geometry, timing, clips, problem.at(sample.shard, sample.key) if problem else None)
+
+
+def _plans_or_problem(starts: np.ndarray, end: float, config: ReadConfig) -> tuple[list[np.ndarray], ErrorRecord | None]:
+    """The clips, or the clip stage's refusal (a video too short); a video with no usable frames raises."""
+    try:
+        return plan_clips(starts, end, config), None
+    except SampleError as exc:
+        if exc.record.stage != STAGE_CLIP:
+            raise
+        return [], exc.record
 
 
 def _video_bytes(sample: Sample) -> bytes:
@@ -97,23 +112,22 @@ def _placed(sample: Sample) -> Iterator[None]:
         raise SampleError(record) from exc
 
 
-def _plan_pyav(video: PyAVVideo, config: ReadConfig) -> tuple[list[np.ndarray], np.ndarray, Timing]:
-    """Read the packets the clip policy needs, plan the clips on their times, and set the decoder to them."""
+def _read_pyav(video: PyAVVideo, config: ReadConfig) -> tuple[np.ndarray, float, Timing]:
+    """Read the packets the clip policy needs: the frames' start times, the video's end, its timing."""
     if config.clip_policy == "first":
         video.read_first_clip()  # a first clip's cost must not grow with the video's length
     else:
         video.read_all()  # clips are placed by the video's end
     starts, ends = video.frame_times()
-    plans = plan_clips(starts, video_end(starts, ends) if len(starts) else 0.0, config)
-    timing = video.timing()
-    video.plan(plans)
-    return plans, starts, timing
+    return starts, video_end(starts, ends) if len(starts) else 0.0, video.timing()
 
 
 def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:
     video = PyAVVideo(path, config)
     try:
-        plans, starts, timing = _plan_pyav(video, config)
+        starts, end, timing = _read_pyav(video, config)
+        plans = plan_clips(starts, end, config)
+        video.plan(plans)
         for clip_index, indices in enumerate(plans):
             frames = video.clip_frames(clip_index)
             info = None
@@ -168,9 +182,8 @@ class _DecordVideo:
             self.decode_size = (None, None)
         self.reader = self.open()
         self.starts, ends = frame_times(self.reader)
-        end = video_end(self.starts, ends)
-        self.timing = measured_timing(self.starts, end)
-        self.plans = plan_clips(self.starts, end, config)
+        self.end = video_end(self.starts, ends)
+        self.timing = measured_timing(self.starts, self.end)
 
     def open(self) -> decord.VideoReader:
         return open_reader(self.path, *self.decode_size, self.threads, self.codec)
@@ -178,7 +191,8 @@ class _DecordVideo:
 
 def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | None, tmp: TempVideoFile) -> Iterator[ClipPiece]:
     video = _DecordVideo(config, tmp)
-    reader, plans, rotation = video.reader, video.plans, video.geometry.rotation
+    plans = plan_clips(video.starts, video.end, config)
+    reader, rotation = video.reader, video.geometry.rotation
     for clip_index, indices in enumerate(plans):
         info = _clip_info(sample, config, clip_index, indices, video.starts, video.timing, video.geometry)
         step = piece_frames or len(indices)

@@ -65,6 +65,8 @@ class VideoProbe:
     timing: Timing
     clips: list[ClipInfo]
     """What each clip the job would take from it is (its frames are not decoded)."""
+    problem: ErrorRecord | None = None
+    """Why no clip comes from it (a video too short for one): the record the job would write."""
 
 
 def open_video(path: str, options: dict | None = QUICK_OPEN) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:

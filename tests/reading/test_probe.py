@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline.reading import ReadConfig, Sample, decode_clips
+from pipeline.reading import ReadConfig, Sample, decode_clips, sample_clips
 from pipeline.reading.decode import probe_clips
 from pipeline.reading.probe import first_frame_geometry
 from tests.support.videos import encode, index_frames, vfr_timestamps
@@ -83,3 +83,11 @@ def test_a_first_clip_that_reads_the_whole_video_counts_it(samples):
     info = probe_clips(samples["rotated"], config).clips[0]  # 20 frames: the clip and its margin read them all
     assert (info.source_num_frames, info.source_frames_estimated) == (20, False)
     assert info.source_fps == pytest.approx(25)
+
+
+def test_a_video_too_short_is_described_with_the_record_the_run_writes(samples):
+    config = ReadConfig(num_frames=33, buckets=BUCKETS, clips="all")
+    probe = probe_clips(samples["rotated"], config)  # 20 frames
+    assert probe.clips == [] and probe.timing.num_frames == 20 and probe.geometry.display_size == (128, 64)
+    (record,) = [item for item in sample_clips(samples["rotated"], config)]
+    assert probe.problem == record
