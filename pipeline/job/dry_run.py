@@ -42,6 +42,7 @@ class SampleProbe:
     stored_height: int | None = None
     stored_width: int | None = None
     rotation: int = 0
+    pixel_aspect: float = 1.0
     duration: float | None = None  # seconds
     fps: float | None = None
     frames: int | None = None
@@ -144,7 +145,7 @@ def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: in
         result.error_type, result.problem = err.record.error_type, f"{err.record.error_type}: {err.record.message}"
         return
     g, timing = video.geometry, video.timing
-    result.codec, result.rotation = video.codec, g.rotation
+    result.codec, result.rotation, result.pixel_aspect = video.codec, g.rotation, g.pixel_aspect
     result.height, result.width = g.display_size
     result.stored_height, result.stored_width = g.stored_height, g.stored_width
     result.frames, result.fps, result.estimated = timing.num_frames, round(timing.fps, 3), timing.estimated
@@ -208,6 +209,7 @@ def format_dry_run(report: DryRun, listed: int = 5) -> str:
         shown = f"{probe.width}x{probe.height}"
         if (probe.stored_height, probe.stored_width) != (probe.height, probe.width):
             shown += f" (stored {probe.stored_width}x{probe.stored_height}" + \
+                     (f", pixel aspect {probe.pixel_aspect:g}" if probe.pixel_aspect != 1 else "") + \
                      (f", rotated {probe.rotation}" if probe.rotation else "") + ")"
         lines.append(f"{head}: {probe.key}: {probe.codec} {shown}, {probe.duration:.2f} s, "
                      f"{probe.frames} frames at {probe.fps:.2f} fps{' (header estimate)' if probe.estimated else ''}, "
