@@ -119,7 +119,8 @@ def _read_pyav(video: PyAVVideo, config: ReadConfig) -> tuple[np.ndarray, float,
     else:
         video.read_all()  # clips are placed by the video's end
     starts, ends = video.frame_times()
-    return starts, video_end(starts, ends) if len(starts) else 0.0, video.timing()
+    end = video_end(starts, ends) if len(starts) else 0.0
+    return starts, end, measured_timing(starts, end) if video.complete and len(starts) else video.header_timing()
 
 
 def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:

@@ -28,9 +28,9 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .clip_sampling import TIME_TOLERANCE, typical_interval, video_end
+from .clip_sampling import TIME_TOLERANCE, typical_interval
 from .config import ReadConfig
-from .probe import QUICK_OPEN, Geometry, Timing, geometry_of, header_timing, measured_timing, open_video, without_path
+from .probe import QUICK_OPEN, Geometry, Timing, geometry_of, header_timing, open_video, without_path
 from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 from .spatial import cover_window, output_size
 
@@ -102,12 +102,9 @@ class PyAVVideo:
         ends = (pts[order] + np.asarray(self._durations, dtype=np.int64)[order] - self._start) * self._time_base
         return starts, ends
 
-    def timing(self) -> Timing:
-        """Counted from the frames' times once every packet is read; the header's estimate before."""
-        starts, ends = self.frame_times()
-        if self.complete and len(starts):
-            return measured_timing(starts, video_end(starts, ends))
-        return header_timing(self._container, self._stream, len(starts))
+    def header_timing(self) -> Timing:
+        """The container header's frame count and rate: for a video not read to its end."""
+        return header_timing(self._container, self._stream, len(self._pts))
 
     def _read_packet(self) -> bool:
         if self.complete:
