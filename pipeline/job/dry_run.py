@@ -19,10 +19,8 @@ import numpy as np
 from ..output.layout import shard_name
 from ..output.schema import LATENT_DTYPES
 from ..output.storage import read_json
-from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
-from ..reading.decode import probe_clips
+from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, count_samples, iter_samples, probe_clips
 from ..reading.records import SHARD_DAMAGE
-from ..reading.samples import count_samples
 from .config import JobConfig
 from .encoder_actor import resolve_dtype
 

@@ -15,6 +15,9 @@ Two decoders (`ReadConfig.decoder`):
   decoding into memory while the caller holds a piece, so it is stopped before
   control goes back to the caller. "all" and "whole" are read with PyAV (above),
   whose memory stays per piece.
+
+`probe_clips` runs the same code up to the first frame: what the clips of a sample
+will be, for the dry run.
 """
 
 from __future__ import annotations

@@ -7,8 +7,7 @@ import gzip
 
 import pytest
 
-from pipeline.reading import ErrorRecord, ReadConfig, Sample, iter_samples
-from pipeline.reading.samples import count_samples
+from pipeline.reading import ErrorRecord, ReadConfig, Sample, count_samples, iter_samples
 from tests.support.shards import corrupt_header, make_shard, members
 from tests.support.videos import encode, index_frames
 

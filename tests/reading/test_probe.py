@@ -8,8 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from pipeline.reading import ReadConfig, Sample, decode_clips, sample_clips
-from pipeline.reading.decode import probe_clips
+from pipeline.reading import ReadConfig, Sample, decode_clips, probe_clips, sample_clips
 from pipeline.reading.probe import first_frame_geometry
 from tests.support.videos import encode, index_frames, vfr_timestamps
 
