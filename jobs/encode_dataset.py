@@ -11,7 +11,8 @@ command resumes: committed shards are skipped.
 Exit status: 0 all shards committed, 3 some shards given up (re-run to retry them),
 2 invalid settings, 1 the job could not run (e.g. another job holds the output),
 143 / 130 stopped by SIGTERM / SIGINT (committed shards are kept; re-run to resume).
-``--dry-run`` prints what a run would do and exits 0.
+``--dry-run`` prints what a run would do and exits as the run would before it starts encoding: 0, or
+2 with the run's message for settings or an output the run would refuse.
 """
 
 from __future__ import annotations

@@ -1,33 +1,28 @@
-"""``--dry-run``: what a run would do, without starting Ray or loading weights.
+"""``--dry-run``: what a run would do, without starting Ray or loading weights; a pre-flight check.
 
-Lists the shards (committed, given up, pending), says whether the output folder would be
-created, resumed or refused, probes the first sample of a few shards still to encode (codec,
-size, duration, frame rate, with PyAV; the clips the job's clip policy would take from it), and
-estimates what the run would write: clips, latent shape, bytes. Samples per shard are counted
-from the probed shards' tar headers (on object stores, ranged reads that skip the video data).
+It refuses what the run would refuse, with the run's own checks and words (the caller exits
+with the run's status), lists the shards (committed, given up, pending), and reads a few
+shards still to encode as the run reads them: their samples counted by the run's rules from
+the tar headers alone (on object stores, ranged reads that skip the video data), their first
+sample opened by the run's own reader (`reading.probe_clips`: the same packets, clip plan and
+picture geometry, one frame decoded), so the latent shapes it predicts are the ones the run
+writes. Its estimate says which of these figures it rests on.
 """
 
 from __future__ import annotations
 
-import os
-import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import av
-import fsspec
 import numpy as np
 
 from ..output.layout import shard_name
-from ..output.manifest import describe_differences
 from ..output.schema import LATENT_DTYPES
 from ..output.storage import read_json
-from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
-from ..reading.clip_sampling import plan_clips
-from ..reading.records import describe
-from ..reading.spatial import output_size
+from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, count_samples, iter_samples, probe_clips
+from ..reading.records import SHARD_DAMAGE
 from .config import JobConfig
+from .encoder_actor import resolve_dtype
 
 PROBED_SHARDS = 3
 
@@ -35,17 +30,24 @@ PROBED_SHARDS = 3
 @dataclass
 class SampleProbe:
     shard: str
+    samples_in_shard: int | None = None  # the samples the run would read from it (None: the shard is unreadable)
+    shard_damage: str | None = None  # the error type of the damage that ends the shard after `samples_in_shard`
     key: str | None = None
     bytes: int = 0
     codec: str | None = None
-    height: int | None = None
+    height: int | None = None  # as displayed: rotation and pixel aspect applied, as the run sees it
     width: int | None = None
+    stored_height: int | None = None
+    stored_width: int | None = None
+    rotation: int = 0
+    pixel_aspect: float = 1.0
     duration: float | None = None  # seconds
     fps: float | None = None
     frames: int | None = None
+    estimated: bool = False  # frames and fps from the container's header (as the run records them), not counted
     clip_frames: list[int] = field(default_factory=list)  # frames of each clip the job would take
     latent_shapes: list[list[int]] = field(default_factory=list)
-    samples_in_shard: int | None = None
+    error_type: str | None = None  # the error row the run would write for it, if any
     problem: str | None = None  # why no clip would come from it
 
 
@@ -53,7 +55,7 @@ class SampleProbe:
 class DryRun:
     input: str
     output: str
-    output_state: str  # "new", "resumes", "overwritten (--overwrite)" or "refused: ..."
+    output_state: str  # "new", "resumes" or "overwritten (--overwrite ...)"
     shards: int
     committed: list[str]
     given_up: list[str]
@@ -64,7 +66,8 @@ class DryRun:
 
 
 def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
-    """Raises ConfigError for what the real run would refuse (no shards, unreadable model, ...)."""
+    """Raises ConfigError, with the run's message, for what the real run would refuse (no shards,
+    unreadable model, an output holding a different job, ...): the caller exits as the run does."""
     from .driver import Plan  # imports Ray's API, starts nothing
 
     plan = Plan(job)  # the same checks as a real run, before Ray
@@ -84,41 +87,49 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
 
 
 def _output_state(plan) -> str:
-    layout = plan.layout
-    if not layout.exists():
+    if not plan.layout.exists():
         return "new"
     if plan.job.overwrite:
         return "overwritten (--overwrite deletes what it holds)"
-    existing = read_json(layout.fs, layout.job_manifest)
-    existing["output_settings"].pop("dtype", None)  # resolved on the cluster, from its devices
-    settings = {**plan.job.output_settings(), "input_shards": plan.input_shards}
-    settings.pop("dtype")
-    wanted = {"output_settings": settings,
-              "model": {"config": plan.model.to_dict()}}
-    differences = describe_differences(existing, wanted)
-    return f"refused: it holds a different job's output ({'; '.join(differences)})" if differences else "resumes"
+    check_identity(plan)
+    return "resumes"
+
+
+def check_identity(plan) -> None:
+    """The run's own refusal of an output that holds a different job (ConfigError, the run's words).
+
+    The run compares once Ray is up, where `--dtype auto` is resolved from the cluster's
+    devices; before Ray, the dtype the output was written with stands for it if auto could
+    have given it.
+    """
+    from .driver import _check_settings
+
+    written = read_json(plan.layout.fs, plan.layout.job_manifest).get("output_settings", {}).get("dtype")
+    choices = [resolve_dtype(plan.job.dtype, on_gpu=on_gpu) for on_gpu in (True, False)]
+    plan.output_settings = {**plan.job.output_settings(), "dtype": written if written in choices else choices[0],
+                            "input_shards": plan.input_shards}
+    _check_settings(plan)  # the one check the run makes: replace both lines when the run's check moves
 
 
 # -- probing -------------------------------------------------------------------------------
 
 def probe_shard(url: str, config: ReadConfig, storage_options: dict[str, Any], spatial: int,
                 channels: int) -> SampleProbe:
-    """The first sample of a shard, and the shard's sample count; problems are reported, not raised."""
+    """A shard's sample count and first sample, read as the run reads them; problems are reported, not raised."""
     result = SampleProbe(shard_name(url))
-    try:
-        result.samples_in_shard = count_samples(url, storage_options)
-    except (OSError, tarfile.TarError) as err:
-        result.problem = f"shard unreadable: {describe(err)}"
+    count, damage = count_samples(url, config, storage_options)
+    if damage is not None and damage.error_type not in SHARD_DAMAGE:  # missing, no access, ...: the run retries it
+        result.problem = f"shard unreadable: {damage.error_type}: {damage.message}"
         return result
+    result.shard_damage = damage.error_type if damage is not None else None
+    result.samples_in_shard = count
     samples = iter_samples(url, config, storage_options)
     try:
         first = next((item for item in samples if isinstance(item, Sample) or item.stage == "shard"), None)
     finally:
         samples.close()
-    if first is None:
-        result.problem = "no video sample in the shard"
-    elif isinstance(first, ErrorRecord):
-        result.problem = f"{first.error_type}: {first.message}"
+    if first is None or isinstance(first, ErrorRecord):
+        result.problem = "no video sample in the shard" + (" before its damage" if damage else "")
     else:
         _probe_sample(first, config, spatial, channels, result)
     return result
@@ -126,66 +137,36 @@ def probe_shard(url: str, config: ReadConfig, storage_options: dict[str, Any], s
 
 def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: int, result: SampleProbe) -> None:
     result.key, result.bytes = sample.key, len(sample.video)
-    with tempfile.NamedTemporaryFile(suffix=f".{sample.video_ext}", dir=config.tmp_dir) as file:
-        file.write(sample.video)
-        file.flush()
-        try:
-            start_times, end = _probe_video(file.name, result)
-        except (av.FFmpegError, OSError, ValueError, IndexError) as err:
-            result.problem = f"not a readable video: {describe(err)}"
-            return
     try:
-        clips = plan_clips(start_times, end, config)
+        video = probe_clips(sample, config)
     except SampleError as err:
-        result.problem = f"{err.record.error_type}: {err.record.message}"
+        result.error_type, result.problem = err.record.error_type, f"{err.record.error_type}: {err.record.message}"
         return
-    height, width = output_size(result.height, result.width, config)
+    g, timing = video.geometry, video.timing
+    result.codec, result.rotation, result.pixel_aspect = video.codec, g.rotation, g.pixel_aspect
+    result.height, result.width = g.display_size
+    result.stored_height, result.stored_width = g.stored_height, g.stored_width
+    result.frames, result.fps, result.estimated = timing.num_frames, round(timing.fps, 3), timing.estimated
+    result.duration = round(timing.duration, 3)
+    if video.problem is not None:
+        result.error_type, result.problem = video.problem.error_type, f"{video.problem.error_type}: {video.problem.message}"
     tc = config.temporal_compression
-    result.clip_frames = [len(clip) for clip in clips]
-    result.latent_shapes = [[channels, 1 + (len(clip) - 1) // tc, height // spatial, width // spatial]
-                            for clip in clips]
-
-
-def _probe_video(path: str, result: SampleProbe) -> tuple[np.ndarray, float]:
-    """Facts from the container and its packets' timestamps (demuxed, not decoded)."""
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        result.codec = stream.codec_context.name
-        result.height, result.width = stream.codec_context.height, stream.codec_context.width
-        base = float(stream.time_base)
-        starts, ends = [], []
-        for packet in container.demux(stream):
-            if packet.pts is not None:
-                starts.append(packet.pts * base)
-                ends.append((packet.pts + (packet.duration or 0)) * base)
-    if not starts:
-        raise ValueError("no video frames")
-    start_times = np.sort(np.asarray(starts, dtype=np.float64))
-    end = max(ends)
-    result.frames = len(start_times)
-    result.duration = round(end - float(start_times[0]), 3)
-    result.fps = round(result.frames / result.duration, 3) if result.duration > 0 else None
-    return start_times, end
-
-
-def count_samples(url: str, storage_options: dict[str, Any]) -> int:
-    """Distinct sample keys in a tar, from its headers (members' data are skipped by seeking)."""
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    keys = set()
-    with fs.open(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:") as tar:
-        for member in tar:
-            if member.isfile():
-                name = os.path.basename(member.name)
-                keys.add(os.path.join(os.path.dirname(member.name), name.split(".", 1)[0]))
-    return len(keys)
+    result.clip_frames = [clip.num_frames for clip in video.clips]
+    result.latent_shapes = [[channels, 1 + (clip.num_frames - 1) // tc, clip.height // spatial, clip.width // spatial]
+                            for clip in video.clips]
 
 
 def _estimate(job: JobConfig, probes: list[SampleProbe], shards: int) -> dict[str, Any]:
+    """Samples per shard from the shards whose samples were counted, clips per sample from the first
+    samples that were read, bytes per clip from those that give clips; each count says how many."""
     counted = [p.samples_in_shard for p in probes if p.samples_in_shard is not None]
     sampled = [p for p in probes if p.key is not None]  # a failed first sample counts as no clips
     usable = [p for p in sampled if p.latent_shapes]
+    based_on = {"shards_counted": len(counted), "samples_read": len(sampled), "samples_with_clips": len(usable)}
+    if shards == 0:
+        return {"shards": 0, "samples": 0, "clips": 0, "bytes": 0, "based_on": based_on}
     if not counted or not usable:
-        return {"shards": shards, "samples": None, "clips": None, "bytes": None}
+        return {"shards": shards, "samples": None, "clips": None, "bytes": None, "based_on": based_on}
     samples = round(np.mean(counted) * shards)
     clips_per_sample = np.mean([len(p.clip_frames) for p in sampled])
     itemsize = LATENT_DTYPES[job.latent_dtype].itemsize * (2 if job.store == "moments" else 1)
@@ -194,7 +175,7 @@ def _estimate(job: JobConfig, probes: list[SampleProbe], shards: int) -> dict[st
     shapes = sorted({tuple(shape) for p in usable for shape in p.latent_shapes})
     return {"shards": shards, "samples": samples, "clips": clips, "latent_shapes": [list(s) for s in shapes],
             "latent_dtype": job.latent_dtype, "store": job.store, "bytes_per_clip": int(bytes_per_clip),
-            "bytes": int(clips * bytes_per_clip)}
+            "bytes": int(clips * bytes_per_clip), "based_on": based_on}
 
 
 # -- printing ------------------------------------------------------------------------------
@@ -218,23 +199,34 @@ def format_dry_run(report: DryRun, listed: int = 5) -> str:
     for probe in report.probes:
         head = f"probe         {probe.shard}"
         if probe.samples_in_shard is not None:
-            head += f" ({probe.samples_in_shard} samples)"
+            damage = f" before its damage ({probe.shard_damage})" if probe.shard_damage else ""
+            head += f" ({probe.samples_in_shard} samples{damage})"
         if probe.key is None or probe.frames is None:  # no sample, or not a readable video
             lines.append(f"{head}: {probe.key + ': ' if probe.key else ''}{probe.problem}")
             continue
-        lines.append(f"{head}: {probe.key}: {probe.codec} {probe.width}x{probe.height}, {probe.duration:.2f} s, "
-                     f"{probe.frames} frames at {probe.fps:.2f} fps, {probe.bytes / 2**20:.2f} MiB")
+        shown = f"{probe.width}x{probe.height}"
+        if (probe.stored_height, probe.stored_width) != (probe.height, probe.width):
+            shown += f" (stored {probe.stored_width}x{probe.stored_height}" + \
+                     (f", pixel aspect {probe.pixel_aspect:g}" if probe.pixel_aspect != 1 else "") + \
+                     (f", rotated {probe.rotation}" if probe.rotation else "") + ")"
+        lines.append(f"{head}: {probe.key}: {probe.codec} {shown}, {probe.duration:.2f} s, "
+                     f"{probe.frames} frames at {probe.fps:.2f} fps{' (header estimate)' if probe.estimated else ''}, "
+                     f"{probe.bytes / 2**20:.2f} MiB")
         lines.append("                -> " + (probe.problem if probe.problem else
                                             f"{len(probe.clip_frames)} clip(s) of {_ranges(probe.clip_frames)} frames, "
                                             f"latent {_shapes(probe.latent_shapes)}"))
-    estimate = report.estimate
-    if estimate["clips"] is None:
-        lines.append("would write   unknown (no probed sample could be read)")
+    estimate, based_on = report.estimate, report.estimate["based_on"]
+    if estimate["shards"] == 0:
+        lines.append("would write   nothing: every shard is committed")
+    elif estimate["clips"] is None:
+        lines.append(f"would write   unknown: no probed sample gives a clip ({based_on['samples_read']} first "
+                     f"sample(s) read from {len(report.probes)} probed shard(s))")
     else:
         lines.append(f"would write   ~{estimate['clips']} clips from ~{estimate['samples']} samples in "
                      f"{estimate['shards']} shard(s): latent {_shapes(estimate['latent_shapes'])} "
                      f"{estimate['latent_dtype']} ({estimate['store']}), {_size(estimate['bytes_per_clip'])} a clip, "
-                     f"~{_size(estimate['bytes'])} in all (estimated from {len(report.probes)} probed shard(s))")
+                     f"~{_size(estimate['bytes'])} in all (estimated from the samples of {based_on['shards_counted']} "
+                     f"counted shard(s) and the clips of {based_on['samples_read']} first sample(s))")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor |
         "source_height": info.source_height,
         "source_width": info.source_width,
         "source_num_frames": info.source_num_frames,
+        "source_frames_estimated": info.source_frames_estimated,
     }
 
 

@@ -39,6 +39,7 @@ LATENTS_SCHEMA = pa.schema([
     pa.field("source_height", pa.int32()),
     pa.field("source_width", pa.int32()),
     pa.field("source_num_frames", pa.int32()),
+    pa.field("source_frames_estimated", pa.bool_()),  # source_fps/source_num_frames from the header, not counted
 ])
 
 ERRORS_SCHEMA = pa.schema([

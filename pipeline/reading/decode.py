@@ -15,21 +15,27 @@ Two decoders (`ReadConfig.decoder`):
   decoding into memory while the caller holds a piece, so it is stopped before
   control goes back to the caller. "all" and "whole" are read with PyAV (above),
   whose memory stays per piece.
+
+`probe_clips` runs the same code up to the first frame: what the clips of a sample
+will be, for the dry run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
+import decord
 import numpy as np
 
-from .clip_sampling import plan_clips, source_fps, video_end
+from .clip_sampling import plan_clips, video_end
 from .config import ReadConfig
+from .probe import Geometry, Timing, VideoProbe, first_frame_geometry, measured_timing
 from .pyav_video import PyAVVideo
-from .records import STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
+from .records import STAGE_CLIP, STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
 from .spatial import center_crop, cover_size, output_size, resize, rotate
-from .video import TempVideoFile, frame_times, open_reader, probe, read_frames, remux_without_rotation
+from .video import TempVideoFile, frame_times, open_reader, read_frames, remux_without_rotation
 
 
 # Times a failed decord read is tried again with a fresh reader before the sample fails.
@@ -45,14 +51,63 @@ def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = 
     """
     if piece_frames is not None and (isinstance(piece_frames, bool) or not isinstance(piece_frames, int) or piece_frames < 1):
         raise ValueError(f"piece_frames must be a positive integer or None, got {piece_frames!r}")
+    with _placed(sample), TempVideoFile(_video_bytes(sample), sample.video_ext, config.tmp_dir) as tmp:
+        if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
+            yield from _decode_with_decord(sample, config, piece_frames, tmp)
+        else:
+            yield from _decode_with_pyav(sample, config, piece_frames, tmp.path)
+
+
+def probe_clips(sample: Sample, config: ReadConfig) -> VideoProbe:
+    """What `decode_clips` would give for a sample, without decoding its clips: for the dry run.
+
+    The same code reads the same packets (or decord index) and plans the same clips; one
+    frame is decoded, the first the clips need, since the picture's geometry (rotation,
+    pixel aspect) is read from a frame. A video too short for a clip is described, with the
+    record the run would write as its `problem`; other failures raise SampleError as
+    `decode_clips` does.
+    """
+    with _placed(sample), TempVideoFile(_video_bytes(sample), sample.video_ext, config.tmp_dir) as tmp:
+        if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
+            video = _DecordVideo(config, tmp)
+            plans, problem = _plans_or_problem(video.starts, video.end, config)
+            codec, geometry, starts, timing = video.codec, video.geometry, video.starts, video.timing
+            video.reader = None  # stops decord's thread, which decodes ahead
+        else:
+            video = PyAVVideo(tmp.path, config)
+            try:
+                starts, end, timing = _read_pyav(video, config)
+                plans, problem = _plans_or_problem(starts, end, config)
+                video.plan(plans or [np.zeros(1, np.int64)])  # without a clip, the video's first frame
+                next(video.clip_frames(0))
+                codec, geometry = video.codec, video.geometry
+            finally:
+                video.close()
+        clips = [_clip_info(sample, config, i, indices, starts, timing, geometry) for i, indices in enumerate(plans)]
+        return VideoProbe(codec, geometry, timing, clips, problem.at(sample.shard, sample.key) if problem else None)
+
+
+def _plans_or_problem(starts: np.ndarray, end: float, config: ReadConfig) -> tuple[list[np.ndarray], ErrorRecord | None]:
+    """The clips, or the clip stage's refusal (a video too short); a video with no usable frames raises."""
     try:
-        if not sample.video:
-            raise SampleError(ErrorRecord(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)"))
-        with TempVideoFile(sample.video, sample.video_ext, config.tmp_dir) as tmp:
-            if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
-                yield from _decode_with_decord(sample, config, piece_frames, tmp)
-            else:
-                yield from _decode_with_pyav(sample, config, piece_frames, tmp.path)
+        return plan_clips(starts, end, config), None
+    except SampleError as exc:
+        if exc.record.stage != STAGE_CLIP:
+            raise
+        return [], exc.record
+
+
+def _video_bytes(sample: Sample) -> bytes:
+    if not sample.video:
+        raise SampleError(ErrorRecord(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)"))
+    return sample.video
+
+
+@contextmanager
+def _placed(sample: Sample) -> Iterator[None]:
+    """Any failure inside becomes a SampleError placed at the sample."""
+    try:
+        yield
     except SampleError as exc:
         raise SampleError(exc.record.at(sample.shard, sample.key)) from exc
     except Exception as exc:  # noqa: BLE001 - a library failed in a way not foreseen: still one sample
@@ -60,20 +115,22 @@ def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = 
         raise SampleError(record) from exc
 
 
+def _read_pyav(video: PyAVVideo, config: ReadConfig) -> tuple[np.ndarray, float, Timing]:
+    """Read the packets the clip policy needs: the frames' start times, the video's end, its timing."""
+    if config.clip_policy == "first":
+        video.read_first_clip()  # a first clip's cost must not grow with the video's length
+    else:
+        video.read_all()  # clips are placed by the video's end
+    starts, ends = video.frame_times()
+    end = video_end(starts, ends) if len(starts) else 0.0
+    return starts, end, measured_timing(starts, end) if video.complete and len(starts) else video.header_timing()
+
+
 def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:
     video = PyAVVideo(path, config)
     try:
-        if config.clip_policy == "first":
-            video.read_first_clip()  # a first clip's cost must not grow with the video's length
-        else:
-            video.read_all()  # clips are placed by the video's end
-        starts, ends = video.frame_times()
-        end = video_end(starts, ends) if len(starts) else 0.0
+        starts, end, timing = _read_pyav(video, config)
         plans = plan_clips(starts, end, config)
-        if video.complete:
-            count, fps = len(starts), source_fps(starts, end)
-        else:
-            count, fps = video.header_frame_count(starts)
         video.plan(plans)
         for clip_index, indices in enumerate(plans):
             frames = video.clip_frames(clip_index)
@@ -97,7 +154,7 @@ def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | No
                     raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", where)) from None
                 g = video.geometry
                 if info is None:
-                    info = _clip_info(sample, config, clip_index, indices, starts, fps, count, g.display_size, g.rotation)
+                    info = _clip_info(sample, config, clip_index, indices, starts, timing, g)
                 batch = rotate(batch, g.rotation)
                 if not config.resize_at_decode:
                     out_h, out_w = info.height, info.width
@@ -111,26 +168,37 @@ def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | No
         video.close()
 
 
+class _DecordVideo:
+    """A video opened for decord: its geometry (from PyAV), its frame times and clips, and a reader."""
+
+    def __init__(self, config: ReadConfig, tmp: TempVideoFile):
+        self.codec, self.geometry = first_frame_geometry(tmp.path)
+        self.path = remux_without_rotation(tmp.path, tmp) if self.geometry.rotation else tmp.path
+        self.threads = config.decode_threads
+        display_h, display_w = self.geometry.display_size
+        self.out_h, self.out_w = output_size(display_h, display_w, config)
+        self.cover_h, self.cover_w = cover_size(display_h, display_w, self.out_h, self.out_w)
+        if config.resize_at_decode:
+            # The decoder scales in stored orientation; the frames are turned afterwards.
+            rotated = self.geometry.rotation in (90, 270)
+            self.decode_size = (self.cover_w, self.cover_h) if rotated else (self.cover_h, self.cover_w)
+        else:
+            self.decode_size = (None, None)
+        self.reader = self.open()
+        self.starts, ends = frame_times(self.reader)
+        self.end = video_end(self.starts, ends)
+        self.timing = measured_timing(self.starts, self.end)
+
+    def open(self) -> decord.VideoReader:
+        return open_reader(self.path, *self.decode_size, self.threads, self.codec)
+
+
 def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | None, tmp: TempVideoFile) -> Iterator[ClipPiece]:
-    video = probe(tmp.path)
-    path = tmp.path
-    if video.rotation:
-        path = remux_without_rotation(tmp.path, tmp)
-    display_h, display_w = video.display_size
-    out_h, out_w = output_size(display_h, display_w, config)
-    cover_h, cover_w = cover_size(display_h, display_w, out_h, out_w)
-    if config.resize_at_decode:
-        # The decoder scales in stored orientation; the frames are turned afterwards.
-        decode_size = (cover_w, cover_h) if video.rotation in (90, 270) else (cover_h, cover_w)
-    else:
-        decode_size = (None, None)
-    reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
-    starts, ends = frame_times(reader)
-    end = video_end(starts, ends)
-    fps = source_fps(starts, end)
-    plans = plan_clips(starts, end, config)
+    video = _DecordVideo(config, tmp)
+    plans = plan_clips(video.starts, video.end, config)
+    reader, rotation = video.reader, video.geometry.rotation
     for clip_index, indices in enumerate(plans):
-        info = _clip_info(sample, config, clip_index, indices, starts, fps, len(starts), video.display_size, video.rotation)
+        info = _clip_info(sample, config, clip_index, indices, video.starts, video.timing, video.geometry)
         step = piece_frames or len(indices)
         for start in range(0, len(indices), step):
             chunk = indices[start : start + step]
@@ -147,15 +215,15 @@ def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | 
                         raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", where)) from None
                     # decord's decoder thread runs ahead of the frames asked for, so damage
                     # further on can fail this read; a fresh reader seeks straight here.
-                    reader = open_reader(path, *decode_size, config.decode_threads, video.codec)
+                    reader = video.open()
             if is_last and clip_index == len(plans) - 1:
-                reader = None  # nothing more to read: stop decord's thread before the caller's turn
+                reader = video.reader = None  # nothing more to read: stop decord's thread before the caller's turn
             elif is_last:
                 reader.seek(0)  # the next clip seeks anyway: stop decoding ahead meanwhile
-            frames = rotate(frames, video.rotation)
+            frames = rotate(frames, rotation)
             if not config.resize_at_decode:
-                frames = resize(frames, cover_h, cover_w)
-            piece = _piece(info, center_crop(frames, out_h, out_w), start, is_last)
+                frames = resize(frames, video.cover_h, video.cover_w)
+            piece = _piece(info, center_crop(frames, video.out_h, video.out_w), start, is_last)
             del frames
             yield piece
             del piece  # hold at most one piece: the consumer's
@@ -165,8 +233,9 @@ def _frames(chunk: np.ndarray) -> str:
     return f"source frames {int(chunk[0])}..{int(chunk[-1])}"
 
 
-def _clip_info(sample, config, clip_index, indices, starts, fps, count, display_size, rotation) -> ClipInfo:
-    display_h, display_w = display_size
+def _clip_info(sample: Sample, config: ReadConfig, clip_index: int, indices: np.ndarray, starts: np.ndarray,
+               timing: Timing, geometry: Geometry) -> ClipInfo:
+    display_h, display_w = geometry.display_size
     out_h, out_w = output_size(display_h, display_w, config)
     return ClipInfo(
         shard=sample.shard,
@@ -174,17 +243,18 @@ def _clip_info(sample, config, clip_index, indices, starts, fps, count, display_
         clip_index=clip_index,
         frame_indices=indices.tolist(),
         timestamps=starts[indices].tolist(),
-        source_fps=fps,
+        source_fps=timing.fps,
         source_height=display_h,
         source_width=display_w,
-        source_num_frames=count,
+        source_num_frames=timing.num_frames,
         height=out_h,
         width=out_w,
         num_frames=len(indices),
-        fps=float(config.fps) if config.fps is not None else fps,
+        fps=float(config.fps) if config.fps is not None else timing.fps,
         caption=sample.caption,
         meta=sample.meta,
-        rotation=rotation,
+        rotation=geometry.rotation,
+        source_frames_estimated=timing.estimated,
     )
 
 

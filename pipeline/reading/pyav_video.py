@@ -15,8 +15,8 @@ Frame times follow decord's index, which the clip plans were first written
 against: packet pts less the stream's start time, in presentation order. A first
 clip is planned on the frames read so far: the same frames as on the whole
 video's times (the plan's tolerance, a tenth of the median frame interval, comes
-from the frames read); its `source_num_frames` and `source_fps` come from the
-container's header (exact for mp4 and mov, duration x average rate otherwise).
+from the frames read); its frame count and rate then come from the container's
+header, marked as an estimate (`probe.header_timing`).
 A file that cannot be demuxed past some point ends there, as a cut file does.
 """
 
@@ -30,14 +30,11 @@ import numpy as np
 
 from .clip_sampling import TIME_TOLERANCE, typical_interval
 from .config import ReadConfig
+from .probe import QUICK_OPEN, Geometry, Timing, geometry_of, header_timing, open_video, without_path
 from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 from .spatial import cover_window, output_size
-from .video import _QUICK_PROBE, Geometry, _normalize_rotation, _without_path
 
-# Opening: FFmpeg's stream analysis cut to the minimum, and the frame it still decodes for
-# H.264 (to guess the reorder delay, which nothing here uses) skipped: 10-20 ms at 720p,
-# more at 1080p. It skips only in the analysis' own decoder, not in the one that decodes here.
-_QUICK_OPEN = {**_QUICK_PROBE, "skip_frame": "all"}
+_QUICK_OPEN = QUICK_OPEN  # the name bench/decode.py imports
 
 # Packets demuxed past the last one a first clip needs: a frame can come this many packets
 # later in decode order than in presentation order at most (H.264 and HEVC reorder up to 16).
@@ -59,7 +56,7 @@ class PyAVVideo:
     def __init__(self, path: str, config: ReadConfig):
         self._path = path
         self._config = config
-        self._container, self._stream = _open(path)
+        self._container, self._stream = open_video(path)
         context = self._stream.codec_context
         context.thread_count = config.decode_threads
         self.codec = context.name
@@ -105,21 +102,9 @@ class PyAVVideo:
         ends = (pts[order] + np.asarray(self._durations, dtype=np.int64)[order] - self._start) * self._time_base
         return starts, ends
 
-    def header_frame_count(self, starts: np.ndarray) -> tuple[int, float]:
-        """Frame count and frames per second from the container's header, for a video not read to its end.
-
-        Exact where the container counts its frames (mp4, mov); otherwise estimated from
-        the duration and the average frame rate. Never fewer frames than were read.
-        """
-        stream = self._stream
-        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
-        if duration <= 0 and self._container.duration:
-            duration = self._container.duration / av.time_base
-        rate = float(stream.average_rate or stream.guessed_rate or 0)
-        count = stream.frames or (round(duration * rate) if duration > 0 and rate > 0 else 0)
-        count = max(count, len(starts))
-        fps = count / duration if duration > 0 else rate
-        return count, fps
+    def header_timing(self) -> Timing:
+        """The container header's frame count and rate: for a video not read to its end."""
+        return header_timing(self._container, self._stream, len(self._pts))
 
     def _read_packet(self) -> bool:
         if self.complete:
@@ -130,7 +115,7 @@ class PyAVVideo:
                 packet = next(self._demuxer, None)
         except av.error.FFmpegError as exc:
             if not self._packets:
-                raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), self._path))) from None
+                raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", without_path(describe(exc), self._path))) from None
             packet = None  # damage after some packets: the video ends where reading stops, like a cut file
         if packet is None:
             self.complete = True
@@ -235,14 +220,7 @@ class PyAVVideo:
 
     def _convert(self, frame: av.VideoFrame) -> np.ndarray:
         if self.geometry is None:
-            context = self._stream.codec_context
-            sar = context.sample_aspect_ratio or self._stream.sample_aspect_ratio
-            self.geometry = Geometry(
-                stored_height=frame.height,
-                stored_width=frame.width,
-                pixel_aspect=float(sar) if sar and Fraction(sar) > 0 else 1.0,
-                rotation=_normalize_rotation(frame.rotation),
-            )
+            self.geometry = geometry_of(frame, self._stream)
         key = (frame.width, frame.height, frame.format.name)
         if self._graph_key != key:  # built at the first frame, again if the stream changes size
             self._graph = self._build_graph(frame)
@@ -277,27 +255,6 @@ class PyAVVideo:
     def close(self) -> None:
         self._packets.clear()
         self._container.close()
-
-
-def _open(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    try:
-        container = av.open(path, options=_QUICK_OPEN, metadata_errors="ignore")
-        stream = _video_stream(container)
-        if stream is None:  # some files show their video only after FFmpeg's full analysis
-            container.close()
-            container = av.open(path, metadata_errors="ignore")
-            stream = _video_stream(container)
-    except Exception as exc:  # noqa: BLE001 - anything PyAV raises here means unreadable
-        raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path))) from None
-    if stream is None:
-        container.close()
-        raise SampleError(ErrorRecord(STAGE_DECODE, "NoVideoStream", "the file holds no video stream"))
-    return container, stream
-
-
-def _video_stream(container):
-    streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
-    return streams[0] if streams else None
 
 
 def _first_clip_settled(config: ReadConfig) -> Callable[[np.ndarray], bool]:

@@ -53,7 +53,7 @@ class ClipInfo:
     timestamps: list[float]
     """Source presentation time (seconds) of every output frame."""
     source_fps: float
-    """Frames per second of the source, from its timestamps (count / duration)."""
+    """Frames per second of the source: count / duration (see `source_frames_estimated`)."""
     source_height: int
     """Display size of the source: rotation and pixel aspect ratio applied."""
     source_width: int
@@ -67,6 +67,9 @@ class ClipInfo:
     meta: str | None
     rotation: int = 0
     """Counter-clockwise rotation (0, 90, 180, 270) applied from the file's display matrix."""
+    source_frames_estimated: bool = False
+    """`source_num_frames` and `source_fps` are the container header's estimate, not counted from
+    every frame's timestamp: a first clip stops reading the video early (`probe.header_timing`)."""
 
 
 @dataclass

@@ -27,10 +27,26 @@ def iter_samples(
     A damaged or unreadable shard ends with one record of stage "shard" whose
     `samples_read` counts the samples read before the damage.
     """
+    return _samples(shard_url, config, storage_options, _GroupingState(), read_data=True)
+
+
+def count_samples(shard_url: str, config: ReadConfig, storage_options: dict | None = None) -> tuple[int, ErrorRecord | None]:
+    """How many samples `iter_samples` would give (read whole before any damage), and the shard's
+    error record if it is damaged or unreadable: from the tar headers alone (the members' data are
+    skipped by seeking; on object stores, ranged reads). For the dry run."""
     state = _GroupingState()
+    problem = None
+    for item in _samples(shard_url, config, storage_options, state, read_data=False):
+        if isinstance(item, ErrorRecord) and item.stage == STAGE_SHARD:
+            problem = item
+    return state.samples_read, problem
+
+
+def _samples(shard_url: str, config: ReadConfig, storage_options: dict | None, state: _GroupingState,
+             read_data: bool) -> Iterator[Sample | ErrorRecord]:
     try:
         with open_shard(shard_url, storage_options, config.shard_block_size) as stream:
-            members = _member_dicts(tar_members(stream), shard_url, state)
+            members = _member_dicts(tar_members(stream, read_data), shard_url, state)
             for raw in group_by_keys(members, handler=state.note_grouping_problem):
                 state.samples_read += 1
                 yield from state.take_problems(shard_url)

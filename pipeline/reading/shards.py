@@ -22,6 +22,7 @@ import fsspec
 from fsspec.core import url_to_fs
 from webdataset.tariterators import base_plus_ext
 
+from ..output.storage import is_local
 from .records import STAGE_SHARD, ErrorRecord, SampleError, describe
 
 LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
@@ -108,21 +109,16 @@ def _normalize(url: str) -> str:
 
 def _canonical(url: str, fs) -> str:
     """Local files as absolute paths without a scheme; everything else as proto://path."""
-    if _is_local(fs):
+    if is_local(fs):
         path = url[len("file://") :] if url.startswith("file://") else url
         return os.path.abspath(os.path.expanduser(path))
     return url
 
 
-def _is_local(fs) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return protocol in ("file", "local")
-
-
 def open_shard(url: str, storage_options: dict | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:
     """Open a shard for streaming reads (ranged requests of `block_size` on object stores)."""
     fs, path = url_to_fs(url, **(storage_options or {}))
-    if _is_local(fs):
+    if is_local(fs):
         return open(path, "rb")  # noqa: SIM115 - the caller closes it
     return fs.open(path, "rb", block_size=block_size)
 
@@ -151,15 +147,18 @@ class _WatchedTarInfo(tarfile.TarInfo):
             raise
 
 
-def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
+def tar_members(stream: IO[bytes], read_data: bool = True) -> Iterator[tuple[str, bytes]]:
     """Yield (name, data) for each regular file of a tar stream (.tar, .tar.gz, ...).
 
     Ends quietly only at a proper end-of-archive block; otherwise raises SampleError (stage
     "shard") after yielding every member that was read whole. Metadata members named
-    `__*__` are skipped, as webdataset does.
+    `__*__` are skipped, as webdataset does. With `read_data=False` (a seekable stream) the
+    members' data are skipped by seeking and come as b"": the same members and damage, from
+    the headers alone (a member cut short is then found at the next header, which places
+    the damage at no sample; the samples read before it are the same).
     """
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_WatchedTarInfo)
+        tf = tarfile.open(fileobj=stream, mode="r|*" if read_data else "r:*", tarinfo=_WatchedTarInfo)
     except Exception as exc:  # noqa: BLE001 - any failure here means an unreadable shard
         raise _damage("CorruptShard", f"not a readable tar stream: {describe(exc)}", None) from exc
     # Opening reads the first header already: for a valid empty archive (0 members) it met the
@@ -181,7 +180,7 @@ def tar_members(stream: IO[bytes]) -> Iterator[tuple[str, bytes]]:
         if _META_MEMBER.match(name):
             continue  # tarfile skips the unread data when it reads the next header
         try:
-            data = tf.extractfile(info).read()
+            data = tf.extractfile(info).read() if read_data else b""
         except Exception as exc:  # noqa: BLE001
             raise _damage(_damage_type(exc), f"reading {name!r} ({info.size} bytes): {describe(exc)}", name) from exc
         tf.members = []  # tarfile keeps every TarInfo otherwise

@@ -1,8 +1,8 @@
-"""Opening one video for decord: temp file, PyAV probe, decord reader.
+"""Opening one video for decord: temp file, decord reader.
 
 decord reads from a temporary file path, never from memory: on some damaged
 videos its in-memory reader segfaults, while from a path it raises a clean
-error. PyAV (a newer FFmpeg) reads what decord does not expose: the rotation in
+error. PyAV (a newer FFmpeg, `probe.py`) reads what decord does not expose: the rotation in
 the display matrix and the pixel aspect ratio. decord 0.6 mishandles rotated
 videos (wrong array shapes), so a rotated file is first remuxed without its
 rotation (packets copied, nothing re-encoded) and the frames are turned here.
@@ -12,39 +12,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
-from fractions import Fraction
 
 import av
 import decord
 import numpy as np
 
+from .probe import without_path
 from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What the first decoded frame says about the picture."""
-
-    stored_height: int
-    stored_width: int
-    pixel_aspect: float
-    """Sample (pixel) aspect ratio: display width = stored width * pixel_aspect."""
-    rotation: int
-    """Counter-clockwise degrees (0, 90, 180, 270) to turn stored frames for display."""
-
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """(height, width) as the video is meant to be seen."""
-        h, w = self.stored_height, max(1, round(self.stored_width * self.pixel_aspect))
-        return (w, h) if self.rotation in (90, 270) else (h, w)
-
-
-@dataclass(frozen=True)
-class VideoProbe(Geometry):
-    """What PyAV says about the first video stream, for the decord path."""
-
-    codec: str
 
 
 class TempVideoFile:
@@ -82,63 +56,13 @@ class TempVideoFile:
         self.close()
 
 
-# FFmpeg's stream analysis decodes many frames to guess what the first one will
-# tell anyway; we decode the first frame ourselves, so a minimal probe is enough.
-_QUICK_PROBE = {"probesize": "32", "analyzeduration": "1", "fpsprobesize": "0"}
-
-
-def probe(path: str) -> VideoProbe:
-    """Read codec, size, rotation and pixel aspect; decodes the first frame to get them."""
-    try:
-        return _probe(path, _QUICK_PROBE)
-    except SampleError:
-        return _probe(path, None)  # some files need FFmpeg's full analysis to show their video
-
-
-def _probe(path: str, options: dict | None) -> VideoProbe:
-    try:
-        with av.open(path, options=options, metadata_errors="ignore") as container:
-            streams = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
-            if not streams:
-                raise SampleError(ErrorRecord(STAGE_DECODE, "NoVideoStream", "the file holds no video stream"))
-            stream = streams[0]
-            stream.codec_context.thread_count = 1
-            frame = next(container.decode(stream), None)
-            if frame is None:
-                raise SampleError(ErrorRecord(STAGE_DECODE, "NoFrames", "no frame could be decoded"))
-            sar = stream.codec_context.sample_aspect_ratio or stream.sample_aspect_ratio
-            return VideoProbe(
-                codec=stream.codec_context.name,
-                stored_height=frame.height,
-                stored_width=frame.width,
-                rotation=_normalize_rotation(frame.rotation),
-                pixel_aspect=float(sar) if sar and Fraction(sar) > 0 else 1.0,
-            )
-    except SampleError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - anything PyAV raises means unreadable
-        raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", _without_path(describe(exc), path))) from None
-
-
-def _without_path(message: str, path: str) -> str:
-    """Error messages name the temporary file; records should not (it is gone, and random)."""
-    return message.replace(f"'{path}'", "the video").replace(path, "the video")
-
-
-def _normalize_rotation(degrees: float | int | None) -> int:
-    """Nearest multiple of 90 in [0, 360)."""
-    if not degrees:
-        return 0
-    return int(round(float(degrees) / 90.0)) % 4 * 90
-
-
 def remux_without_rotation(src: str, tmp: TempVideoFile) -> str:
     """Copy the video packets into a new file (same container) whose display matrix is the identity."""
     dst = tmp.sibling()
     try:
         _remux(src, dst)
     except Exception as exc:  # noqa: BLE001
-        message = f"removing the rotation: {_without_path(describe(exc), src)}"
+        message = f"removing the rotation: {without_path(describe(exc), src)}"
         raise SampleError(ErrorRecord(STAGE_DECODE, "RemuxFailed", message)) from None
     return dst
 
@@ -162,7 +86,7 @@ def open_reader(path: str, height: int | None, width: int | None, threads: int, 
     try:
         return decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads, **kwargs)
     except Exception as exc:  # noqa: BLE001 - decord raises DECORDError or RuntimeError
-        message = _without_path(describe(exc), path)
+        message = without_path(describe(exc), path)
         # decord's FFmpeg (4.1) lacks some decoders PyAV has (AV1, ...): it then finds no stream.
         error_type = "UnsupportedCodec" if "cannot find video stream" in message else "UnreadableVideo"
         raise SampleError(ErrorRecord(STAGE_DECODE, error_type, f"decord cannot open this {codec} video: {message}")) from None

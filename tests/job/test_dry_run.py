@@ -7,25 +7,31 @@ import os
 import subprocess
 import sys
 import time
+from fractions import Fraction
 
 import pytest
 
-from pipeline.job.config import ConfigError, make_config
+from pipeline.job.config import ConfigError, config_from_args, make_config
 from pipeline.job.driver import Plan
 from pipeline.job.dry_run import dry_run, format_dry_run
 from pipeline.output.layout import OutputLayout
 from pipeline.output.manifest import check_or_create, make_manifest
 from pipeline.output.shard_writer import publish_shard
 from pipeline.output.storage import write_json
-from tests.job.conftest import REPO, TINY_MODEL
-from tests.support.shards import make_shard
-from tests.support.videos import encode, index_frames, random_bytes
+from pipeline.reading import ErrorRecord, read_shard
+from tests.job.conftest import REPO, SMALL_CLIPS, TINY_MODEL, read_output, run_cli
+from tests.support.shards import cut_inside, make_shard
+from tests.support.videos import encode, index_frames, random_bytes, vfr_timestamps
 
 SETTINGS = {"model": str(TINY_MODEL), "num_frames": 5, "resolution": "32x32", "latent_dtype": "float16"}
 
 
 def job(dataset, out, **extra):
     return make_config({**SETTINGS, "input": dataset.spec, "output": str(out), **extra})
+
+
+def config_read(config):
+    return Plan(config).read_config
 
 
 def start_output(config) -> OutputLayout:
@@ -69,11 +75,76 @@ def test_other_settings_are_refused_and_overwrite_starts_over(dataset, tmp_path)
     first = job(dataset, out)
     layout = start_output(first)
     publish_shard(layout, "part-000000", [], [], {}, {})
-    refused = dry_run(job(dataset, out, num_frames=9, clips="uniform:2"))
-    assert refused.output_state.startswith("refused") and "num_frames: 5 then, 9 now" in refused.output_state
+    with pytest.raises(ConfigError, match="holds the output of a different job") as refused:
+        dry_run(job(dataset, out, num_frames=9, clips="uniform:2"))
+    assert "num_frames: 5 then, 9 now" in str(refused.value)
     over = dry_run(job(dataset, out, num_frames=9, overwrite=True))
     assert over.output_state.startswith("overwritten") and len(over.to_encode) == 3
     assert over.probes[0].clip_frames == [9] and over.probes[0].latent_shapes == [[4, 3, 4, 4]]
+
+
+def test_a_different_job_exits_as_the_run_does(ray_head, dataset, tmp_path):
+    """The dry run's exit status and message for an output it must refuse are the run's own."""
+    out = tmp_path / "out"
+    start_output(job(dataset, out))
+    flags = ["--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--num-frames", "9"]
+    run = run_cli(ray_head, *flags, check=False, timeout=120)
+    dry = run_cli(ray_head, *flags, "--dry-run", check=False, timeout=120)
+
+    def errors(result) -> list[str]:
+        return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+    assert (run.returncode, dry.returncode) == (2, 2)
+    assert errors(dry) == errors(run) and len(errors(run)) == 1
+    assert "dry run" not in dry.stdout
+
+
+def test_nothing_left_to_encode(dataset, tmp_path):
+    config = job(dataset, tmp_path / "out")
+    layout = start_output(config)
+    for name in dataset.good:
+        publish_shard(layout, name, [], [], {}, {})
+    report = dry_run(config)
+    assert (report.output_state, report.to_encode, report.probes) == ("resumes", [], [])
+    assert {k: report.estimate[k] for k in ("shards", "samples", "clips", "bytes")} == \
+        {"shards": 0, "samples": 0, "clips": 0, "bytes": 0}
+    assert "would write   nothing" in format_dry_run(report)
+
+
+def test_a_shard_cut_at_its_end_is_read_as_the_run_reads_it(tmp_path):
+    """The run reads 3 of the 4 samples of a shard whose last sample is cut; so does the dry run."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    shard = make_shard([{"__key__": f"k{i}", "mp4": encode(index_frames(12)), "txt": "x"} for i in range(4)])
+    (folder / "part-000000.tar").write_bytes(cut_inside(shard, "k3.mp4"))
+    (folder / "part-000001.tar").write_bytes(shard)
+    config = make_config({**SETTINGS, "input": str(folder / "*.tar"), "output": str(tmp_path / "o")})
+    run_reads = [item for item in read_shard(str(folder / "part-000000.tar"), config_read(config))
+                 if not isinstance(item, ErrorRecord)]
+    cut, whole = dry_run(config).probes
+    assert (cut.samples_in_shard, cut.shard_damage, cut.problem) == (len(run_reads), "TruncatedShard", None) == \
+        (3, "TruncatedShard", None)
+    assert cut.latent_shapes == [[4, 2, 4, 4]]
+    assert (whole.samples_in_shard, whole.shard_damage) == (4, None)
+
+
+def test_the_estimate_says_what_it_rests_on(tmp_path):
+    """Of 3 shards, one is missing: 2 could be counted; of their first samples, one is not a video."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    (folder / "part-000000.tar").write_bytes(make_shard([{"__key__": "a", "mp4": encode(index_frames(12))},
+                                                        {"__key__": "b", "mp4": encode(index_frames(12))}]))
+    (folder / "part-000002.tar").write_bytes(make_shard([{"__key__": "c", "mp4": random_bytes(3000)},
+                                                        {"__key__": "d", "mp4": encode(index_frames(12))}]))
+    report = dry_run(make_config({**SETTINGS, "input": str(folder / "part-{000000..000002}.tar"),
+                                  "output": str(tmp_path / "o")}))
+    present, missing, broken = report.probes
+    assert missing.samples_in_shard is None and missing.problem.startswith("shard unreadable")
+    assert broken.error_type == "UnreadableVideo" and present.latent_shapes == [[4, 2, 4, 4]]
+    estimate = report.estimate
+    assert estimate["based_on"] == {"shards_counted": 2, "samples_read": 2, "samples_with_clips": 1}
+    assert (estimate["samples"], estimate["clips"]) == (6, 3)  # 2 a shard; half the first samples give a clip
+    assert "2 counted shard(s)" in format_dry_run(report)
 
 
 def test_unreadable_or_short_first_samples_are_reported(tmp_path):
@@ -84,8 +155,8 @@ def test_unreadable_or_short_first_samples_are_reported(tmp_path):
     (folder / "b.tar").write_bytes(make_shard([{"__key__": "short", "mp4": encode(index_frames(3)), "txt": "z"}]))
     report = dry_run(make_config({**SETTINGS, "input": str(folder / "*.tar"), "output": str(tmp_path / "o")}))
     bad, short = report.probes
-    assert bad.key == "bad" and bad.problem.startswith("not a readable video") and bad.samples_in_shard == 2
-    assert short.problem.startswith("VideoTooShort") and short.frames == 3 and not short.latent_shapes
+    assert bad.key == "bad" and bad.error_type == "UnreadableVideo" and bad.samples_in_shard == 2
+    assert short.error_type == "VideoTooShort" and short.frames == 3 and not short.latent_shapes
     assert report.estimate["clips"] is None
     assert "would write   unknown" in format_dry_run(report)
 
@@ -128,3 +199,29 @@ def test_shards_and_model_on_s3(dataset, local_s3, tmp_path):
     assert [p.samples_in_shard for p in report.probes] == [5, 5, 5]
     assert all(p.latent_shapes == [[4, 2, 4, 4]] for p in report.probes)
     assert report.estimate["clips"] == 15
+
+
+def test_the_dry_run_predicts_the_shapes_and_provenance_the_job_writes(ray_head, tmp_path):
+    """Rotation and pixel aspect choose the bucket: what the dry run predicts is what the job writes.
+    One video a shard, since the dry run probes each shard's first sample."""
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    videos = [
+        ("rotated", "mp4", encode(index_frames(20, 64, 128), rotation=90)),  # shown 64 wide, 128 high
+        ("anamorphic", "mp4", encode(index_frames(20, 64, 64), sample_aspect=Fraction(2))),  # shown 128 x 64
+        ("vfr", "mkv", encode(index_frames(59, 96, 96), container="matroska", timestamps=vfr_timestamps())),
+    ]
+    for i, (key, ext, data) in enumerate(videos):
+        (folder / f"part-{i:06d}.tar").write_bytes(make_shard([{"__key__": key, ext: data, "txt": key}]))
+    out = tmp_path / "out"
+    flags = ["--input", str(folder / "part-{000000..000002}.tar"), "--output", str(out), "--model", str(TINY_MODEL),
+             "--num-frames", "17", "--buckets", "64x128,128x64,96x96", "--batch-size", "2", "--clips", "first"]
+    predicted = {p.key: (p.latent_shapes, p.estimated) for p in dry_run(config_from_args(flags)).probes}
+    run_cli(ray_head, *flags, timeout=240)
+    rows = read_output(out)
+    written = {r["key"]: ([r["latent_shape"]], r["source_frames_estimated"]) for r in rows}
+    assert written == predicted
+    assert {key: shapes[0][2:] for key, (shapes, _) in written.items()} == \
+        {"rotated": [16, 8], "anamorphic": [8, 16], "vfr": [12, 12]}
+    vfr = next(r for r in rows if r["key"] == "vfr")  # a first clip of a 59-frame mkv: the header's guess, marked
+    assert vfr["source_frames_estimated"] is True and vfr["source_num_frames"] != 59

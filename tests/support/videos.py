@@ -84,25 +84,29 @@ def encode(
     rotation: int | None = None,
     options: dict[str, str] | None = None,
     faststart: bool = False,
+    sample_aspect: Fraction | None = None,
 ) -> bytes:
     """Encode RGB frames with PyAV and return the file's bytes.
 
     `timestamps` (seconds, multiples of 1 ms) makes a variable-frame-rate video.
     `rotation` stores a display matrix (counter-clockwise degrees, as PyAV and FFmpeg
     read it back). `faststart` puts an mp4's index first (so a cut file still opens).
+    `sample_aspect` makes an anamorphic video: each stored pixel is shown that many times as wide.
     """
     if faststart:  # FFmpeg rewrites the file to move the index: it needs a real file
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "video." + container)
-            _encode_to(path, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, {"movflags": "+faststart"})
+            _encode_to(path, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, {"movflags": "+faststart"},
+                       sample_aspect)
             with open(path, "rb") as f:
                 return f.read()
     buffer = io.BytesIO()
-    _encode_to(buffer, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, {})
+    _encode_to(buffer, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, {}, sample_aspect)
     return buffer.getvalue()
 
 
-def _encode_to(target, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, container_options) -> None:
+def _encode_to(target, frames, fps, codec, pix_fmt, container, timestamps, rotation, options, container_options,
+               sample_aspect=None) -> None:
     options = {"crf": "12", **(options or {})} if codec.startswith("libx26") else dict(options or {})
     with av.open(target, "w", format=container, options=container_options) as out:
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
@@ -114,6 +118,8 @@ def _encode_to(target, frames, fps, codec, pix_fmt, container, timestamps, rotat
             stream.codec_context.time_base = Fraction(1, 1000)
         if rotation is not None:
             stream.set_display_rotation(rotation)
+        if sample_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect)
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             if timestamps is not None:
@@ -171,6 +177,11 @@ def ffmpeg_first_frame(data: bytes, suffix: str = ".mp4") -> np.ndarray:
         subprocess.run(cmd, check=True, capture_output=True)
         with Image.open(png) as image:
             return np.asarray(image.convert("RGB"))
+
+
+def vfr_timestamps(fast: int = 30, slow: int = 29) -> list[float]:
+    """Frame times of a variable-frame-rate video: `fast` frames at 25 fps, then `slow` at 10 fps."""
+    return [i * 0.04 for i in range(fast)] + [fast * 0.04 + i * 0.1 for i in range(slow)]
 
 
 def truncated(data: bytes, fraction: float) -> bytes:
