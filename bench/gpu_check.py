@@ -212,7 +212,7 @@ def timed_encodes(vae: WFVAE, video: torch.Tensor, device: Device, sizes: Sizes,
         vae.encode(video, chunk_frames=chunk_frames)
         device.sync()
         times.append(time.perf_counter() - began)
-        if len(times) >= 50:
+        if len(times) >= max(50, sizes.min_iterations):
             break
     return first, statistics.median(times)
 
@@ -286,7 +286,7 @@ class Check:
             for frames, size, batch in points:
                 row = self.throughput_point(vae, variant, frames, size, batch, deadline)
                 out["points"].append(row)
-                out["gflop_per_clip"][f"{frames}x{size}x{size}"] = round(self.flops.per_clip(frames, size) / 1e9, 1)
+                out["gflop_per_clip"][f"{frames}x{size}x{size}"] = float(f"{self.flops.per_clip(frames, size) / 1e9:.4g}")
                 if row.get("skipped", "").startswith("failed"):
                     out["variants"][variant] = row["skipped"]  # the variant itself does not work
                     break
