@@ -182,7 +182,8 @@ class FlopCounter:
     """FLOPs of one clip's encode at a shape, counted on a meta-device copy of the model."""
 
     def __init__(self, config: WFVAEConfig) -> None:
-        self.model = WFVAE.from_config(config, device="meta", seed=None)
+        with torch.device("meta"):  # no weights are made, let alone initialised
+            self.model = WFVAE(config).eval()
         self._cache: dict[tuple[int, int], int] = {}
 
     def per_clip(self, frames: int, size: int) -> int:
