@@ -288,7 +288,8 @@ class Check:
             for frames, size, batch in points:
                 row = self.throughput_point(vae, variant, frames, size, batch, deadline)
                 out["points"].append(row)
-                out["gflop_per_clip"][f"{frames}x{size}x{size}"] = float(f"{self.flops.per_clip(frames, size) / 1e9:.4g}")
+                gflop = self.flops.per_clip(frames, size) / 1e9
+                out["gflop_per_clip"][f"{frames}x{size}x{size}"] = float(f"{gflop:.4g}")
                 if row.get("skipped", "").startswith("failed"):
                     out["variants"][variant] = row["skipped"]  # the variant itself does not work
                     break
@@ -580,8 +581,9 @@ def run_sections(check: Check, report: dict[str, Any], write: Callable[[], None]
         "memory": check.memory, "fidelity": check.fidelity, "job_loop": check.job_loop, "canary": check.canary,
         "compile": lambda out, dl: check.throughput(report["sections"]["throughput"], dl, ("bf16+compile",)),
     }
+    active = [n for n in order if n in sections and (n != "compile" or "bf16+compile" in check.args.variants)]
     for index, name in enumerate(order):
-        later = sum(SECTION_SHARES[n] for n in order[index + 1:] if n in sections)
+        later = sum(SECTION_SHARES[n] for n in order[index + 1:] if n in active)
         deadline = Deadline(begun + available * (1 - later))
         # compile's points join the throughput section; its own notes are prefixed
         out = report["sections"].setdefault("throughput" if name == "compile" else name, {})
