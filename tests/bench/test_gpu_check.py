@@ -16,8 +16,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.py"
-NOT_ON_THE_GPU_MACHINE = ["ray", "av", "webdataset", "decord", "huggingface_hub", "yaml", "PIL", "s3fs", "boto3", "tqdm",
-                          "braceexpand"]
+NOT_ON_THE_GPU_MACHINE = ["ray", "av", "webdataset", "decord", "huggingface_hub", "yaml", "PIL", "s3fs", "boto3",
+                          "braceexpand", "tqdm"]
 ALLOWED_BEYOND_TORCH = {"numpy", "safetensors", "pyarrow", "fsspec"}
 NO_CUDA = "skipped: no CUDA device"
 
@@ -133,7 +133,8 @@ def test_a_section_past_its_time_is_cut_and_the_run_still_reports(tmp_path):
     """Each throughput point asks for 10^6 timed encodes: the alarm must cut the section at its deadline."""
     out = tmp_path / "cut.json"
     run = _guarded_run(tmp_path, [str(SCRIPT), "--tiny", "--threads", "1", "--sections", "throughput", "fidelity",
-                                  "--min-iterations", "1000000", "--budget-seconds", "12", "--out", str(out)], "cut.txt")
+                                  "--min-iterations", "1000000", "--budget-seconds", "12", "--out", str(out)],
+                       "cut.txt")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())
     throughput, fidelity = report["sections"]["throughput"], report["sections"]["fidelity"]
