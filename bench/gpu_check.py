@@ -125,7 +125,7 @@ def alarm_at(deadline: Deadline):
 
 
 def failure(error: BaseException) -> str:
-    if isinstance(error, torch.OutOfMemoryError):
+    if isinstance(error, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)):  # torch < 2.5
         return "skipped: out of memory"
     message = str(error).strip().splitlines()
     return f"failed: {type(error).__name__}: {message[0][:300] if message else ''}"
