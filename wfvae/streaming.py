@@ -44,6 +44,44 @@ class _FrameBuffer:
             self.frames = self.frames.clone()
 
 
+class _MomentStore:
+    """Moments kept for ``close()``, in one tensor that grows by doubling and is filled in place.
+
+    Why not a list of each push's results: on CPU those small tensors land in the heap between
+    the push's large, freed activations and stop glibc from giving that memory back, so a long
+    clip's resident memory grows by megabytes a push. One tensor, reallocated a few times, does not.
+    """
+
+    def __init__(self) -> None:
+        self._moments: torch.Tensor | None = None
+        self._frames = 0
+
+    def __bool__(self) -> bool:
+        return self._moments is not None
+
+    def add(self, moments: torch.Tensor) -> None:
+        count = moments.shape[2]
+        if self._moments is None or self._frames + count > self._moments.shape[2]:
+            self._grow(moments, self._frames + count)
+        self._moments[:, :, self._frames:self._frames + count].copy_(moments)
+        self._frames += count
+
+    def _grow(self, like: torch.Tensor, needed: int) -> None:
+        capacity = max(needed, 2 * (0 if self._moments is None else self._moments.shape[2]), 8)
+        b, c, _, h, w = like.shape
+        grown = torch.empty(b, c, capacity, h, w, device=like.device, dtype=like.dtype)
+        if self._frames:
+            grown[:, :, :self._frames].copy_(self._moments[:, :, :self._frames])
+        self._moments = grown
+
+    def take(self) -> torch.Tensor | None:
+        """Everything kept, in a tensor of its own size (the store is emptied)."""
+        moments, self._moments = self._moments, None
+        if moments is None:
+            return None
+        return moments if moments.shape[2] == self._frames else moments[:, :, :self._frames].clone()
+
+
 class _ChunkedStream:
     """What both drivers share: one clip's cache, its buffered input, and the chunk schedule."""
 
@@ -100,12 +138,18 @@ class StreamEncoder(_ChunkedStream):
     """``push(frames)`` returns the posterior of every latent frame that is final so far;
     ``close()`` checks the clip length and returns the rest.
 
+    ``feed(frames)`` is ``push`` for a caller that wants the whole clip's posterior at the end:
+    it keeps the latents itself and ``close()`` returns them with the rest (each latent frame is
+    handed out once, by ``push`` or by ``close``). Prefer it to gathering ``push`` results: it
+    keeps resident memory flat however long the clip (see ``_MomentStore``).
+
     Frames may be pushed in any grouping; the clip as a whole must have 1 + a multiple of
     the temporal compression frames. Peak memory is set by ``chunk_frames``, not clip length.
     """
 
     def __init__(self, vae: "WFVAE", chunk_frames: int) -> None:
         super().__init__(vae, check_encode_chunk(chunk_frames, vae.temporal_compression))
+        self._kept = _MomentStore()  # what feed() ran, for close()
 
     def _network(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
         return self._vae.encoder(x, cache)
@@ -123,6 +167,12 @@ class StreamEncoder(_ChunkedStream):
         return self._posterior(self._run_ready(keep=0))
 
     @torch.inference_mode()
+    def feed(self, frames: torch.Tensor) -> None:
+        self._accept(frames)
+        for moments in self._run_ready(keep=0):
+            self._kept.add(moments)
+
+    @torch.inference_mode()
     def close(self) -> DiagonalGaussian:
         tc, total = self._vae.temporal_compression, self.frames_pushed
         if not self._closed:
@@ -133,7 +183,11 @@ class StreamEncoder(_ChunkedStream):
                 raise ValueError(f"the clip has {total} frames; this WF-VAE encodes 1 + a multiple of {tc} "
                                  f"frames, so the last {(total - 1) % tc} frame(s) cannot form a latent frame")
         rest = self._run_rest()
-        return self._posterior([] if rest is None else [rest])
+        if rest is not None and self._kept:
+            self._kept.add(rest)
+            rest = None
+        kept = self._kept.take()
+        return self._posterior([m for m in (kept, rest) if m is not None])
 
     def _posterior(self, moments: list[torch.Tensor]) -> DiagonalGaussian:
         if moments:
