@@ -7,6 +7,8 @@ is held back by the cache), the result equals one call over the whole clip.
 
 from __future__ import annotations
 
+import math
+import mmap
 from typing import TYPE_CHECKING
 
 import torch
@@ -44,12 +46,23 @@ class _FrameBuffer:
             self.frames = self.frames.clone()
 
 
+def _outside_heap(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor in an anonymous memory mapping of its own, unmapped when the tensor is freed.
+
+    A long-lived tensor from malloc may sit in the heap among a push's short-lived activations
+    and keep the heap from shrinking past it; a mapping of its own never does.
+    """
+    count = math.prod(shape)
+    mapping = mmap.mmap(-1, max(count * dtype.itemsize, 1))
+    return torch.frombuffer(mapping, dtype=dtype, count=count).view(shape)
+
+
 class _MomentStore:
     """Moments kept for ``close()``, in one tensor that grows by doubling and is filled in place.
 
-    Why not a list of each push's results: on CPU those small tensors land in the heap between
-    the push's large, freed activations and stop glibc from giving that memory back, so a long
-    clip's resident memory grows by megabytes a push. One tensor, reallocated a few times, does not.
+    Why not a list of each push's results: on CPU those small tensors land in glibc's heap between
+    the push's large, freed activations and stop it from giving that memory back, so a long
+    clip's resident memory grew by megabytes a push. On CPU the tensor is mapped outside the heap.
     """
 
     def __init__(self) -> None:
@@ -69,7 +82,9 @@ class _MomentStore:
     def _grow(self, like: torch.Tensor, needed: int) -> None:
         capacity = max(needed, 2 * (0 if self._moments is None else self._moments.shape[2]), 8)
         b, c, _, h, w = like.shape
-        grown = torch.empty(b, c, capacity, h, w, device=like.device, dtype=like.dtype)
+        shape = (b, c, capacity, h, w)
+        grown = _outside_heap(shape, like.dtype) if like.device.type == "cpu" else \
+            torch.empty(shape, device=like.device, dtype=like.dtype)
         if self._frames:
             grown[:, :, :self._frames].copy_(self._moments[:, :, :self._frames])
         self._moments = grown
