@@ -276,7 +276,8 @@ def main() -> None:
     parser.add_argument("--keeps", nargs="+", default=list(STREAM_KEEPS), choices=STREAM_KEEPS,
                         help="with --stream: how the latents are kept (see above)")
     parser.add_argument("--threads", type=int, default=1, help="with --stream: torch threads (an actor's CPU count)")
-    parser.add_argument("--frames", type=int, nargs="+", default=[17, 33, 65, 129, 257])
+    parser.add_argument("--frames", type=int, nargs="+",
+                        help="clip lengths (default 17 33 65 129 257; with --stream one length, default 3000)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--modes", nargs="+", default=["full", "chunked"], choices=["full", "chunked"])
     parser.add_argument("--chunk-frames", type=int, default=16)
@@ -291,7 +292,10 @@ def main() -> None:
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--keep", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.frames = args.frames or ([3000] if args.stream else [17, 33, 65, 129, 257])
     if args.stream:
+        if len(args.frames) != 1 or args.frames[0] < 2 * STREAM_WINDOW:
+            parser.error(f"--stream takes one --frames of at least {2 * STREAM_WINDOW} (a point every {STREAM_WINDOW})")
         if args.child:
             args.frames = args.frames[0]
             print(json.dumps(measure_stream(args)))
@@ -304,7 +308,7 @@ def main() -> None:
         return
 
     rows = []
-    print(f"{args.preset} encode, {args.size}x{args.size}, {args.device} {args.dtype}, chunk {args.chunk_frames}")
+    print(f"{args.model or args.preset} encode, {args.size}x{args.size}, {args.device} {args.dtype}, chunk {args.chunk_frames}")
     print(f"{'mode':8} {'frames':>6} {'seconds':>9} {'frames/s':>9} {'peak MiB':>9} {'rel err':>8}")
     for mode in args.modes:
         for frames in args.frames:
