@@ -91,10 +91,11 @@ class _MomentStore:
 
     def take(self) -> torch.Tensor | None:
         """Everything kept, in a tensor of its own size (the store is emptied)."""
-        moments, self._moments = self._moments, None
+        moments, frames = self._moments, self._frames
+        self._moments, self._frames = None, 0
         if moments is None:
             return None
-        return moments if moments.shape[2] == self._frames else moments[:, :, :self._frames].clone()
+        return moments if moments.shape[2] == frames else moments[:, :, :frames].clone()
 
 
 class _ChunkedStream:
