@@ -7,6 +7,8 @@ is held back by the cache), the result equals one call over the whole clip.
 
 from __future__ import annotations
 
+import math
+import mmap
 from typing import TYPE_CHECKING
 
 import torch
@@ -42,6 +44,58 @@ class _FrameBuffer:
         """Copy what is left so a caller's large pushed tensor can be freed."""
         if self.frames is not None:
             self.frames = self.frames.clone()
+
+
+def _outside_heap(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor in an anonymous memory mapping of its own, unmapped when the tensor is freed.
+
+    A long-lived tensor from malloc may sit in the heap among a push's short-lived activations
+    and keep the heap from shrinking past it; a mapping of its own never does.
+    """
+    count = math.prod(shape)
+    mapping = mmap.mmap(-1, max(count * dtype.itemsize, 1))
+    return torch.frombuffer(mapping, dtype=dtype, count=count).view(shape)
+
+
+class _MomentStore:
+    """Moments kept for ``close()``, in one tensor that grows by doubling and is filled in place.
+
+    Why not a list of each push's results: on CPU those small tensors land in glibc's heap between
+    the push's large, freed activations and stop it from giving that memory back, so a long
+    clip's resident memory grew by megabytes a push. On CPU the tensor is mapped outside the heap.
+    """
+
+    def __init__(self) -> None:
+        self._moments: torch.Tensor | None = None
+        self._frames = 0
+
+    def __bool__(self) -> bool:
+        return self._moments is not None
+
+    def add(self, moments: torch.Tensor) -> None:
+        count = moments.shape[2]
+        if self._moments is None or self._frames + count > self._moments.shape[2]:
+            self._grow(moments, self._frames + count)
+        self._moments[:, :, self._frames:self._frames + count].copy_(moments)
+        self._frames += count
+
+    def _grow(self, like: torch.Tensor, needed: int) -> None:
+        capacity = max(needed, 2 * (0 if self._moments is None else self._moments.shape[2]), 8)
+        b, c, _, h, w = like.shape
+        shape = (b, c, capacity, h, w)
+        grown = _outside_heap(shape, like.dtype) if like.device.type == "cpu" else \
+            torch.empty(shape, device=like.device, dtype=like.dtype)
+        if self._frames:
+            grown[:, :, :self._frames].copy_(self._moments[:, :, :self._frames])
+        self._moments = grown
+
+    def take(self) -> torch.Tensor | None:
+        """Everything kept, in a tensor of its own size (the store is emptied)."""
+        moments, frames = self._moments, self._frames
+        self._moments, self._frames = None, 0
+        if moments is None:
+            return None
+        return moments if moments.shape[2] == frames else moments[:, :, :frames].clone()
 
 
 class _ChunkedStream:
@@ -100,12 +154,18 @@ class StreamEncoder(_ChunkedStream):
     """``push(frames)`` returns the posterior of every latent frame that is final so far;
     ``close()`` checks the clip length and returns the rest.
 
+    ``feed(frames)`` is ``push`` for a caller that wants the whole clip's posterior at the end:
+    it keeps the latents itself and ``close()`` returns them with the rest (each latent frame is
+    handed out once, by ``push`` or by ``close``). Prefer it to gathering ``push`` results: it
+    keeps resident memory flat however long the clip (see ``_MomentStore``).
+
     Frames may be pushed in any grouping; the clip as a whole must have 1 + a multiple of
     the temporal compression frames. Peak memory is set by ``chunk_frames``, not clip length.
     """
 
     def __init__(self, vae: "WFVAE", chunk_frames: int) -> None:
         super().__init__(vae, check_encode_chunk(chunk_frames, vae.temporal_compression))
+        self._kept = _MomentStore()  # what feed() ran, for close()
 
     def _network(self, x: torch.Tensor, cache: CausalCache) -> torch.Tensor:
         return self._vae.encoder(x, cache)
@@ -123,6 +183,12 @@ class StreamEncoder(_ChunkedStream):
         return self._posterior(self._run_ready(keep=0))
 
     @torch.inference_mode()
+    def feed(self, frames: torch.Tensor) -> None:
+        self._accept(frames)
+        for moments in self._run_ready(keep=0):
+            self._kept.add(moments)
+
+    @torch.inference_mode()
     def close(self) -> DiagonalGaussian:
         tc, total = self._vae.temporal_compression, self.frames_pushed
         if not self._closed:
@@ -133,7 +199,11 @@ class StreamEncoder(_ChunkedStream):
                 raise ValueError(f"the clip has {total} frames; this WF-VAE encodes 1 + a multiple of {tc} "
                                  f"frames, so the last {(total - 1) % tc} frame(s) cannot form a latent frame")
         rest = self._run_rest()
-        return self._posterior([] if rest is None else [rest])
+        if rest is not None and self._kept:
+            self._kept.add(rest)
+            rest = None
+        kept = self._kept.take()
+        return self._posterior([m for m in (kept, rest) if m is not None])
 
     def _posterior(self, moments: list[torch.Tensor]) -> DiagonalGaussian:
         if moments:

@@ -155,7 +155,7 @@ class ShardEncoder:
         Without ``piece_frames`` each piece is a whole clip and joins a batch; with it, the pieces
         of a clip stream through the Causal Cache.
         """
-        stream, parts = None, []
+        stream = None
         pieces = sample.pieces()
         while True:
             began = time.perf_counter()
@@ -176,12 +176,11 @@ class ShardEncoder:
                 continue
             began = time.perf_counter()
             if piece.start == 0:
-                stream, parts = self.vae.stream_encoder(self.piece_frames), []
-            parts.append(stream.push(to_video(piece.frames, self.vae.device, self.vae.dtype)))
+                stream = self.vae.stream_encoder(self.piece_frames)
+            stream.feed(to_video(piece.frames, self.vae.device, self.vae.dtype))  # the stream keeps the latents
             if piece.is_last:
-                parts.append(stream.close())
-                self._collect(shard, [(order, piece.info)], DiagonalGaussian.cat(parts))
-                stream, parts = None, []
+                self._collect(shard, [(order, piece.info)], stream.close())
+                stream = None
             shard.timings["encode_seconds"] += time.perf_counter() - began
 
     def _encode_batch(self, shard: _ShardResults, batch: list[PendingClip]) -> None:

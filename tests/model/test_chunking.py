@@ -45,21 +45,51 @@ def test_chunked_encode_of_a_batch(tiny_vae):
     assert _same(tiny_vae.encode(video, chunk_frames=tc).mean, tiny_vae.encode(video).mean)
 
 
-@pytest.mark.parametrize("push_sizes", [[1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1],
-                                        [3, 7, 0, 15], [25], [2, 23]])
+PUSH_SIZES = [[1] * 25, [3, 7, 0, 15], [25], [2, 23]]
+
+
+def _pieces(video: torch.Tensor, push_sizes: list[int]) -> list[torch.Tensor]:
+    """The clip cut in pieces of these sizes (empty past its end), the last one taking whatever is left."""
+    sizes = list(push_sizes)
+    sizes[-1] += video.shape[2] - sum(sizes)  # the same clip whatever the grouping
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return [video[:, :, start:start + size] for start, size in zip(starts, sizes)]
+
+
+@pytest.mark.parametrize("push_sizes", PUSH_SIZES)
 def test_stream_encoder_with_any_push_sizes(tiny_vae, push_sizes):
     tc = tiny_vae.temporal_compression
-    frames = 1 + 3 * tc
-    video = random_video(frames, seed=7)
-    sizes = list(push_sizes)
-    sizes[-1] += frames - sum(sizes)  # the same clip whatever the grouping
+    video = random_video(1 + 3 * tc, seed=7)
     stream = tiny_vae.stream_encoder(chunk_frames=tc)
-    parts, start = [], 0
-    for size in sizes:
-        parts.append(stream.push(video[:, :, start:start + size]).mean)
-        start += size
+    parts = [stream.push(piece).mean for piece in _pieces(video, push_sizes)]
     parts.append(stream.close().mean)
     assert _same(torch.cat(parts, dim=2), tiny_vae.encode(video).mean)
+
+
+@pytest.mark.parametrize("push_sizes", PUSH_SIZES)
+def test_fed_stream_returns_the_whole_clip_at_close(tiny_vae, push_sizes):
+    """feed() keeps the latents in the stream (memory flat in clip length); close() hands over exactly
+    what push() would have returned, joined."""
+    tc = tiny_vae.temporal_compression
+    video = random_video(1 + 6 * tc, batch=2, seed=8)
+    stream = tiny_vae.stream_encoder(chunk_frames=tc)
+    for piece in _pieces(video, push_sizes):
+        assert stream.feed(piece) is None
+    fed, full = stream.close(), tiny_vae.encode(video)
+    assert _same(fed.mean, full.mean) and _same(fed.logvar, full.logvar)
+
+
+def test_pushed_latents_are_not_handed_out_again_by_close(tiny_vae):
+    tc = tiny_vae.temporal_compression
+    video = random_video(1 + 4 * tc, seed=9)
+    stream = tiny_vae.stream_encoder(chunk_frames=tc)
+    first = stream.push(video[:, :, :1 + tc])  # latents 0 and 1 go to the caller
+    stream.feed(video[:, :, 1 + tc:])
+    rest = stream.close()
+    full = tiny_vae.encode(video)
+    assert first.mean.shape[2] + rest.mean.shape[2] == full.mean.shape[2]
+    assert _same(torch.cat([first.mean, rest.mean], dim=2), full.mean)
+    assert _same(torch.cat([first.logvar, rest.logvar], dim=2), full.logvar)
 
 
 def test_stream_encoder_returns_latents_as_soon_as_chunks_complete(fixtures_dir):
