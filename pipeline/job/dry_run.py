@@ -20,9 +20,10 @@ import fsspec
 import numpy as np
 
 from ..output.layout import shard_name
-from ..output.manifest import describe_differences
+from ..output.index import OutputState
+from ..output.manifest import OutputConflict
+from ..output.records import Totals
 from ..output.schema import LATENT_DTYPES
-from ..output.storage import read_json
 from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
 from ..reading.clip_sampling import plan_clips
 from ..reading.records import describe
@@ -70,13 +71,17 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
     plan = Plan(job)  # the same checks as a real run, before Ray
     model, config, layout = plan.model, plan.read_config, plan.layout
     state = _output_state(plan)
-    done = set() if job.overwrite else set(layout.committed_shards())
-    given_up = [] if job.overwrite else layout.given_up_shards()
-    to_encode = [url for url, name in zip(plan.urls, plan.names) if name not in done]
+    # what the run would find: committed shards (stale ones re-encoded), as the driver decides it
+    output = OutputState({}, Totals(), None) if job.overwrite else plan.sink.state()
+    resume = plan.sink.resume(plan.urls, plan.names, output, job.storage_options)
+    names = set(plan.names)
+    done = set(output.shards) - set(resume.stale)
+    given_up = [] if job.overwrite else [n for n in layout.given_up_shards() if n in names]
+    to_encode = resume.todo
     probes = [probe_shard(url, config, job.storage_options, model.spatial_compression, model.latent_dim)
               for url in to_encode[:probe_shards]]
-    return DryRun(job.input, layout.url, state, len(plan.urls), sorted(done & set(plan.names)),
-                  [n for n in given_up if n in set(plan.names)], [shard_name(u) for u in to_encode],
+    return DryRun(job.input, layout.url, state, len(plan.urls), sorted(done & names),
+                  given_up, [shard_name(u) for u in to_encode],
                   {"source": job.model, "latent_channels": model.latent_dim,
                    "temporal_compression": model.temporal_compression,
                    "spatial_compression": model.spatial_compression},
@@ -89,14 +94,12 @@ def _output_state(plan) -> str:
         return "new"
     if plan.job.overwrite:
         return "overwritten (--overwrite deletes what it holds)"
-    existing = read_json(layout.fs, layout.job_manifest)
-    existing["output_settings"].pop("dtype", None)  # resolved on the cluster, from its devices
-    settings = {**plan.job.output_settings(), "input_shards": plan.input_shards}
-    settings.pop("dtype")
-    wanted = {"output_settings": settings,
-              "model": {"config": plan.model.to_dict()}}
-    differences = describe_differences(existing, wanted)
-    return f"refused: it holds a different job's output ({'; '.join(differences)})" if differences else "resumes"
+    settings = plan.job.output_settings()
+    settings.pop("dtype")  # resolved on the cluster, from its devices
+    try:
+        return plan.sink.check(settings, plan.model.to_dict())
+    except OutputConflict as err:
+        return f"refused: {err}"
 
 
 # -- probing -------------------------------------------------------------------------------
