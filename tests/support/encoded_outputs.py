@@ -83,7 +83,7 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
                                 latent_dtype=job.latent_dtype, compute_dtype="float32",
                                 fingerprint=fingerprint(output_settings))
     resume = sink.resume(plan.urls, plan.names, sink.state(), job.storage_options)
-    index, encoded, given_up = sink.begin_run(run_id, list(plan.names)), [], []
+    run_file, encoded, given_up = sink.begin_run(run_id, list(plan.names)), [], []
     for url, name in zip(plan.urls, plan.names):
         stats, rows, errors, by_shape = DeviceStats(), [], [], defaultdict(list)
         for order, item in enumerate(read_shard(url, plan.read_config)):
@@ -106,7 +106,7 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
         except OSError as err:  # max_shard_attempts=1: given up at once, as the driver records it
             given_up.append(name)
             sink.give_up(url, 1, f"{type(err).__name__}: {err}")
-    sink.finish_run(index, encoded, resume.tokens)
+    sink.finish_run(run_file, encoded, resume.tokens)
     seconds = time.perf_counter() - started
     clips = sum(r.rows for r in encoded)
     summary = build_summary(sink.layout, plan.names, RunRecord(
