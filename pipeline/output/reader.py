@@ -61,7 +61,7 @@ class JobOutput:
 
     @property
     def stats(self) -> LatentStats:
-        """Per-channel latent statistics over every committed shard (exact in any order: float64 sums)."""
+        """Per-channel latent statistics over every committed shard (float64 sums: any order agrees to ~1e-15)."""
         return self.totals.stats
 
 
