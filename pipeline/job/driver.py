@@ -29,8 +29,9 @@ from wfvae.loading import read_config
 from ..output.layout import OutputLayout, shard_name
 from ..output.lease import Lease, OutputBusy
 from ..output.manifest import OutputConflict, fingerprint
+from ..output.index import RunIndex
 from ..output.records import CommitRecord, RunRecord
-from ..output.resume import duplicate_names
+from ..output.resume import ResumePlan, duplicate_names
 from ..output.sink import OutputSink
 from ..output.storage import is_local
 from ..reading import list_shards
@@ -196,27 +197,8 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
     plan.place(log)
     _refuse_scattered_output(plan)
     started = time.perf_counter()
-
-    if job.overwrite:
-        sink.clear()
-        log(f"--overwrite: removed the previous contents of {sink.url}")
-    else:
-        _check_settings(plan)  # a different job's output is refused before anything loads
-    sink.remove_partial_files()
-    state = sink.state()
-    sink.adopt(state)  # shards no run file accounted for (a crashed run's): written down once
-    resume = sink.resume(plan.urls, plan.names, state, job.storage_options)
+    resume = prepare_output(plan, run_id, log)
     todo = resume.todo
-    log(f"{len(plan.urls)} shards, {resume.skipped} already committed, {len(todo)} to encode "
-        f"(run {run_id})")
-    if resume.stale:
-        log(f"{len(resume.stale)} committed shard(s) changed at their source since they were encoded (size, ETag "
-            f"or mtime): their latents are withdrawn and encoded again: {', '.join(resume.stale[:5])}"
-            + (" ..." if len(resume.stale) > 5 else ""))
-        sink.retract(resume.stale)
-    if resume.not_in_input:
-        log(f"{resume.not_in_input} committed shard(s) are no longer in the input: kept")
-
     outcome = _Outcome()
     index = None
     if todo and not stop.requested.is_set():
@@ -238,8 +220,40 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
         finally:
             for actor in actors:
                 ray.kill(actor)
+    return close_output(plan, run_id, resume, index, outcome, time.perf_counter() - started, stop.name, log)
 
-    seconds = time.perf_counter() - started
+
+def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> ResumePlan:
+    """The driver's work before encoding: the output's identity, its state (run files, and commit
+    records only where no finished run accounts for them), and what is left; stale shards are
+    withdrawn. Linear in the shard count; on object storage a listing of ``_committed/``."""
+    job, sink = plan.job, plan.sink
+    if job.overwrite:
+        sink.clear()
+        log(f"--overwrite: removed the previous contents of {sink.url}")
+    else:
+        _check_settings(plan)  # a different job's output is refused before anything loads
+    sink.remove_partial_files()
+    state = sink.state()
+    sink.adopt(state)  # shards no run file accounted for (a crashed run's): written down once
+    resume = sink.resume(plan.urls, plan.names, state, job.storage_options)
+    resume.before = state
+    log(f"{len(plan.urls)} shards, {resume.skipped} already committed, {len(resume.todo)} to encode "
+        f"(run {run_id})")
+    if resume.stale:
+        log(f"{len(resume.stale)} committed shard(s) changed at their source since they were encoded (size, ETag "
+            f"or mtime): their latents are withdrawn and encoded again: {', '.join(resume.stale[:5])}"
+            + (" ..." if len(resume.stale) > 5 else ""))
+        sink.retract(resume.stale)
+    if resume.not_in_input:
+        log(f"{resume.not_in_input} committed shard(s) are no longer in the input: kept")
+    return resume
+
+
+def close_output(plan: Plan, run_id: str, resume: ResumePlan, index: RunIndex | None, outcome: "_Outcome",
+                 seconds: float, stopped_by: str | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """The driver's work after encoding: this run's file, the summary (from the run files)."""
+    sink = plan.sink
     records = [CommitRecord.from_dict(r) for r in outcome.encoded]
     clips = sum(r.rows for r in records)
     if index is not None:
@@ -248,24 +262,24 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
         except Exception as err:  # noqa: BLE001 - the next run reads this run's commit records instead
             outcome.write_failures.append(f"{sink.layout.url_of(sink.layout.run_index(index.file_name))}: "
                                           f"{describe(err)}")
-    run = RunRecord(run_id, seconds=round(seconds, 3), shards_encoded=len(outcome.encoded),
-                    shards_skipped=resume.skipped, clips=clips,
-                    clips_per_second=round(clips / seconds, 3) if seconds else 0.0,
-                    given_up=outcome.given_up, stopped_by=stop.name, abandoned=outcome.abandoned,
+    run = RunRecord(run_id, seconds=round(seconds, 3), shards_encoded=len(records), shards_skipped=resume.skipped,
+                    clips=clips, clips_per_second=round(clips / seconds, 3) if seconds else 0.0,
+                    given_up=outcome.given_up, stopped_by=stopped_by, abandoned=outcome.abandoned,
                     write_failures=outcome.write_failures, stale=resume.stale)
-    final = sink.state()
+    final = sink.after_run(resume.before, index, resume.stale)
     sink.adopt(final)  # a stale shard's earlier run is read once, then written down
     summary = build_summary(sink.layout, plan.names, run, records, final)
     try:
         sink.write_summary(summary)
     except Exception as err:  # noqa: BLE001 - the summary is printed anyway; the exit status must survive
         outcome.write_failures.append(f"{sink.layout.url_of(sink.layout.summary)}: {describe(err)}")
+        summary["this_run"]["write_failures"] = outcome.write_failures
         log(f"warning: could not write {sink.layout.url_of(sink.layout.summary)}: {describe(err)}")
     log(format_summary(summary))
-    if stop.name:
+    if stopped_by:
         shards = summary["shards"]
-        log(f"stopped by {stop.name}: {shards['committed']} of {shards['total']} shards committed "
-            f"({len(outcome.encoded)} in this run"
+        log(f"stopped by {stopped_by}: {shards['committed']} of {shards['total']} shards committed "
+            f"({len(records)} in this run"
             + (f", {len(outcome.abandoned)} abandoned mid-shard" if outcome.abandoned else "")
             + f"), {shards['total'] - shards['committed']} not; re-run the same command to encode the rest")
     return summary

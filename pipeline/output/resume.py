@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 
 def duplicate_names(names: list[str]) -> list[str]:
@@ -19,6 +20,7 @@ class ResumePlan:
     skipped: int = 0  # committed and current: left untouched
     not_in_input: int = 0  # committed shards the input no longer lists: kept, and counted
     tokens: dict[str, str | None] = field(default_factory=dict)  # URL -> its source token at planning
+    before: Any = None  # the output's state it was planned from (index.OutputState)
 
 
 def plan_resume(urls: list[str], names: list[str], committed: dict[str, tuple[int, str | None]],

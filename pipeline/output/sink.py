@@ -27,7 +27,7 @@ from .index import OutputState, RunIndex, fold
 from .layout import OutputLayout, remove_partial_files, shard_name
 from .lease import Lease
 from .manifest import OutputConflict, check_or_create, clear, code_version, make_manifest, refuse_differences
-from .records import CommitRecord
+from .records import CommitRecord, Totals
 from .resume import ResumePlan, plan_resume
 from .shard_writer import publish_shard
 from .sources import source_tokens
@@ -77,6 +77,20 @@ class OutputSink:
             except FileNotFoundError:
                 continue
         return fold(layout.committed_shards(), indexes, layout.read_commit_records, now=time.time())
+
+    def after_run(self, before: OutputState, run: RunIndex | None, retracted: list[str]) -> OutputState:
+        """The state once ``run`` has committed its shards, without listing the output again: while
+        this job holds the lease, only it changes the output. After retracting stale shards the
+        run files no longer add up, and the state is read again."""
+        if retracted:
+            return self.state()
+        totals = Totals()
+        totals.merge(before.totals)
+        shards = dict(before.shards)
+        if run is not None:
+            totals.merge(run.totals)
+            shards.update(run.shards)
+        return OutputState(shards, totals, None)
 
     def resume(self, urls: list[str], names: list[str], state: OutputState,
                storage_options: dict[str, Any] | None = None) -> ResumePlan:
