@@ -40,6 +40,7 @@ class OutputSink:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.layout = OutputLayout(url, storage_options)
         self.url = self.layout.url
+        self._latest_run = 0.0  # start of the newest run file seen: a new one must sort after it
 
     # -- identity --------------------------------------------------------------------------
     def check(self, settings: dict[str, Any], model_config: dict[str, Any] | None = None) -> str:
@@ -76,7 +77,13 @@ class OutputSink:
                 indexes.append(RunIndex.from_dict(read_json(layout.fs, layout.run_index(name))))
             except FileNotFoundError:
                 continue
-        return fold(layout.committed_shards(), indexes, layout.read_commit_records, now=time.time())
+        self._latest_run = max([self._latest_run, *(index.started_at for index in indexes)])
+        return fold(layout.committed_shards(), indexes, layout.read_commit_records, now=self._next_start())
+
+    def _next_start(self) -> float:
+        """Now, or just after the newest run file if this machine's clock is behind the one that wrote it."""
+        self._latest_run = max(time.time(), self._latest_run + 0.001)
+        return self._latest_run
 
     def after_run(self, before: OutputState, run: RunIndex | None, retracted: list[str]) -> OutputState:
         """The state once ``run`` has committed its shards, without listing the output again: while
@@ -117,7 +124,7 @@ class OutputSink:
 
     def begin_run(self, run_id: str, planned: list[str]) -> RunIndex:
         """This run's file, naming what it may commit (so a crash leaves them accounted for)."""
-        index = RunIndex(run_id, time.time(), complete=False, planned=planned)
+        index = RunIndex(run_id, self._next_start(), complete=False, planned=planned)
         self.write_index(index)
         return index
 
