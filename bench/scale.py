@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -72,7 +71,12 @@ def fabricate(base: str, count: int, storage_options: dict | None, put) -> str:
     job = config_from_args(job_args(spec, f"{base}/out", storage_options))
     plan = Plan(job)
     sink = plan.sink
-    sink.open(job.public_dict(), {**job.output_settings(), "dtype": "float32"}, {"config": plan.model.to_dict()})
+    from wfvae import WFVAE
+
+    vae = WFVAE.from_pretrained(job.model)  # the model as the job's actors identify it
+    sink.open(job.public_dict(), {**job.output_settings(), "dtype": "float32"},
+              {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
+               "temporal_compression": vae.temporal_compression})
     tokens = source_tokens(plan.urls, storage_options)
     run = RunIndex("fabricated", time.time() - 60, complete=True)
     for url, n in zip(plan.urls[:-LEFT], names[:-LEFT]):
@@ -96,7 +100,7 @@ def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> di
     from pipeline.job.dry_run import dry_run
 
     job = config_from_args(job_args(spec, out, storage_options))
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = reset_peak_memory()
     started = time.perf_counter()
     if stage == "plan":
         shards = len(Plan(job).urls)
@@ -116,9 +120,22 @@ def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> di
         assert summary["shards"]["committed"] == summary["shards"]["total"], summary["shards"]
         shards = summary["shards"]["total"]
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"stage": stage, "shards": shards, "seconds": round(seconds, 2), "peak_mib": round(peak / 1024),
-            "baseline_mib": round(baseline / 1024)}
+    return {"stage": stage, "shards": shards, "seconds": round(seconds, 2), "peak_mib": round(memory("VmHWM")),
+            "baseline_mib": round(baseline)}
+
+
+def memory(field: str) -> float:
+    """MiB of /proc/self/status's VmRSS (now) or VmHWM (peak since the last reset)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def reset_peak_memory() -> float:
+    """Resets the peak to what the process holds now (Linux: clear_refs 5); returns that."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return memory("VmRSS")
 
 
 def in_subprocess(stage: str, spec: str, out: str, storage_options: dict | None) -> dict:
@@ -240,11 +257,13 @@ def main() -> None:
     rows = []
     for count in (int(c) for c in args.local.split(",") if c):
         rows += local_rows(count)
+        print(json.dumps(rows[-3:]), file=sys.stderr)
     for count in (int(c) for c in args.s3.split(",") if c):
         rows += s3_rows(count)
+        print(json.dumps(rows[-3:]), file=sys.stderr)
     if args.e2e:
         rows += e2e(args.e2e)
-    print("| storage | stage | listed shards | wall s | peak RSS MiB (after imports) | S3 requests |")
+    print("| storage | stage | listed shards | wall s | peak RSS MiB (held before) | S3 requests |")
     print("|---|---|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['storage']} | {row['stage']} | {row['shards']:,} | {row['seconds']} | {row['peak_mib']} "
