@@ -41,7 +41,7 @@ from .decode_workers import default_decode_workers
 from .encoder_actor import CONCURRENCY_GROUPS, SHARDS_IN_FLIGHT, EncoderActor, resolve_dtype
 from .metrics import JobMetrics
 from .stopping import StopRequest
-from .summary import build_summary, format_summary, write_summary
+from .summary import build_summary, format_summary
 
 NAMESPACE = "wfvae-latents"
 CONNECT_TIMEOUT = 3.0  # seconds for a Ray address to answer before it is called dead
