@@ -59,11 +59,13 @@ def open_parquet(layout: OutputLayout, path: str) -> pq.ParquetFile:
 
 def open_output(url: str, storage_options: dict[str, Any] | None = None) -> CommittedOutput:
     output = read_job_output(OutputLayout(url, storage_options))
-    layout, records = output.layout, output.records
+    layout = output.layout
+    # rows as each shard's commit marker says: reading checks each file against it
+    records = sorted(layout.read_commit_records(sorted(output.shards)), key=lambda record: record.shard)
     if not records:
         raise OutputNotReadable(f"{url} has no committed shards yet (nothing in _committed/); wait for the job to "
                                 "commit some, or check its log")
-    shards = tuple(CommittedShard(name, int(record.get("rows", 0))) for name, record in sorted(records.items()))
+    shards = tuple(CommittedShard(record.shard, record.rows) for record in records)
     first = next((shard for shard in shards if shard.rows), None)
     if first is None:
         raise OutputNotReadable(f"{url}: the {len(shards)} committed shard(s) hold no rows (every sample failed; "

@@ -1,7 +1,8 @@
 """The state of an output folder as one table: shards, rows, errors, bytes, latent shapes, config.
 
-Commit records answer most of it without opening a latents file; shapes and dtypes come
-from the two small ``latent_shape``/``latent_dtype`` columns of each committed file.
+The run files' totals answer most of it without opening a commit record or a latents file (see
+output/index.py); shapes and dtypes come from the two small ``latent_shape``/``latent_dtype``
+columns of each committed file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
     """Pending shards are the input's shards neither committed nor given up; the input is the
     job's own unless ``input_spec`` is given, and is reported unknown if it cannot be listed."""
     output = read_job_output(OutputLayout(url, storage_options))
-    layout, manifest, records = output.layout, output.manifest, output.records
+    layout, manifest, committed = output.layout, output.manifest, output.shards
     given_up = {name: read_json(layout.fs, layout.given_up(name)) for name in output.given_up}
     input_spec = input_spec or manifest.get("config", {}).get("input")
     pending: list[str] | None = None
@@ -36,7 +37,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
     else:
         try:
             inputs = [shard_name(u) for u in list_shards(input_spec, storage_options)]
-            pending = [name for name in inputs if name not in records and name not in given_up]
+            pending = [name for name in inputs if name not in committed and name not in given_up]
         except (ValueError, OSError) as err:
             input_error = f"{type(err).__name__}: {err}"
     stats = output.stats
@@ -49,20 +50,21 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
         "model": {"source": manifest.get("model", {}).get("source"),
                   "weights_sha256": manifest.get("model", {}).get("weights_sha256")},
         "config": manifest.get("config", {}),
-        "shards": {"committed": len(records), "given_up": len(given_up),
+        "shards": {"committed": len(committed), "given_up": len(given_up),
                    "pending": None if pending is None else len(pending), "input": input_spec,
                    "input_error": input_error},
         "pending": pending,
         "given_up": {name: info.get("last_error") for name, info in given_up.items()},
-        "uncommitted_files": sorted(files - set(records)),
+        "uncommitted_files": sorted(files - set(committed)),
         "rows": output.rows,
         "samples_failed": output.errors,
         "errors_by_type": output.errors_by_type,
         "bytes": output.bytes,
         "stored": manifest.get("config", {}).get("store"),
-        "latents": _shapes(layout, sorted(name for name, r in records.items() if r.get("rows"))),
+        "latents": _shapes(layout, sorted(name for name, (rows, _) in committed.items() if rows)),
         "latent_stats": {"mean": stats.mean, "std": stats.std},
-        "quality": quality_summary(records),
+        # the merged canary results already carry their shards' names (no label is added)
+        "quality": quality_summary({"": {"canary": output.totals.canary}}) if output.totals.canary else None,
     }
 
 

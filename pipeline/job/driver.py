@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 
 from wfvae.config import WFVAEConfig
 from wfvae.loading import read_config
 
-from ..output.layout import OutputLayout, remove_partial_files, shard_name
+from ..output.layout import OutputLayout, shard_name
 from ..output.lease import Lease, OutputBusy
-from ..output.manifest import (OutputConflict, check_or_create, clear, describe_differences, fingerprint,
-                               make_manifest)
-from ..output.storage import is_local, read_json, write_json
+from ..output.manifest import OutputConflict, fingerprint
+from ..output.index import RunIndex
+from ..output.records import CommitRecord, RunRecord
+from ..output.resume import ResumePlan, duplicate_names
+from ..output.sink import OutputSink
+from ..output.storage import is_local
 from ..reading import list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
@@ -38,7 +41,7 @@ from .decode_workers import default_decode_workers
 from .encoder_actor import CONCURRENCY_GROUPS, SHARDS_IN_FLIGHT, EncoderActor, resolve_dtype
 from .metrics import JobMetrics
 from .stopping import StopRequest
-from .summary import build_summary, format_summary, write_summary
+from .summary import build_summary, format_summary
 
 NAMESPACE = "wfvae-latents"
 CONNECT_TIMEOUT = 3.0  # seconds for a Ray address to answer before it is called dead
@@ -120,7 +123,8 @@ class Plan:
 
     def __init__(self, job: JobConfig) -> None:
         self.job = job
-        self.layout = OutputLayout(job.output, job.storage_options)
+        self.sink = OutputSink(job.output, job.storage_options)
+        self.layout = self.sink.layout
         try:
             urls = list_shards(job.input, job.storage_options)
         except (ValueError, OSError) as err:
@@ -129,13 +133,13 @@ class Plan:
             raise ConfigError(f"--input: {job.input!r} matches no shards")
         self.urls = urls
         self.names = [shard_name(u) for u in urls]
-        duplicates = sorted(n for n in set(self.names) if self.names.count(n) > 1)
+        duplicates = duplicate_names(self.names)
         if duplicates:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
         self.model = model_config(job.model, job.model_options)
         self.read_config = check_against_model(job, self.model.temporal_compression)
-        # The input by content: the same shards however they were spelled (glob, brace range, list file).
+        # The input by content, for the record (an output's identity does not include it: datasets grow).
         self.input_shards = {"count": len(urls), "sha256": hashlib.sha256("\n".join(urls).encode()).hexdigest()}
 
     def place(self, log: Callable[[str], None]) -> None:
@@ -150,8 +154,7 @@ class Plan:
         self.decode_workers = job.decode_workers or default_decode_workers(
             [node["Resources"] for node in ray.nodes() if node.get("Alive")], self.gpus_per_actor, self.num_actors)
         self.compute_dtype = resolve_dtype(job.dtype, on_gpu=self.gpus_per_actor > 0)
-        self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype,
-                                "input_shards": self.input_shards}
+        self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype}
         self.fingerprint = fingerprint(self.output_settings)
 
 
@@ -188,26 +191,18 @@ def hold_output(layout: OutputLayout, job: JobConfig, run_id: str, log: Callable
 
 
 def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop: StopRequest) -> dict[str, Any]:
-    job, layout = plan.job, plan.layout
+    job, sink = plan.job, plan.sink
     connect(job.ray_address, log)
     stop.install()  # again: ray.init replaced the SIGTERM handler
     plan.place(log)
     _refuse_scattered_output(plan)
     started = time.perf_counter()
-
-    if job.overwrite:
-        clear(layout)
-        log(f"--overwrite: removed the previous contents of {layout.url}")
-    else:
-        _check_settings(plan)  # a different job's output is refused before anything loads
-    remove_partial_files(layout)
-    committed = set(layout.committed_shards())
-    todo = [url for url, name in zip(plan.urls, plan.names) if name not in committed]
-    log(f"{len(plan.urls)} shards, {len(plan.urls) - len(todo)} already committed, {len(todo)} to encode "
-        f"(run {run_id})")
-
+    resume = prepare_output(plan, run_id, log)
+    todo = resume.todo
     outcome = _Outcome()
+    index = None
     if todo and not stop.requested.is_set():
+        index = sink.begin_run(run_id, [shard_name(url) for url in todo])
         actors = _start_actors(plan, run_id, min(plan.num_actors, len(todo)))
         try:
             identities = _wait_for_actors(actors, stop)
@@ -215,36 +210,76 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
                 model = {"source": job.model, "weights_sha256": identities[0]["weights_sha256"],
                          "config": identities[0]["config"],
                          "temporal_compression": identities[0]["temporal_compression"]}
-                manifest = make_manifest(job.public_dict(), plan.output_settings, model)
                 try:
-                    state = check_or_create(layout, manifest)
+                    opened = sink.open(job.public_dict(), plan.output_settings, model)
                 except OutputConflict as err:
                     raise ConfigError(str(err)) from None
-                log(f"output {layout.url}: {state}; {len(actors)} encoder actor(s) on "
+                log(f"output {sink.url}: {opened}; {len(actors)} encoder actor(s) on "
                     f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode worker(s) each")
                 _dispatch(plan, actors, todo, log, started, stop, lease, outcome)
         finally:
             for actor in actors:
                 ray.kill(actor)
+    return close_output(plan, run_id, resume, index, outcome, time.perf_counter() - started, stop.name, log)
 
-    seconds = time.perf_counter() - started
-    clips = sum(r["rows"] for r in outcome.encoded)
-    run = {"run_id": run_id, "seconds": round(seconds, 3), "shards_encoded": len(outcome.encoded),
-           "shards_skipped": len(plan.urls) - len(todo), "clips": clips,
-           "clips_per_second": round(clips / seconds, 3) if seconds else 0.0,
-           "given_up": outcome.given_up, "stopped_by": stop.name, "abandoned": outcome.abandoned,
-           "write_failures": outcome.write_failures}
-    summary = build_summary(layout, plan.names, run)
+
+def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> ResumePlan:
+    """The driver's work before encoding: the output's identity, its state (run files, and commit
+    records only where no finished run accounts for them), and what is left; stale shards are
+    withdrawn. Linear in the shard count; on object storage a listing of ``_committed/``."""
+    job, sink = plan.job, plan.sink
+    if job.overwrite:
+        sink.clear()
+        log(f"--overwrite: removed the previous contents of {sink.url}")
+    else:
+        _check_settings(plan)  # a different job's output is refused before anything loads
+    sink.remove_partial_files()
+    state = sink.state()
+    sink.adopt(state)  # shards no run file accounted for (a crashed run's): written down once
+    resume = sink.resume(plan.urls, plan.names, state, job.storage_options)
+    resume.before = state
+    log(f"{len(plan.urls)} shards, {resume.skipped} already committed, {len(resume.todo)} to encode "
+        f"(run {run_id})")
+    if resume.stale:
+        log(f"{len(resume.stale)} committed shard(s) changed at their source since they were encoded (size, ETag "
+            f"or mtime): their latents are withdrawn and encoded again: {', '.join(resume.stale[:5])}"
+            + (" ..." if len(resume.stale) > 5 else ""))
+        sink.retract(resume.stale)
+    if resume.not_in_input:
+        log(f"{resume.not_in_input} committed shard(s) are no longer in the input: kept")
+    return resume
+
+
+def close_output(plan: Plan, run_id: str, resume: ResumePlan, index: RunIndex | None, outcome: "_Outcome",
+                 seconds: float, stopped_by: str | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """The driver's work after encoding: this run's file, the summary (from the run files)."""
+    sink = plan.sink
+    records = [CommitRecord.from_dict(r) for r in outcome.encoded]
+    clips = sum(r.rows for r in records)
+    if index is not None:
+        try:
+            sink.finish_run(index, records, resume.tokens)
+        except Exception as err:  # noqa: BLE001 - the next run reads this run's commit records instead
+            outcome.write_failures.append(f"{sink.layout.url_of(sink.layout.run_index(index.file_name))}: "
+                                          f"{describe(err)}")
+    run = RunRecord(run_id, seconds=round(seconds, 3), shards_encoded=len(records), shards_skipped=resume.skipped,
+                    clips=clips, clips_per_second=round(clips / seconds, 3) if seconds else 0.0,
+                    given_up=outcome.given_up, stopped_by=stopped_by, abandoned=outcome.abandoned,
+                    write_failures=outcome.write_failures, stale=resume.stale)
+    final = sink.after_run(resume.before, index, resume.stale)
+    sink.adopt(final)  # a stale shard's earlier run is read once, then written down
+    summary = build_summary(sink.layout, plan.names, run, records, final)
     try:
-        write_summary(layout, summary)
+        sink.write_summary(summary)
     except Exception as err:  # noqa: BLE001 - the summary is printed anyway; the exit status must survive
-        outcome.write_failures.append(f"{layout.url_of(layout.summary)}: {describe(err)}")
-        log(f"warning: could not write {layout.url_of(layout.summary)}: {describe(err)}")
+        outcome.write_failures.append(f"{sink.layout.url_of(sink.layout.summary)}: {describe(err)}")
+        summary["this_run"]["write_failures"] = outcome.write_failures
+        log(f"warning: could not write {sink.layout.url_of(sink.layout.summary)}: {describe(err)}")
     log(format_summary(summary))
-    if stop.name:
+    if stopped_by:
         shards = summary["shards"]
-        log(f"stopped by {stop.name}: {shards['committed']} of {shards['total']} shards committed "
-            f"({len(outcome.encoded)} in this run"
+        log(f"stopped by {stopped_by}: {shards['committed']} of {shards['total']} shards committed "
+            f"({len(records)} in this run"
             + (f", {len(outcome.abandoned)} abandoned mid-shard" if outcome.abandoned else "")
             + f"), {shards['total'] - shards['committed']} not; re-run the same command to encode the rest")
     return summary
@@ -254,7 +289,7 @@ class _Outcome:
     """What this run did, filled in as it goes (so a signal or an error still leaves a record)."""
 
     def __init__(self) -> None:
-        self.encoded: list[dict] = []
+        self.encoded: list[dict] = []  # commit records, as the actors return them
         self.given_up: list[str] = []
         self.abandoned: list[str] = []
         self.write_failures: list[str] = []
@@ -292,18 +327,22 @@ def _refuse_scattered_output(plan: Plan) -> None:
                           "path is shared storage mounted at the same place on every node (NFS, Lustre, ...)")
 
 
-def _check_settings(plan: Plan) -> None:
-    layout = plan.layout
-    if not layout.exists():
-        return
-    existing = read_json(layout.fs, layout.job_manifest)
-    probe = {"output_settings": plan.output_settings,
-             "model": {"config": plan.model.to_dict()}}  # weights are compared once an actor has loaded them
-    differences = describe_differences(existing, probe)
-    if differences:
-        raise ConfigError(f"{layout.url} holds the output of a different job ({'; '.join(differences)}). Re-run "
-                          "with the original settings to resume it, use another --output, or pass --overwrite "
-                          "to delete it and start over")
+def _check_settings(plan: Plan, settings: dict[str, Any] | None = None) -> str:
+    """The output's identity (settings and model config; weights once an actor has loaded them):
+    "new" or "resumes", else ConfigError with the words every caller shows."""
+    try:
+        return plan.sink.check(plan.output_settings if settings is None else settings, plan.model.to_dict())
+    except OutputConflict as err:
+        raise ConfigError(str(err)) from None
+
+
+def check_identity_before_ray(plan: Plan) -> str:
+    """The same check before Ray is up: ``--dtype auto`` is resolved from the cluster's devices, so
+    it is left out of the comparison then (the run compares it once placed)."""
+    settings = plan.job.output_settings()
+    if plan.job.dtype == "auto":
+        settings.pop("dtype")
+    return _check_settings(plan, settings)
 
 
 def _start_actors(plan: Plan, run_id: str, count: int) -> list:
@@ -398,22 +437,27 @@ def _record_given_up(layout: OutputLayout, url: str, attempts: int, reason: str,
                      outcome: _Outcome) -> None:
     """Writes ``_given_up/<shard>.json``; a storage failure here is reported, not raised (the job's
     exit status already says some shards were not committed)."""
-    path = layout.given_up(shard_name(url))
     try:
-        write_json(layout.fs, path, {"url": url, "attempts": attempts, "last_error": reason, "at": time.time()})
+        OutputSink(layout.url, layout.storage_options).give_up(url, attempts, reason)
     except Exception as err:  # noqa: BLE001
-        outcome.write_failures.append(f"{layout.url_of(path)}: {describe(err)}")
-        log(f"warning: could not record the given-up shard in {layout.url_of(path)}: {describe(err)}")
+        path = layout.url_of(layout.given_up(shard_name(url)))
+        outcome.write_failures.append(f"{path}: {describe(err)}")
+        log(f"warning: could not record the given-up shard in {path}: {describe(err)}")
+
+
+PROGRESS_TIMEOUT = 1.0  # seconds all running actors together have to report their shard's progress
 
 
 def _progress_line(plan: Plan, actors: list, running: dict, outcome: _Outcome, total: int, started: float) -> str:
     encoded, given_up = outcome.encoded, len(outcome.given_up)
     elapsed = time.perf_counter() - started
+    asked = [actors[index].progress.remote() for index in {index for index, _ in running.values()}]
+    answered, _ = ray.wait(asked, num_returns=len(asked), timeout=PROGRESS_TIMEOUT) if asked else ([], [])
     partial = 0
-    for index in {index for index, _ in running.values()}:
+    for ref in answered:  # one deadline for all: an actor that is slow or restarting is left out
         try:
-            partial += ray.get(actors[index].progress.remote(), timeout=1.0).get("clips", 0)
-        except (GetTimeoutError, RayActorError):
+            partial += ray.get(ref).get("clips", 0)
+        except RayActorError:
             pass
     clips = sum(r["rows"] for r in encoded) + partial
     errors = sum(r["errors"] for r in encoded)

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from ..output.layout import shard_name
+from ..output.index import OutputState
+from ..output.records import Totals
 from ..output.schema import LATENT_DTYPES
-from ..output.storage import read_json
 from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, count_samples, iter_samples, probe_clips
 from ..reading.records import SHARD_DAMAGE
 from .config import JobConfig
-from .encoder_actor import resolve_dtype
 
 PROBED_SHARDS = 3
 
@@ -73,13 +73,17 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
     plan = Plan(job)  # the same checks as a real run, before Ray
     model, config, layout = plan.model, plan.read_config, plan.layout
     state = _output_state(plan)
-    done = set() if job.overwrite else set(layout.committed_shards())
-    given_up = [] if job.overwrite else layout.given_up_shards()
-    to_encode = [url for url, name in zip(plan.urls, plan.names) if name not in done]
+    # what the run would find: committed shards (stale ones re-encoded), as the driver decides it
+    output = OutputState({}, Totals(), None) if job.overwrite else plan.sink.state()
+    resume = plan.sink.resume(plan.urls, plan.names, output, job.storage_options)
+    names = set(plan.names)
+    done = set(output.shards) - set(resume.stale)
+    given_up = [] if job.overwrite else [n for n in layout.given_up_shards() if n in names]
+    to_encode = resume.todo
     probes = [probe_shard(url, config, job.storage_options, model.spatial_compression, model.latent_dim)
               for url in to_encode[:probe_shards]]
-    return DryRun(job.input, layout.url, state, len(plan.urls), sorted(done & set(plan.names)),
-                  [n for n in given_up if n in set(plan.names)], [shard_name(u) for u in to_encode],
+    return DryRun(job.input, layout.url, state, len(plan.urls), sorted(done & names),
+                  given_up, [shard_name(u) for u in to_encode],
                   {"source": job.model, "latent_channels": model.latent_dim,
                    "temporal_compression": model.temporal_compression,
                    "spatial_compression": model.spatial_compression},
@@ -91,24 +95,9 @@ def _output_state(plan) -> str:
         return "new"
     if plan.job.overwrite:
         return "overwritten (--overwrite deletes what it holds)"
-    check_identity(plan)
-    return "resumes"
+    from .driver import check_identity_before_ray
 
-
-def check_identity(plan) -> None:
-    """The run's own refusal of an output that holds a different job (ConfigError, the run's words).
-
-    The run compares once Ray is up, where `--dtype auto` is resolved from the cluster's
-    devices; before Ray, the dtype the output was written with stands for it if auto could
-    have given it.
-    """
-    from .driver import _check_settings
-
-    written = read_json(plan.layout.fs, plan.layout.job_manifest).get("output_settings", {}).get("dtype")
-    choices = [resolve_dtype(plan.job.dtype, on_gpu=on_gpu) for on_gpu in (True, False)]
-    plan.output_settings = {**plan.job.output_settings(), "dtype": written if written in choices else choices[0],
-                            "input_shards": plan.input_shards}
-    _check_settings(plan)  # the one check the run makes: replace both lines when the run's check moves
+    return check_identity_before_ray(plan)  # the run's own check and words: ConfigError, exit 2
 
 
 # -- probing -------------------------------------------------------------------------------

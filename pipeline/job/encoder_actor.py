@@ -12,7 +12,7 @@ import torch
 from wfvae import WFVAE
 
 from ..output.layout import OutputLayout
-from ..output.manifest import code_version
+from ..output.sink import latents_metadata
 from ..output.schema import LATENT_DTYPES
 from ..reading import ReadConfig
 from ..reading.records import describe
@@ -58,14 +58,9 @@ class EncoderActor:
             return
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()
-        scale, shift = self.vae.config.latent_scale_shift()
-        metadata = {
-            "model": job.model, "weights_sha256": self.checksum, "model_config": self.vae.config.to_dict(),
-            "scale": scale, "shift": shift, "stored": job.store, "latent_dtype": job.latent_dtype,
-            "compute_dtype": compute_dtype, "temporal_compression": tc,
-            "spatial_compression": self.vae.spatial_compression, "latent_channels": self.vae.latent_channels,
-            "fingerprint": fingerprint, "code_version": code_version(),
-        }
+        metadata = latents_metadata(job.model, self.vae, self.checksum, store=job.store,
+                                    latent_dtype=job.latent_dtype, compute_dtype=compute_dtype,
+                                    fingerprint=fingerprint)
         layout = OutputLayout(job.output, job.storage_options)
         self.encoder = ShardEncoder(
             self.vae, read_config, layout,

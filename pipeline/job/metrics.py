@@ -24,6 +24,8 @@ from typing import Any
 
 from ray.util.metrics import Counter, Gauge
 
+from ..output.records import CommitRecord
+
 PREFIX = "wfvae_"
 
 
@@ -48,19 +50,18 @@ class JobMetrics:
         self.psnr = Gauge(f"{PREFIX}quality_psnr_db", "lowest quality-canary PSNR of the last committed shard",
                           tags)
 
-    def shard_committed(self, record: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    def shard_committed(self, record: CommitRecord, errors: list[dict[str, Any]]) -> None:
         """``record`` as publish_shard returns it; ``errors`` the shard's error rows."""
         self.committed.inc(1, self._tags)
-        self._inc(self.clips, record.get("rows", 0))
-        timings = record.get("timings", {})
+        self._inc(self.clips, record.rows)
+        timings = record.timings
         self._inc(self.wait, timings.get("decode_wait_seconds", 0.0))
         self._inc(self.encode, timings.get("encode_seconds", 0.0))
         self._inc(self.decode, timings.get("decode_seconds", 0.0))
         for (error_type, stage), count in Tally((e["error_type"], e["stage"]) for e in errors).items():
             self.failed.inc(count, {**self._tags, "error_type": error_type, "stage": stage})
-        canary = record.get("canary") or {}
-        if canary.get("psnr_min") is not None:
-            self.psnr.set(canary["psnr_min"], self._tags)
+        if record.canary and record.canary.get("psnr_min") is not None:
+            self.psnr.set(record.canary["psnr_min"], self._tags)
 
     def shard_given_up(self) -> None:
         self.given_up.inc(1, self._tags)

@@ -17,6 +17,7 @@ from typing import Any
 from wfvae import WFVAE, DiagonalGaussian
 
 from ..output.layout import OutputLayout, shard_name
+from ..output.records import CommitRecord
 from ..output.shard_writer import publish_shard
 from ..reading import ErrorRecord, ReadConfig, SampleError
 from ..reading.records import SHARD_DAMAGE, STAGE_SHARD
@@ -107,20 +108,20 @@ class ShardEncoder:
         # The encoder's turn is over: the next shard encodes while this one is published here.
         shard.rows.sort(key=lambda item: item[0])
         timings = {**shard.timings, "total_seconds": time.perf_counter() - shard.started}
-        record = {**self.record_extra, "url": url, "attempt": attempt, "samples": shard.samples,
-                  "stats": shard.stats.to_stats().to_dict(),
-                  "errors_by_type": dict(Counter(e["error_type"] for e in shard.errors)), **quality,
-                  # when this shard's decoding and encoding started and its encoding ended (time.time())
-                  "decode_started_at": feed.decode_started_at, "encoding_started_at": encoding_started_at,
-                  "encoded_at": time.time(),
-                  "balance": balance(timings["encoder_seconds"], timings["decode_wait_seconds"],
-                                     timings["decode_seconds"], self.dataflow.decode_workers),
-                  "timings": {k: round(v, 3) for k, v in timings.items()}}
+        record = CommitRecord(shard.name, url=url, attempt=attempt, samples=shard.samples,
+                              stats=shard.stats.to_stats(),
+                              errors_by_type=dict(Counter(e["error_type"] for e in shard.errors)), **quality,
+                              # when this shard's decoding and encoding started and its encoding ended
+                              decode_started_at=feed.decode_started_at, encoding_started_at=encoding_started_at,
+                              encoded_at=time.time(),
+                              balance=balance(timings["encoder_seconds"], timings["decode_wait_seconds"],
+                                              timings["decode_seconds"], self.dataflow.decode_workers),
+                              timings={k: round(v, 3) for k, v in timings.items()}, **self.record_extra)
         committed = publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
                                   self.file_metadata, record)
         if self.metrics:
             self.metrics.shard_committed(committed, shard.errors)
-        return committed
+        return committed.to_dict()  # as stored in _committed/
 
     def _encode(self, shard: _ShardResults, feed) -> None:
         batcher = ClipBatcher(self.batch_size)

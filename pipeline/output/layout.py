@@ -6,6 +6,7 @@
     OUT/errors/<shard>.parquet        one row per failed sample
     OUT/_committed/<shard>.json       written last: the shard is complete
     OUT/_given_up/<shard>.json        a shard that failed max-shard-attempts times
+    OUT/_runs/<started>-<run>.json    each run's commit records added up (see index.py)
     OUT/_summary.json                 totals and per-channel latent statistics
 
 A shard counts as done only through its commit marker; files without one are leftovers
@@ -15,9 +16,14 @@ of an interrupted attempt and are overwritten by the next.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from typing import Any
 
-from .storage import filesystem
+from .records import CommitRecord
+from .storage import filesystem, is_local
+
+READ_BATCH = 1000  # commit records read concurrently at a time (bounded memory)
 
 
 def shard_name(url: str) -> str:
@@ -56,16 +62,26 @@ class OutputLayout:
     def given_up(self, shard: str) -> str:
         return f"{self.root}/_given_up/{shard}.json"
 
+    def run_index(self, file_name: str) -> str:
+        return f"{self.root}/_runs/{file_name}"
+
     def url_of(self, path: str) -> str:
         """Full URL (with protocol) of a path of this layout, e.g. for pyarrow or readers."""
         return self.url + path[len(self.root):]
 
     # -- state ---------------------------------------------------------------------------
     def _names_in(self, folder: str, suffix: str) -> list[str]:
+        """One listing (object stores: a request per 1,000 names; local: names only, no stat each)."""
         path = f"{self.root}/{folder}"
-        if not self.fs.exists(path):
+        if is_local(self.fs):
+            try:
+                names = os.listdir(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        elif not self.fs.exists(path):
             return []
-        names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
+        else:
+            names = [p.rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)]
         return sorted(n[: -len(suffix)] for n in names if n.endswith(suffix))
 
     def committed_shards(self) -> list[str]:
@@ -74,17 +90,33 @@ class OutputLayout:
     def given_up_shards(self) -> list[str]:
         return self._names_in("_given_up", ".json")
 
-    def commit_records(self) -> dict[str, dict[str, Any]]:
-        """All commit markers by shard, fetched concurrently (object stores: one request each)."""
-        names = self.committed_shards()
-        if not names:
-            return {}
-        paths = [self.committed(name) for name in names]
-        payloads = self.fs.cat(paths)
+    def run_index_files(self) -> list[str]:
+        return [f"{name}.json" for name in self._names_in("_runs", ".json")]
+
+    def commit_records(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Commit markers by shard (all committed ones without ``names``), as stored."""
+        names = self.committed_shards() if names is None else names
+        return {name: record for name, record in self._read_json_files([self.committed(n) for n in names], names)}
+
+    def read_commit_records(self, names: list[str]) -> Iterator[CommitRecord]:
+        """The commit records of ``names``, READ_BATCH at a time, fetched concurrently (object stores:
+        one request each); a marker removed since it was listed is skipped."""
+        for start in range(0, len(names), READ_BATCH):
+            batch = names[start:start + READ_BATCH]
+            for _, data in self._read_json_files([self.committed(n) for n in batch], batch):
+                yield CommitRecord.from_dict(data)
+
+    def _read_json_files(self, paths: list[str], names: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        if not paths:
+            return
+        payloads = self.fs.cat(paths, on_error="omit")
         if not isinstance(payloads, dict):  # a single path returns bytes
             payloads = {paths[0]: payloads}
         by_path = {self.fs._strip_protocol(p): v for p, v in payloads.items()}
-        return {name: json.loads(by_path[self.fs._strip_protocol(path)]) for name, path in zip(names, paths)}
+        for name, path in zip(names, paths):
+            payload = by_path.get(self.fs._strip_protocol(path))
+            if isinstance(payload, (bytes, str)):
+                yield name, json.loads(payload)
 
     def exists(self) -> bool:
         return self.fs.exists(self.job_manifest)
@@ -96,10 +128,16 @@ class OutputLayout:
 
 def remove_partial_files(layout: OutputLayout) -> None:
     """Delete temporary files an interrupted run left beside its outputs (local storage only;
-    object stores never publish a partial upload)."""
-    for folder in ("latents", "errors", "_committed"):
+    object stores never publish a partial upload, and listing them would cost requests)."""
+    if not is_local(layout.fs):
+        return
+    for folder in ("latents", "errors", "_committed", "_runs"):
         path = f"{layout.root}/{folder}"
-        if layout.fs.exists(path):
-            for leftover in layout.fs.glob(f"{path}/*.tmp-*"):
-                layout.fs.rm(leftover)
+        try:
+            names = os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for name in names:
+            if ".tmp-" in name:
+                os.remove(f"{path}/{name}")
     layout.refresh()

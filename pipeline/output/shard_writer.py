@@ -8,13 +8,16 @@ shards, so every row is written exactly once.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .layout import OutputLayout
+from .records import CommitRecord
 from .schema import ERRORS_SCHEMA, LATENTS_SCHEMA, file_metadata
+from .sources import source_token
 from .storage import write_atomically, write_json
 
 ROW_GROUP_ROWS = 256
@@ -34,24 +37,27 @@ def _write_table(layout: OutputLayout, path: str, table: pa.Table) -> int:
 
 
 def publish_shard(layout: OutputLayout, shard: str, latent_rows: list[dict[str, Any]],
-                  error_rows: list[dict[str, Any]], metadata: dict[str, Any], record: dict[str, Any]) -> dict:
-    """Write ``latents/<shard>.parquet``, ``errors/<shard>.parquet``, then ``_committed/<shard>.json``."""
+                  error_rows: list[dict[str, Any]], metadata: dict[str, Any], record: CommitRecord | dict[str, Any],
+                  storage_options: dict[str, Any] | None = None) -> CommitRecord:
+    """Write ``latents/<shard>.parquet``, ``errors/<shard>.parquet``, then ``_committed/<shard>.json``;
+    returns the commit record as written. Its ``source`` is the tar's token now, unless given
+    (``storage_options``: the input's, for that one request)."""
     started = time.perf_counter()
+    if isinstance(record, dict):
+        record = CommitRecord.from_dict({**record, "shard": shard})
     schema = LATENTS_SCHEMA.with_metadata(file_metadata(metadata))
     latents = pa.Table.from_pylist(latent_rows, schema=schema)
     errors = pa.Table.from_pylist(error_rows, schema=ERRORS_SCHEMA.with_metadata(file_metadata(metadata)))
     latent_bytes = _write_table(layout, layout.latents(shard), latents)
     error_bytes = _write_table(layout, layout.errors(shard), errors)
-    committed = {
-        **record,
-        "shard": shard,
-        "rows": latents.num_rows,
-        "errors": errors.num_rows,
-        "bytes": {"latents": latent_bytes, "errors": error_bytes},
-        "timings": {**record.get("timings", {}), "write_seconds": round(time.perf_counter() - started, 3)},
-        "committed_at": time.time(),
-    }
-    write_json(layout.fs, layout.committed(shard), committed)
+    source = record.source
+    if source is None and record.url:
+        source = source_token(record.url, layout.storage_options if storage_options is None else storage_options)
+    committed = replace(record, rows=latents.num_rows, errors=errors.num_rows, source=source,
+                        bytes={"latents": latent_bytes, "errors": error_bytes},
+                        timings={**record.timings, "write_seconds": round(time.perf_counter() - started, 3)},
+                        committed_at=time.time())
+    write_json(layout.fs, layout.committed(shard), committed.to_dict())
     if layout.fs.exists(layout.given_up(shard)):
         layout.fs.rm(layout.given_up(shard))
     return committed

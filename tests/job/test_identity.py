@@ -1,5 +1,5 @@
-"""The same job spelled differently resumes; a different one is refused. The input is identified by its
-resolved shard list, the model by its config and weights, never by how their paths were written."""
+"""The same job spelled differently resumes; a different one is refused. The model is identified by its
+config and weights, never by how its path was written; the input's shards are not part of the identity."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ def test_same_job_spelled_differently_resumes_and_a_different_one_is_refused(ray
     assert "3 shards, 2 already committed, 1 to encode" in resumed.stdout and ": resumed;" in resumed.stdout
     assert len(read_output(out)) == sum(len(k) for k in dataset.good.values())
 
+    # the input's shards are not part of the output's identity: a smaller (or larger) input resumes
     fewer = run_cli(ray_head, "--input", str(dataset.folder / "part-00000[01].tar"), "--output", str(out), "--model",
-                    str(copy), *CLIPS, check=False)
-    assert fewer.returncode == 2 and "the input's shards differ (3 shards then, 2 now)" in fewer.stderr
+                    str(copy), *CLIPS)
+    assert "2 shards, 2 already committed, 0 to encode" in fewer.stdout
 
     config = json.loads((copy / "config.json").read_text())
     config["scale"] = [2 * value for value in config["scale"]]  # a different normalisation: a different job

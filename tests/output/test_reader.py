@@ -13,6 +13,7 @@ from pipeline.job.summary import build_summary
 from pipeline.output.layout import OutputLayout
 from pipeline.output.manifest import check_or_create
 from pipeline.output.reader import read_job_output
+from pipeline.output.records import RunRecord
 from pipeline.output.shard_writer import publish_shard
 from pipeline.output.stats import LatentStats
 from pipeline.output.storage import write_json
@@ -49,7 +50,7 @@ def test_summary_report_and_dataset_read_the_same_totals(tmp_path):
     (tmp_path / "out" / "latents" / "part-000004.parquet").write_bytes(b"a leftover without a marker")
 
     output = read_job_output(layout)
-    assert sorted(output.records) == ["part-000000", "part-000001", "part-000002"]
+    assert sorted(output.shards) == ["part-000000", "part-000001", "part-000002"]
     assert output.given_up == ("part-000003",) and output.rows == 5 and output.errors == 3
     assert output.errors_by_type == {"CorruptVideo": 3}
     everything = torch.stack(latents).double()  # (5, 4, 2, 4, 4)
@@ -57,7 +58,7 @@ def test_summary_report_and_dataset_read_the_same_totals(tmp_path):
     assert torch.allclose(torch.tensor(output.stats.mean, dtype=torch.float64), per_channel.mean(1))
     assert torch.allclose(torch.tensor(output.stats.std, dtype=torch.float64), per_channel.std(1, correction=0))
 
-    summary = build_summary(layout, [f"part-00000{i}" for i in range(5)], {})
+    summary = build_summary(layout, [f"part-00000{i}" for i in range(5)], RunRecord("test"))
     report = describe_output(layout.url)
     dataset = open_output(layout.url)
     assert summary["clips"] == report["rows"] == dataset.num_rows == 5

@@ -97,7 +97,7 @@ def flaky(local_s3):
 def test_transient_errors_while_publishing_are_retried_and_the_shard_commits(flaky):
     layout, proxy = flaky("/out/latents/", failures=2)
     committed = publish_shard(layout, "part-000000", [], [], {"model": "m"}, {"run_id": "r"})
-    assert len(proxy.failed) == 2 and committed["rows"] == 0
+    assert len(proxy.failed) == 2 and committed.rows == 0
     fs = fsspec.filesystem("s3", **{k: v for k, v in layout.storage_options.items()})
     fs.invalidate_cache()
     assert fs.exists(f"{layout.root}/_committed/part-000000.json") and fs.exists(layout.latents("part-000000"))

@@ -54,36 +54,36 @@ def write_mixed_shards(folder: Path, shards: int, samples: int, broken: int) -> 
 
 def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
     """What ``jobs/encode_dataset.py --input input_spec --output out *args`` writes, on CPU in float32,
-    for one attempt per shard and without Ray: ``_job.json``, each shard's latents, errors and commit
-    marker, ``_given_up/`` for a shard whose publishing fails, and ``_summary.json``. Returns the summary."""
+    for one attempt per shard and without Ray, through the job's own ``OutputSink``: ``_job.json``,
+    each shard's latents, errors and commit marker, ``_given_up/`` for a shard whose publishing
+    fails, the run's file and ``_summary.json``. Returns the summary."""
     from collections import Counter, defaultdict
 
     from pipeline.job.batching import DeviceStats, to_video
     from pipeline.job.config import config_from_args
     from pipeline.job.driver import Plan
     from pipeline.job.rows import error_row, latent_row
-    from pipeline.job.summary import build_summary, write_summary
-    from pipeline.output.manifest import check_or_create, fingerprint, make_manifest
-    from pipeline.output.shard_writer import publish_shard
-    from pipeline.output.storage import write_json
+    from pipeline.job.summary import build_summary
+    from pipeline.output.manifest import fingerprint
+    from pipeline.output.records import CommitRecord, RunRecord
+    from pipeline.output.sink import latents_metadata
     from pipeline.reading import ErrorRecord, read_shard
     from wfvae import WFVAE
 
     started = time.perf_counter()
     job = config_from_args(["--input", input_spec, "--output", str(out), *args])
     plan = Plan(job)  # lists the shards and checks the settings against the model, as the driver does
-    output_settings = {**job.output_settings(), "dtype": "float32", "input_shards": plan.input_shards}
+    sink, run_id = plan.sink, "in-process"
+    output_settings = {**job.output_settings(), "dtype": "float32"}
     vae = WFVAE.from_pretrained(job.model)
     model = {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
              "temporal_compression": vae.temporal_compression}
-    check_or_create(plan.layout, make_manifest(job.public_dict(), output_settings, model))
-    scale, shift = vae.config.latent_scale_shift()
-    metadata = {"model": job.model, "weights_sha256": model["weights_sha256"], "model_config": model["config"],
-                "scale": scale, "shift": shift, "stored": job.store, "latent_dtype": job.latent_dtype,
-                "compute_dtype": "float32", "temporal_compression": vae.temporal_compression,
-                "spatial_compression": vae.spatial_compression, "latent_channels": vae.latent_channels,
-                "fingerprint": fingerprint(output_settings)}
-    run_id, encoded, given_up = "in-process", [], []
+    sink.open(job.public_dict(), output_settings, model)
+    metadata = latents_metadata(job.model, vae, model["weights_sha256"], store=job.store,
+                                latent_dtype=job.latent_dtype, compute_dtype="float32",
+                                fingerprint=fingerprint(output_settings))
+    resume = sink.resume(plan.urls, plan.names, sink.state(), job.storage_options)
+    run_file, encoded, given_up = sink.begin_run(run_id, list(plan.names)), [], []
     for url, name in zip(plan.urls, plan.names):
         stats, rows, errors, by_shape = DeviceStats(), [], [], defaultdict(list)
         for order, item in enumerate(read_shard(url, plan.read_config)):
@@ -99,22 +99,20 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
                 rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latent_dtype)))
         rows = [row for _, row in sorted(rows, key=lambda item: item[0])]
         samples = len({row["key"] for row in rows} | {error["key"] for error in errors})
-        record = {"run_id": run_id, "url": url, "attempt": 1, "samples": samples,
-                  "stats": stats.to_stats().to_dict(),
-                  "errors_by_type": dict(Counter(e["error_type"] for e in errors))}
+        record = CommitRecord(name, url=url, run_id=run_id, samples=samples, stats=stats.to_stats(),
+                              errors_by_type=dict(Counter(e["error_type"] for e in errors)))
         try:
-            encoded.append(publish_shard(plan.layout, name, rows, errors, metadata, record))
+            encoded.append(sink.publish(record, rows, errors, metadata))
         except OSError as err:  # max_shard_attempts=1: given up at once, as the driver records it
             given_up.append(name)
-            write_json(plan.layout.fs, plan.layout.given_up(name),
-                       {"url": url, "attempts": 1, "last_error": f"{type(err).__name__}: {err}", "at": time.time()})
+            sink.give_up(url, 1, f"{type(err).__name__}: {err}")
+    sink.finish_run(run_file, encoded, resume.tokens)
     seconds = time.perf_counter() - started
-    clips = sum(r["rows"] for r in encoded)
-    summary = build_summary(plan.layout, plan.names, {
-        "run_id": run_id, "seconds": round(seconds, 3), "shards_encoded": len(encoded), "shards_skipped": 0,
-        "clips": clips, "clips_per_second": round(clips / seconds, 3), "given_up": given_up, "stopped_by": None,
-        "abandoned": [], "write_failures": []})
-    write_summary(plan.layout, summary)
+    clips = sum(r.rows for r in encoded)
+    summary = build_summary(sink.layout, plan.names, RunRecord(
+        run_id, seconds=round(seconds, 3), shards_encoded=len(encoded), clips=clips,
+        clips_per_second=round(clips / seconds, 3), given_up=given_up), encoded)
+    sink.write_summary(summary)
     return summary
 
 
@@ -185,16 +183,16 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     are published and then lose their commit marker, as when a worker dies between the two."""
     import torch
 
-    from pipeline.output.layout import OutputLayout
-    from pipeline.output.manifest import check_or_create, make_manifest
+    from pipeline.output.records import CommitRecord
     from pipeline.output.schema import LATENT_DTYPES, tensor_bytes
-    from pipeline.output.shard_writer import publish_shard
+    from pipeline.output.sink import OutputSink
     from pipeline.output.stats import LatentStats
 
-    layout = OutputLayout(str(folder))
+    sink = OutputSink(str(folder))
+    layout = sink.layout
     settings = {"input": str(folder / "shards" / ("part-{000000..%06d}.tar" % (shards - 1))), "store": store,
                 "latent_dtype": latent_dtype, "num_frames": 5}
-    check_or_create(layout, make_manifest(settings, settings, {"weights_sha256": "0" * 64, "temporal_compression": 4}))
+    sink.open(settings, settings, {"weights_sha256": "0" * 64, "temporal_compression": 4})
     generator = torch.Generator().manual_seed(seed)
     metadata = {"stored": store, "latent_dtype": latent_dtype, "latent_channels": 4, "scale": [0.5] * 4,
                 "shift": [0.25] * 4}
@@ -217,8 +215,7 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
                 "source_num_frames": 12})
         errors = [{"key": f"{name}-broken", "shard": name, "stage": "decode", "error_type": "InvalidData",
                    "message": "not a video"}]
-        publish_shard(layout, name, latent_rows, errors, metadata,
-                      {"stats": stats.to_dict(), "errors_by_type": {"InvalidData": 1}})
+        sink.publish(CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}), latent_rows, errors, metadata)
         if s in uncommitted:
             layout.fs.rm(layout.committed(name))
     committed = tuple(n for s, n in enumerate(names) if s not in uncommitted)

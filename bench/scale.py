@@ -1,0 +1,274 @@
+"""The driver's work at 10^4-10^6 listed shards: planning, dry run, and a resume with all but 10
+shards committed, on local storage and on moto's S3 server. Wall time and peak memory of each.
+
+    python bench/scale.py                                  # 10^4, 10^5, 10^6 local; 10^4, 10^5 on S3
+    python bench/scale.py --local 10000 --s3 "" --e2e 50000
+
+Listings and outputs are fabricated: N empty tar files (names are all planning looks at), an
+output whose first N - 10 shards are committed (empty commit markers, and the run file a finished
+run leaves, with the shards' source tokens), so nothing is encoded. Timed, each in a fresh
+process (peak RSS is the process's, less what it held after its imports):
+
+    plan      driver.Plan: listing the input, the duplicate-name check, the model's config
+    dry-run   dry_run.dry_run (no shard probed: they are empty)
+    resume    Plan + driver.prepare_output (identity, state from the run files, source tokens,
+              what is left) + begin_run + driver.close_output with the 10 shards' records (the run
+              file, the summary from the run files): all of the driver's work but encoding
+
+S3: the same objects in moto's in-process backend, reached through s3fs over HTTP; the moto
+server runs in the bench's process, so its CPU time is counted too. ``--e2e N`` also runs the real
+job (jobs/encode_dataset.py, local Ray, the tiny model) on 10 real shards alone, then on the same
+10 beside N - 10 committed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+TINY_MODEL = ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"
+LEFT = 10  # shards left to encode in a resume
+ARGS = ["--model", str(TINY_MODEL), "--num-frames", "5", "--resolution", "32x32", "--batch-size", "2",
+        "--dtype", "float32"]
+
+
+def name(i: int) -> str:
+    return f"part-{i:07d}"
+
+
+# -- fabricating ---------------------------------------------------------------------------
+
+def job_args(input_spec: str, out: str, storage_options: dict | None) -> list[str]:
+    extra = ["--storage-options", json.dumps(storage_options), "--model-storage-options", "{}"] if storage_options \
+        else []
+    return ["--input", input_spec, "--output", out, *ARGS, *extra]
+
+
+def fabricate(base: str, count: int, storage_options: dict | None, put) -> str:
+    """Input shards and an output with all but LEFT committed; returns the input spec."""
+    from pipeline.job.config import config_from_args
+    from pipeline.job.driver import Plan
+    from pipeline.output.index import RunIndex
+    from pipeline.output.records import CommitRecord
+    from pipeline.output.sources import source_tokens
+
+    names = [name(i) for i in range(count)]
+    for n in names:
+        put(f"{base}/in/{n}.tar", b"")
+    spec = f"{base}/in/part-*.tar"
+    job = config_from_args(job_args(spec, f"{base}/out", storage_options))
+    plan = Plan(job)
+    sink = plan.sink
+    from wfvae import WFVAE
+
+    vae = WFVAE.from_pretrained(job.model)  # the model as the job's actors identify it
+    sink.open(job.public_dict(), {**job.output_settings(), "dtype": "float32"},
+              {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
+               "temporal_compression": vae.temporal_compression})
+    tokens = source_tokens(plan.urls, storage_options)
+    run = RunIndex("fabricated", time.time() - 60, complete=True)
+    for url, n in zip(plan.urls[:-LEFT], names[:-LEFT]):
+        put(f"{base}/out/_committed/{n}.json", b"")  # only listed: the run file accounts for it
+        run.add(CommitRecord(n, url=url, rows=100, bytes={"latents": 10**6, "errors": 1000}), tokens[url])
+    sink.write_index(run)
+    return spec
+
+
+def local_put(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as file:
+        file.write(data)
+
+
+# -- one measurement (in its own process) --------------------------------------------------
+
+def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> dict:
+    from pipeline.job.config import config_from_args
+    from pipeline.job.driver import Plan, _Outcome, close_output, prepare_output
+    from pipeline.job.dry_run import dry_run
+
+    job = config_from_args(job_args(spec, out, storage_options))
+    baseline = reset_peak_memory()
+    started = time.perf_counter()
+    if stage == "plan":
+        shards = len(Plan(job).urls)
+    elif stage == "dry-run":
+        shards = dry_run(job, probe_shards=0).shards
+    else:
+        plan = Plan(job)
+        plan.output_settings = {**job.output_settings(), "dtype": "float32"}  # as place() resolves it on CPU
+        resume = prepare_output(plan, "bench", lambda line: None)
+        assert len(resume.todo) == LEFT, len(resume.todo)
+        index = plan.sink.begin_run("bench", [u.rsplit("/", 1)[-1][:-4] for u in resume.todo])
+        for url in resume.todo:  # as the encoder actors publish them
+            plan.layout.fs.pipe_file(plan.layout.committed(url.rsplit("/", 1)[-1][:-4]), b"")
+        outcome = _Outcome()
+        outcome.encoded = [{"shard": u.rsplit("/", 1)[-1][:-4], "url": u, "rows": 100} for u in resume.todo]
+        summary = close_output(plan, "bench", resume, index, outcome, 1.0, None, lambda line: None)
+        assert summary["shards"]["committed"] == summary["shards"]["total"], summary["shards"]
+        shards = summary["shards"]["total"]
+    seconds = time.perf_counter() - started
+    return {"stage": stage, "shards": shards, "seconds": round(seconds, 2), "peak_mib": round(memory("VmHWM")),
+            "baseline_mib": round(baseline)}
+
+
+def memory(field: str) -> float:
+    """MiB of /proc/self/status's VmRSS (now) or VmHWM (peak since the last reset)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1]) / 1024
+
+
+def reset_peak_memory() -> float:
+    """Resets the peak to what the process holds now (Linux: clear_refs 5); returns that."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return memory("VmRSS")
+
+
+def in_subprocess(stage: str, spec: str, out: str, storage_options: dict | None) -> dict:
+    result = subprocess.run([sys.executable, __file__, "--one", stage, spec, out, json.dumps(storage_options)],
+                            capture_output=True, text=True, timeout=1800)
+    if result.returncode:
+        raise RuntimeError(result.stderr[-3000:])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# -- the runs ------------------------------------------------------------------------------
+
+def local_rows(count: int) -> list[dict]:
+    base = tempfile.mkdtemp(prefix=f"scale-{count}-")
+    try:
+        began = time.perf_counter()
+        spec = fabricate(base, count, None, local_put)
+        print(f"  local {count}: fabricated in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        return [{"storage": "local", **in_subprocess(stage, spec, f"{base}/out", None)}
+                for stage in ("plan", "dry-run", "resume")]
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def s3_rows(count: int) -> list[dict]:
+    """moto's server in this process; stages run here too (the server cannot be shared with a child)."""
+    from moto.backends import get_backend
+
+    from tests.support.s3 import LocalS3
+
+    import logging
+
+    class Count(logging.Handler):
+        """moto's server logs one line per request: counted, not printed."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.requests: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.requests.append(record.getMessage().split('"')[1] if '"' in record.getMessage() else "")
+
+    counter = Count()
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.handlers[:] = [counter]
+    werkzeug.propagate = False
+    werkzeug.setLevel(logging.INFO)
+    rows = []
+    with LocalS3() as s3:
+        bucket = f"scale{count}"
+        s3.create_bucket(bucket)
+        backend = get_backend("s3")["123456789012"]["global"]
+
+        def put(path: str, data: bytes) -> None:
+            backend.put_object(bucket, path.split("/", 3)[3], data)
+
+        began = time.perf_counter()
+        spec = fabricate(f"s3://{bucket}", count, s3.storage_options, put)
+        print(f"  s3 {count}: fabricated in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        for stage in ("plan", "dry-run", "resume"):
+            counter.requests.clear()
+            row = measure(stage, spec, f"s3://{bucket}/out", s3.storage_options)
+            kinds = {}
+            for request in counter.requests:
+                method, path = (request.split(" ") + ["", ""])[:2]
+                kind = f"{method} {'list ' + path.split('prefix=')[1].split('&')[0] if 'list-type' in path else ''}"
+                kinds[kind] = kinds.get(kind, 0) + 1
+            rows.append({"storage": "s3 (moto)", **row, "requests": len(counter.requests)})
+            print(f"  s3 {count} {stage}: {len(counter.requests)} requests: {kinds}", file=sys.stderr)
+    return rows
+
+
+def e2e(count: int) -> list[dict]:
+    """The real job on 10 real shards alone, and beside count - 10 committed ones."""
+    sys.path.insert(0, str(ROOT))
+    from tests.job.conftest import write_dataset
+
+    base = Path(tempfile.mkdtemp(prefix="scale-e2e-"))
+    try:
+        real = write_dataset(base / "real", shards=LEFT, samples=3)
+        rows = []
+        for listed in (LEFT, count):
+            folder, out = base / f"in-{listed}", base / f"out-{listed}"
+            if listed > LEFT:
+                spec = fabricate(str(base / f"fab-{listed}"), listed, None, local_put)
+                shutil.move(str(base / f"fab-{listed}" / "in"), folder)
+                shutil.move(str(base / f"fab-{listed}" / "out"), out)
+            folder.mkdir(exist_ok=True)
+            for s in range(LEFT):  # the real shards take the last names (the ones left to encode)
+                shutil.copy(real.folder / f"part-{s:06d}.tar", folder / f"{name(listed - LEFT + s)}.tar")
+            spec = str(folder / "part-*.tar")
+            began = time.perf_counter()
+            result = subprocess.run([sys.executable, str(ROOT / "jobs" / "encode_dataset.py"),
+                                     *job_args(spec, str(out), None)], capture_output=True, text=True, timeout=1200,
+                                    cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            seconds = time.perf_counter() - began
+            if result.returncode:
+                raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
+            summary = json.loads((out / "_summary.json").read_text())
+            assert summary["this_run"]["shards_encoded"] == LEFT, summary["this_run"]
+            rows.append({"storage": "local", "stage": f"job, {LEFT} to encode", "shards": listed,
+                         "seconds": round(seconds, 1), "peak_mib": None})
+        return rows
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--local", default="10000,100000,1000000")
+    parser.add_argument("--s3", default="10000,100000")
+    parser.add_argument("--e2e", type=int, default=0, help="also run the real job with this many listed shards")
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        stage, spec, out, options = args.one
+        print(json.dumps(measure(stage, spec, out, json.loads(options))))
+        return
+    rows = []
+    for count in (int(c) for c in args.local.split(",") if c):
+        rows += local_rows(count)
+        print(json.dumps(rows[-3:]), file=sys.stderr)
+    for count in (int(c) for c in args.s3.split(",") if c):
+        rows += s3_rows(count)
+        print(json.dumps(rows[-3:]), file=sys.stderr)
+    if args.e2e:
+        rows += e2e(args.e2e)
+    print("| storage | stage | listed shards | wall s | peak RSS MiB (held before) | S3 requests |")
+    print("|---|---|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['storage']} | {row['stage']} | {row['shards']:,} | {row['seconds']} | {row['peak_mib']} "
+              f"({row.get('baseline_mib')}) | {row.get('requests', '')} |")
+
+
+if __name__ == "__main__":
+    main()
