@@ -191,36 +191,52 @@ def hold_output(layout: OutputLayout, job: JobConfig, run_id: str, log: Callable
 
 
 def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop: StopRequest) -> dict[str, Any]:
+    """Ray starts only when there is work: an output with nothing left to encode is answered from
+    the output itself. ``--overwrite`` clears the output once the cluster has been checked."""
     job, sink = plan.job, plan.sink
-    connect(job.ray_address, log)
-    stop.install()  # again: ray.init replaced the SIGTERM handler
-    plan.place(log)
-    _refuse_scattered_output(plan)
     started = time.perf_counter()
-    resume = prepare_output(plan, run_id, log)
-    todo = resume.todo
+    resume = None if job.overwrite else prepare_output(plan, run_id, log)
     outcome = _Outcome()
     index = None
-    if todo and not stop.requested.is_set():
-        index = sink.begin_run(run_id, [shard_name(url) for url in todo])
-        actors = _start_actors(plan, run_id, min(plan.num_actors, len(todo)))
-        try:
-            identities = _wait_for_actors(actors, stop)
-            if identities is not None:
-                model = {"source": job.model, "weights_sha256": identities[0]["weights_sha256"],
-                         "config": identities[0]["config"],
-                         "temporal_compression": identities[0]["temporal_compression"]}
-                try:
-                    opened = sink.open(job.public_dict(), plan.output_settings, model)
-                except OutputConflict as err:
-                    raise ConfigError(str(err)) from None
-                log(f"output {sink.url}: {opened}; {len(actors)} encoder actor(s) on "
-                    f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode worker(s) each")
-                _dispatch(plan, actors, todo, log, started, stop, lease, outcome)
-        finally:
-            for actor in actors:
-                ray.kill(actor)
+    if resume is None or (resume.todo and not stop.requested.is_set()):
+        connect(job.ray_address, log)
+        stop.install()  # again: ray.init replaced the SIGTERM handler
+        plan.place(log)
+        _refuse_scattered_output(plan)
+        if resume is None:
+            resume = prepare_output(plan, run_id, log)
+        else:
+            _check_settings(plan)  # again, with the dtype the cluster's devices resolve
+        todo = resume.todo
+        if todo and not stop.requested.is_set():
+            index = sink.begin_run(run_id, [shard_name(url) for url in todo])
+            _encode(plan, run_id, todo, log, started, stop, lease, outcome)
+    elif not resume.todo:
+        log(f"nothing left to encode in {sink.url}: answered from the output, without starting Ray")
     return close_output(plan, run_id, resume, index, outcome, time.perf_counter() - started, stop.name, log)
+
+
+def _encode(plan: Plan, run_id: str, todo: list[str], log: Callable[[str], None], started: float,
+            stop: StopRequest, lease: Lease, outcome: "_Outcome") -> None:
+    """Starts the encoder actors, records the model's identity, and hands them the shards."""
+    job, sink = plan.job, plan.sink
+    actors = _start_actors(plan, run_id, min(plan.num_actors, len(todo)))
+    try:
+        identities = _wait_for_actors(actors, stop)
+        if identities is None:
+            return
+        model = {"source": job.model, "weights_sha256": identities[0]["weights_sha256"],
+                 "config": identities[0]["config"], "temporal_compression": identities[0]["temporal_compression"]}
+        try:
+            opened = sink.open(job.public_dict(), plan.output_settings, model)
+        except OutputConflict as err:
+            raise ConfigError(str(err)) from None
+        log(f"output {sink.url}: {opened}; {len(actors)} encoder actor(s) on "
+            f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode worker(s) each")
+        _dispatch(plan, actors, todo, log, started, stop, lease, outcome)
+    finally:
+        for actor in actors:
+            ray.kill(actor)
 
 
 def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> ResumePlan:
@@ -232,7 +248,7 @@ def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> Resum
         sink.clear()
         log(f"--overwrite: removed the previous contents of {sink.url}")
     else:
-        _check_settings(plan)  # a different job's output is refused before anything loads
+        check_identity_before_ray(plan)  # a different job's output is refused before anything starts
     sink.remove_partial_files()
     state = sink.state()
     sink.adopt(state)  # shards no run file accounted for (a crashed run's): written down once

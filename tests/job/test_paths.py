@@ -67,3 +67,20 @@ def test_a_model_that_does_not_load_ends_the_job_with_one_line(ray_head, dataset
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "could not load the model" in errors[0] and str(model) in errors[0], result.stderr
     assert "Fatal Python error" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_finished_output_is_answered_without_starting_ray(ray_head, dataset, tmp_path):
+    out = tmp_path / "out"
+    run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS)
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "latents").iterdir()}
+    # An address where nothing answers: the re-run would fail at once if it tried to join a cluster.
+    from tests.support.ray_head import free_port
+
+    dead = f"127.0.0.1:{free_port()}"
+    again = run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--ray-address", dead,
+                    timeout=60)
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}, again.stdout
+    assert summary["this_run"]["shards_encoded"] == 0 and summary["this_run"]["shards_skipped"] == 3
+    assert summary["clips"] == sum(len(keys) for keys in dataset.good.values())
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "latents").iterdir()} == before
