@@ -15,11 +15,15 @@ from .balance import run_balance
 from .canary import format_quality, quality_summary
 
 
-def build_summary(layout: OutputLayout, all_shards: list[str], run: RunRecord,
-                  records: list[CommitRecord] = (), state: OutputState | None = None) -> dict[str, Any]:
-    """``all_shards``: the input's shard names; ``records``: this run's commit records; ``state``:
-    the output's, if already read."""
+def build_summary(layout: OutputLayout, all_shards: list[str], run: RunRecord | dict[str, Any],
+                  records: list[CommitRecord] | None = None, state: OutputState | None = None) -> dict[str, Any]:
+    """``all_shards``: the input's shard names; ``records``: this run's commit records (the driver
+    keeps them; without them every commit record is read to find this run's: small outputs only);
+    ``state``: the output's, if already read."""
+    run = run if isinstance(run, RunRecord) else RunRecord.from_dict(run)
     state = state or read_job_output(layout, require_manifest=False).state
+    if records is None:
+        records = [r for r in layout.read_commit_records(sorted(state.shards)) if r.run_id == run.run_id]
     totals, committed = state.totals, state.shards
     inputs = set(all_shards)
     # this run's given-up shards count as given up even where their _given_up marker could not be written
