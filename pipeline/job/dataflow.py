@@ -134,7 +134,8 @@ class _Process:
 
     def __init__(self, placement) -> None:
         self.actor = WORKER.options(scheduling_strategy=placement).remote()
-        self.node: str | None = None  # where it runs, once it is up
+        self.node: str | None = None  # where it runs (node id and pid), once it is up
+        self.pid: int | None = None
         self.failed = False  # died before it was up
         self.reported = False
         self.since = time.monotonic()
@@ -144,7 +145,7 @@ class _Process:
         if future.exception() is not None:
             self.failed = True
         else:
-            self.node = future.result()[0]
+            self.node, self.pid = future.result()
         wake.set()
 
 
