@@ -25,7 +25,7 @@ import queue
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,7 +40,8 @@ from .decode_workers import (CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WOR
                              Part, alive_nodes, no_cpu_message, parcel_plan, worker_died)
 
 DEPTH = 2  # open calls per worker: the one it decodes and the next, so it never waits for work
-PLACE_SECONDS = 10  # a worker not up after this long is reported; if none is up (and no CPU is free), fatal
+PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
+# when none is up and no CPU is free, NoDecodeCPU ends the job
 _END = object()
 
 
@@ -76,7 +77,6 @@ class Call:
         self.pool, self.feed = pool, feed
         self.decodes = [SampleDecode(self, index, sample) for index, sample in enumerate(samples)]
         self.worker: _Worker | None = None
-        self.process: _Process | None = None  # the one it was last handed to
         self.gen = None  # its stream of parcels; None once ended
         self.base = 0  # index of the first sample of that stream
         self.each_sample = False  # that stream sends a parcel at every sample's end (after a crash)
@@ -129,30 +129,28 @@ def failure(err: BaseException, decode: SampleDecode) -> ErrorRecord:
     return ErrorRecord.of(err, STAGE_DECODE, decode.sample.shard, decode.key)
 
 
-class _Process:
-    """One worker actor, placed on the encoder's node if it has room, else wherever the cluster has a CPU."""
+class _Worker:
+    """One worker actor (placed on the encoder's node if it has room, else wherever the cluster has a CPU)
+    and its open calls, in the order they were handed to it."""
 
-    def __init__(self, placement) -> None:
+    def __init__(self, placement, wake: threading.Event, calls: list[Call]) -> None:
         self.actor = WORKER.options(scheduling_strategy=placement).remote()
-        self.node: str | None = None  # where it runs (node id and pid), once it is up
+        self.node: str | None = None  # where it runs, once it is up
         self.pid: int | None = None
         self.failed = False  # died before it was up
-        self.reported = False
         self.since = time.monotonic()
+        self.calls = calls
+        self.actor.where.remote().future().add_done_callback(lambda done: self._placed(done, wake))
 
-    def placed(self, future, wake: threading.Event) -> None:
-        """Ray's callback (on one of its threads: it takes no lock)."""
-        if future.exception() is not None:
-            self.failed = True
-        else:
+    def _placed(self, future, wake: threading.Event) -> None:
+        """Ray's callback, on one of its threads: it takes no lock."""
+        if future.exception() is None:
             self.node, self.pid = future.result()
+        self.failed = self.node is None
         wake.set()
 
-
-class _Worker:
-    def __init__(self, process: _Process) -> None:
-        self.process = process
-        self.calls: list[Call] = []  # its open calls, in the order they were handed to it
+    def overdue(self) -> bool:
+        return self.node is None and time.monotonic() - self.since > PLACE_SECONDS
 
 
 class DecodePool:
@@ -167,20 +165,20 @@ class DecodePool:
                                                         _spill_on_unavailable=True)
         self.workers: list[_Worker] = []
         self.sample_seconds: float | None = None  # running mean of a sample's decoding time
-        self.resize()
 
     def resize(self) -> None:
-        """As many workers as the settings say now (idle ones leave first)."""
+        """As many workers as the settings say now (idle ones leave first). NoDecodeCPU if there are none."""
         try:
             target = self.settings.now()
         except NoDecodeCPU:
-            return  # keeps what it has: the feeder reports if none of it can be placed
+            if not self.workers:
+                raise
+            return  # keeps what it has
         with self.lock:
-            while len(self.workers) < target:
-                self.workers.append(_Worker(self._start()))
+            self.workers += [_Worker(self.placement, self.wake, []) for _ in range(target - len(self.workers))]
             for worker in [w for w in self.workers if not w.calls][:max(0, len(self.workers) - target)]:
                 self.workers.remove(worker)
-                ray.kill(worker.process.actor, no_restart=True)
+                ray.kill(worker.actor, no_restart=True)
 
     def group_size(self) -> int:
         """Samples for the next call: as many as make a call last about ``CALL_SECONDS`` (one until one is seen)."""
@@ -189,72 +187,59 @@ class DecodePool:
         return max(1, min(MAX_CALL_SAMPLES, int(CALL_SECONDS / max(self.sample_seconds, 1e-4))))
 
     def placed(self) -> dict[str, Any]:
-        """Where the workers run: up workers per node, and how many found no CPU in ``PLACE_SECONDS``."""
+        """Workers, how many are up per node, and how many found no CPU in ``PLACE_SECONDS``."""
         with self.lock:
-            nodes: dict[str, int] = {}
-            for worker in self.workers:
-                if worker.process.node:
-                    nodes[worker.process.node] = nodes.get(worker.process.node, 0) + 1
-            return {"workers": len(self.workers), "nodes": nodes,
-                    "unplaced": sum(1 for w in self.workers if self._overdue(w.process))}
+            nodes = Counter(w.node for w in self.workers if w.node)
+            return {"workers": len(self.workers), "nodes": dict(nodes),
+                    "unplaced": sum(w.overdue() for w in self.workers)}
 
     # -- under the lock ------------------------------------------------------------------------------
-    def _start(self) -> _Process:
-        process = _Process(self.placement)
-        process.actor.where.remote().future().add_done_callback(lambda done: process.placed(done, self.wake))
-        return process
-
     def _submit(self, call: Call, again: bool) -> None:
         """Hands the call's unfinished samples (the first from its first undelivered piece) to its worker."""
         todo = call.unfinished()
-        call.process, call.each_sample, call.gen = call.worker.process, again, None
+        call.each_sample, call.gen = again, None
         call.parts.clear()
         if todo:
             call.base = todo[0].index
-            call.gen = call.process.actor.decode.options(
+            call.gen = call.worker.actor.decode.options(
                 num_returns="streaming", _generator_backpressure_num_objects=self.parcels_ahead,
             ).remote([d.sample for d in call.decodes[call.base:]], self.config, self.piece_frames,
                      todo[0].delivered, self.parcel_bytes, again)
 
     def _replace(self, worker: _Worker) -> None:
-        """A fresh process for the worker; its open calls go to it first, in order."""
-        ray.kill(worker.process.actor, no_restart=True)
-        worker.process = self._start()
-        for call in worker.calls:
+        """A fresh process in the worker's place; its open calls go to it first, in order."""
+        if worker not in self.workers:
+            return  # the pool was closed
+        ray.kill(worker.actor, no_restart=True)
+        fresh = self.workers[self.workers.index(worker)] = _Worker(self.placement, self.wake, worker.calls)
+        for call in fresh.calls:
+            call.worker = fresh
             self._submit(call, again=True)
-
-    def _overdue(self, process: _Process) -> bool:
-        return process.node is None and time.monotonic() - process.since > PLACE_SECONDS
 
     # -- the feeder ----------------------------------------------------------------------------------
     def assign(self, call: Call, stop: Callable[[], bool]) -> bool:
         """Hands the call to the up worker with the fewest open calls once one has room; False if stopped first.
-        Raises NoDecodeCPU if no worker is up ``PLACE_SECONDS`` after they were started and no CPU is free."""
+        NoDecodeCPU if no worker is up ``PLACE_SECONDS`` after they were started and no CPU is free."""
         while True:
             self.wake.clear()
+            if not self.workers:
+                self.resize()
             with self.lock:
                 if stop():
                     return False
-                for worker in self.workers:
-                    if worker.process.failed:
-                        self._replace(worker)
-                ready = [w for w in self.workers if w.process.node and len(w.calls) < DEPTH]
+                for worker in [w for w in self.workers if w.failed]:
+                    self._replace(worker)
+                ready = [w for w in self.workers if w.node and len(w.calls) < DEPTH]
                 if ready:
                     call.worker = min(ready, key=lambda w: len(w.calls))
                     call.worker.calls.append(call)
                     self._submit(call, again=False)
                     return True
-                waiting = [w.process for w in self.workers if w.process.node is None]
-                for process in [p for p in waiting if self._overdue(p) and not p.reported]:
-                    process.reported = True
-                    print(f"warning: a decode worker found no CPU in {PLACE_SECONDS} s; decoding goes on with the "
-                          f"others (add CPU nodes)", file=sys.stderr)
-                if len(waiting) == len(self.workers) and all(self._overdue(p) for p in waiting) \
-                        and ray.available_resources().get("CPU", 0) < 1:
+                if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
                     nodes = alive_nodes()
                     raise NoDecodeCPU(no_cpu_message(sum(n.get("CPU", 0) for n in nodes), len(nodes),
                                                      self.settings.encoders))
-                due = [p.since + PLACE_SECONDS - time.monotonic() for p in waiting if not p.reported]
+                due = [w.since + PLACE_SECONDS - time.monotonic() for w in self.workers if w.node is None]
             self.wake.wait(max(0.1, min(due)) if due else None)
 
     # -- the encoder ---------------------------------------------------------------------------------
@@ -270,8 +255,7 @@ class DecodePool:
             call.feed.retried += verdict.retry
             if verdict.crashed:
                 record = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE).at(decode.sample.shard, decode.key)
-                suspects = suspects[1:]
-            for suspect, count in zip(suspects, verdict.suspicions):
+            for suspect, count in zip(suspects[verdict.crashed:], verdict.suspicions):
                 suspect.suspicions = count
         decode.ended = record is not None
         self._replace(call.worker)
@@ -284,20 +268,19 @@ class DecodePool:
         call = decode.call
         with self.lock:
             if decode.ended:
-                seconds = self.sample_seconds
-                self.sample_seconds = decode.decode_seconds if seconds is None else \
-                    0.9 * seconds + 0.1 * decode.decode_seconds
-            if call.worker is None or any(not d.closed for d in call.decodes):
+                mean = self.sample_seconds
+                self.sample_seconds = decode.decode_seconds if mean is None else 0.9 * mean + 0.1 * decode.decode_seconds
+            if call.worker is None or not all(d.closed for d in call.decodes):
                 return
             call.worker.calls.remove(call)
-            if call.gen is not None and not all(d.ended for d in call.decodes) and call.process is call.worker.process:
+            if call.gen is not None and not all(d.ended for d in call.decodes):
                 self._replace(call.worker)
         self.wake.set()
 
     def close(self) -> None:
         with self.lock:
             for worker in self.workers:
-                ray.kill(worker.process.actor, no_restart=True)
+                ray.kill(worker.actor, no_restart=True)
             self.workers = []
 
 
@@ -361,7 +344,7 @@ class Dataflow:
 
     def open(self, url: str) -> ShardFeed:
         """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out."""
-        self.pool.resize()  # nodes may have joined or left since the last shard
+        self.pool.resize()  # nodes may have joined or left since the last shard (NoDecodeCPU: none for it)
         feed = ShardFeed(url)
         with self._turn_changed:
             self._turns.append(feed)

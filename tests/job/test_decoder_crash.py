@@ -55,14 +55,17 @@ def _wait_for(what: str, condition, timeout: float = 60):
 def _kill_while_reading_long(encoder, killed: set[int]) -> int:
     """SIGKILLs the encoder's one decode worker (not one killed before) once the encoder has read some of
     the long video's clips from it."""
-    process = _wait_for("a fresh decode worker up", lambda: (p := encoder.dataflow.pool.workers[0].process).pid
-                        and p.pid not in killed and p)
+    def fresh_worker():
+        workers = encoder.dataflow.pool.workers  # one, once the shard is open
+        return workers and workers[0].pid not in (None, *killed) and workers[0]
+
+    worker = _wait_for("a fresh decode worker up", fresh_worker)
     progress = encoder.progress()
     clips = progress["clips"] if progress.get("samples") == 2 else 2
     _wait_for("the encoder reading the long video", lambda: encoder.progress().get("samples") == 2
               and encoder.progress()["clips"] >= clips + 2)
-    os.kill(process.pid, signal.SIGKILL)
-    return process.pid
+    os.kill(worker.pid, signal.SIGKILL)
+    return worker.pid
 
 
 @pytest.mark.parametrize("call_samples", [1, 4], ids=["one-sample-calls", "four-sample-calls"])
