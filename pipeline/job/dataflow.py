@@ -22,7 +22,6 @@ most ``BYTES_AHEAD`` of decoded pixels ahead of the encoder.
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -288,19 +287,16 @@ class ShardFeed:
     """One opened shard: its items in input order, for the encoder."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url, self.abandoned = url, False
         self._items: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self.abandoned = False
         self.decode_started_at: float | None = None  # time.time() when its first sample went to a worker
-        self.calls = 0  # worker calls its samples took
-        self.retried = 0  # samples decoded again because a worker died on them
+        self.calls = self.retried = 0  # worker calls its samples took; samples decoded again after a worker died
 
     def put(self, item: Any) -> None:
         with self._lock:
             if not self.abandoned:
-                self._items.put(item)
-                return
+                return self._items.put(item)
         if isinstance(item, SampleDecode):
             item.close()
 
@@ -317,13 +313,9 @@ class ShardFeed:
     def abandon(self) -> None:
         """Stops reading the shard and gives back whatever of it was not read."""
         with self._lock:
-            self.abandoned = True
-        while True:
-            try:
-                item = self._items.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, SampleDecode):
+            self.abandoned = True  # nothing is put after this
+        while not self._items.empty():
+            if isinstance(item := self._items.get(), SampleDecode):
                 item.close()
 
 
