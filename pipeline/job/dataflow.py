@@ -208,7 +208,7 @@ class DecodePool:
     def _replace(self, worker: _Worker) -> None:
         """A fresh process in the worker's place; its open calls go to it first, in order."""
         if worker not in self.workers:
-            return  # the pool was closed
+            return  # the pool was closed: nothing is decoded any more
         ray.kill(worker.actor, no_restart=True)
         fresh = self.workers[self.workers.index(worker)] = _Worker(self.placement, self.wake, worker.calls)
         for call in fresh.calls:
@@ -235,18 +235,17 @@ class DecodePool:
                     self._submit(call, again=False)
                     return True
                 if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
-                    nodes = alive_nodes()
-                    raise NoDecodeCPU(no_cpu_message(sum(n.get("CPU", 0) for n in nodes), len(nodes),
-                                                     self.settings.encoders))
-                due = [w.since + PLACE_SECONDS - time.monotonic() for w in self.workers if w.node is None]
-            self.wake.wait(max(0.1, min(due)) if due else None)
+                    raise NoDecodeCPU(no_cpu_message(alive_nodes(), self.settings.encoders))
+                due = [w.since + PLACE_SECONDS - time.monotonic() for w in self.workers if not w.node]
+            # woken by a placement or a closed call, or when a worker's time to be placed is up
+            self.wake.wait(min((d for d in due if d > 0), default=None))
 
     # -- the encoder ---------------------------------------------------------------------------------
     def failed(self, call: Call, decode: SampleDecode, err: Exception) -> None:
         """The stream failed while ``decode`` waited: its unfinished samples go to a fresh process. Raises
         SampleError for ``decode`` if the failure is its own (an error of the call, or see ``crash_blame``)."""
         record = None
-        if not worker_died(err):
+        if call.worker not in self.workers or not worker_died(err):  # closed, or an error of the call
             record = failure(err, decode)
         else:
             suspects = [d for d in call.decodes[decode.index:] if not d.ended and not d.closed]

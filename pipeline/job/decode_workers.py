@@ -118,19 +118,18 @@ class NoDecodeCPU(RuntimeError):
     """No decode worker can be placed: the job cannot make progress until CPUs are added."""
 
 
-def no_cpu_message(cpus: float, nodes: int, encoders: int) -> str:
-    return (f"no CPU for decode workers: the cluster has {cpus:g} CPU(s) on {nodes} node(s) and its {encoders} "
-            f"encoder actor(s) take {encoders * ENCODER_CPUS}; add CPU nodes (each decode worker takes 1 CPU), "
-            "or run fewer encoder actors")
+def no_cpu_message(nodes: list[dict[str, float]], encoders: int) -> str:
+    return (f"no CPU for decode workers: the cluster has {sum(n.get('CPU', 0) for n in nodes):g} CPU(s) on "
+            f"{len(nodes)} node(s) and its {encoders} encoder actor(s) take {encoders * ENCODER_CPUS}; add CPU nodes "
+            "(each decode worker takes 1 CPU), or run fewer encoder actors")
 
 
 def workers_per_encoder(nodes: list[dict[str, float]], encoders: int) -> int:
     """Each encoder's share of the CPUs of the whole cluster that no encoder needs (``nodes``: the alive
     nodes' resources). Raises NoDecodeCPU when there are none."""
-    cpus = sum(node.get("CPU", 0) for node in nodes)
-    spare = int(cpus) - encoders * ENCODER_CPUS
+    spare = int(sum(node.get("CPU", 0) for node in nodes)) - encoders * ENCODER_CPUS
     if spare < 1:
-        raise NoDecodeCPU(no_cpu_message(cpus, len(nodes), encoders))
+        raise NoDecodeCPU(no_cpu_message(nodes, encoders))
     return max(1, spare // encoders)
 
 

@@ -1,7 +1,7 @@
 """Driving ShardEncoder and its dataflow in the test process, against the session's Ray head.
 
-Cheaper than the CLI (no driver process, no actor start-up, decode workers shared between
-cases) while running the same code an encoder actor runs, two shard calls at a time like it.
+Cheaper than the CLI (no driver process, no encoder actor start-up) while running the same code an
+encoder actor runs, several shard calls at a time like it.
 """
 
 from __future__ import annotations

@@ -3,9 +3,8 @@ decode-worker count, batch size and shard size; and it overlaps the next shard w
 
 from __future__ import annotations
 
-import time
-
 import pytest
+
 from pipeline.job.decode_workers import DecodeWorkers, NoDecodeCPU, workers_per_encoder
 from wfvae import WFVAE
 
