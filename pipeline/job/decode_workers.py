@@ -120,17 +120,17 @@ class NoDecodeCPU(RuntimeError):
 
 def no_cpu_message(nodes: list[dict[str, float]], encoders: int) -> str:
     return (f"no CPU for decode workers: the cluster has {sum(n.get('CPU', 0) for n in nodes):g} CPU(s) on "
-            f"{len(nodes)} node(s) and its {encoders} encoder actor(s) take {encoders * ENCODER_CPUS}; add CPU nodes "
-            "(each decode worker takes 1 CPU), or run fewer encoder actors")
+            f"{len(nodes)} node(s) and its {encoders} encoder actor(s) take {encoders * ENCODER_CPUS}, while each "
+            "needs at least one decode worker (1 CPU); add CPU nodes, or run fewer encoder actors")
 
 
 def workers_per_encoder(nodes: list[dict[str, float]], encoders: int) -> int:
     """Each encoder's share of the CPUs of the whole cluster that no encoder needs (``nodes``: the alive
-    nodes' resources). Raises NoDecodeCPU when there are none."""
+    nodes' resources). Raises NoDecodeCPU when some encoder would get none."""
     spare = int(sum(node.get("CPU", 0) for node in nodes)) - encoders * ENCODER_CPUS
-    if spare < 1:
+    if spare < encoders:
         raise NoDecodeCPU(no_cpu_message(nodes, encoders))
-    return max(1, spare // encoders)
+    return spare // encoders
 
 
 def alive_nodes() -> list[dict[str, float]]:

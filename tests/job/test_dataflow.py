@@ -119,7 +119,8 @@ def test_by_default_each_encoder_gets_its_share_of_the_cpus_no_encoder_needs():
     assert workers_per_encoder(gpu_nodes, 12) == 11  # (4 + 96 + 48 - 12) // 12
     assert workers_per_encoder(gpu_nodes, 24) == 5  # two encoders per GPU: (148 - 24) // 24
     assert workers_per_encoder([{"CPU": 1, "GPU": 1}, {"CPU": 4}], 1) == 4  # a CPU-only node decodes for the GPU
-    assert workers_per_encoder([{"CPU": 8, "GPU": 8}, {"CPU": 2}], 8) == 1  # never none while a CPU is spare
     assert workers_per_encoder([{"CPU": 4}, {"CPU": 4}], 4) == 1  # four CPU encoders on two nodes
     with pytest.raises(NoDecodeCPU, match="no CPU for decode workers: the cluster has 1 CPU"):
         workers_per_encoder([{"CPU": 0}, {"CPU": 1, "GPU": 1}], 1)
+    with pytest.raises(NoDecodeCPU, match="add CPU nodes, or run fewer encoder actors"):
+        workers_per_encoder([{"CPU": 8, "GPU": 8}, {"CPU": 2}], 8)  # two spare CPUs for eight encoders
