@@ -221,8 +221,6 @@ class DecodePool:
         NoDecodeCPU if no worker is up ``PLACE_SECONDS`` after they were started and no CPU is free."""
         while True:
             self.wake.clear()
-            if not self.workers:
-                self.resize()
             with self.lock:
                 if stop():
                     return False
@@ -335,7 +333,6 @@ class Dataflow:
 
     def open(self, url: str) -> ShardFeed:
         """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out."""
-        self.pool.resize()  # nodes may have joined or left since the last shard (NoDecodeCPU: none for it)
         feed = ShardFeed(url)
         with self._turn_changed:
             self._turns.append(feed)
@@ -367,6 +364,7 @@ class Dataflow:
     def _feed(self) -> None:
         while (feed := self._opened.get()) is not None:
             try:
+                self.pool.resize()  # nodes may have joined or left since the last shard (NoDecodeCPU: none)
                 self._read(feed)
             except NoDecodeCPU as err:
                 feed.put(err)
