@@ -264,8 +264,8 @@ class DecodePool:
         call = decode.call
         with self.lock:
             if decode.ended:
-                mean = self.sample_seconds
-                self.sample_seconds = decode.decode_seconds if mean is None else 0.9 * mean + 0.1 * decode.decode_seconds
+                seconds, mean = decode.decode_seconds, self.sample_seconds
+                self.sample_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
             if call.worker is None or not all(d.closed for d in call.decodes):
                 return
             call.worker.calls.remove(call)
