@@ -1,8 +1,9 @@
-"""Which side limited a run: the encoder waiting for clips, or decode workers waiting for the encoder.
+"""Which side limited a run, and where its decoding ran: the encoder waiting for clips, or decode workers
+waiting for the encoder.
 
-Two shares say it: of the encoder's time on its shards, the share spent waiting for decoded
-clips; of the decode workers' time over the same span, the share not spent decoding (idle, or
-held back because the encoder was behind). A one-line hint says what to change.
+Two shares say it: of the encoder's time on its shards, the share spent waiting for decoded clips; of
+the decode workers' time over the same span, the share not spent decoding (idle, or held back because
+the encoder was behind). A one-line hint says what to change, and on which nodes the workers ran.
 """
 
 from __future__ import annotations
@@ -15,15 +16,19 @@ WAITING = 0.25
 IDLE = 0.25
 
 
-def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, workers: int) -> dict[str, Any]:
-    """The limiting side from one shard's (or a run's summed) timings."""
+def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, workers: int,
+            nodes: dict[str, int] | None = None, unplaced: int = 0) -> dict[str, Any]:
+    """The limiting side from one shard's (or a run's summed) timings; ``nodes``: decode workers up per node
+    id, ``unplaced``: workers that found no CPU."""
+    nodes = nodes or {}
     waited = min(1.0, wait_seconds / encoder_seconds) if encoder_seconds > 0 else 0.0
     capacity = workers * encoder_seconds
     idle = min(1.0, max(0.0, 1.0 - decode_seconds / capacity)) if capacity > 0 else 0.0
     if waited >= WAITING and idle < IDLE:
         limit = "decode"
         hint = (f"decode-bound: the encoder waited {waited:.0%} of the time while {workers} decode worker(s) were "
-                f"busy {1 - idle:.0%}; add CPUs per GPU (--decode-workers), or lower the source size or resolution")
+                f"busy {1 - idle:.0%}; add CPU nodes (decode workers run wherever the cluster has CPUs), or lower "
+                "the source size or resolution")
     elif waited >= WAITING:
         limit = "input"
         hint = (f"input-bound: the encoder waited {waited:.0%} of the time and the decode workers were idle "
@@ -37,23 +42,34 @@ def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, 
         limit = "balanced"
         hint = (f"balanced: the encoder waited {waited:.0%} of the time, {workers} decode worker(s) idle {idle:.0%}; "
                 "both sides are nearly saturated")
+    where = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(nodes.items()))
+    hint += f". Decoding ran on {len(nodes)} node(s): {where}" if nodes else ""
+    hint += f"; {unplaced} decode worker(s) found no CPU: add CPU nodes" if unplaced else ""
     return {"encoder_waiting_share": round(waited, 3), "decode_idle_share": round(idle, 3),
-            "decode_workers": workers, "limit": limit, "hint": hint}
+            "decode_workers": workers, "decode_nodes": nodes, "unplaced_workers": unplaced, "limit": limit,
+            "hint": hint}
 
 
 def run_balance(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The balance over several commit records (shares weighted by time), None if they carry no timings."""
+    """The balance over several commit records (shares weighted by time; per node, the most workers a
+    shard saw there), None if they carry no timings."""
     encoder = wait = decode = capacity = 0.0
+    nodes: dict[str, int] = {}
+    unplaced = 0
     for record in records:
-        timings = record.get("timings", {})
-        workers = record.get("balance", {}).get("decode_workers")
+        timings, shard = record.get("timings", {}), record.get("balance", {})
+        workers = shard.get("decode_workers")
         if "encoder_seconds" not in timings or not workers:
             continue
         encoder += timings["encoder_seconds"]
         wait += timings.get("decode_wait_seconds", 0.0)
         decode += timings.get("decode_seconds", 0.0)
         capacity += workers * timings["encoder_seconds"]
+        for node, count in shard.get("decode_nodes", {}).items():
+            nodes[node] = max(nodes.get(node, 0), count)
+        unplaced = max(unplaced, shard.get("unplaced_workers", 0))
     if encoder <= 0:
         return None
-    workers = round(capacity / encoder)
-    return balance(encoder, wait, decode * workers * encoder / capacity if capacity else 0.0, max(1, workers))
+    workers = max(1, round(capacity / encoder))
+    return balance(encoder, wait, decode * workers * encoder / capacity if capacity else 0.0, workers, nodes,
+                   unplaced)

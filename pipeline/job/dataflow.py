@@ -1,31 +1,22 @@
-"""From shards to the encoder: samples read in order, decoded by a pool of workers, consumed in order.
+"""From shards to the encoder: samples read in order, decoded by the encoder's workers, consumed in order.
 
-One ``Dataflow`` per encoder lives as long as the encoder. ``open(url)`` queues a shard; a
-feeder thread reads the queued shards one after another and hands their samples to free
-decode worker slots (``decode_workers.DecodePool``) in *calls* of consecutive samples (one
-sample when samples are slow to decode, several when they are quick); the encoder takes
-``turn``s in the order the shards were opened and consumes each shard's items (error records
-and ``SampleDecode``s) in input order. The next shard is read and decoded as soon as the
-current one's samples are all handed out, while its last batches still encode.
+One ``Dataflow`` per encoder. ``open(url)`` queues a shard; a feeder thread reads the queued shards one
+after another, cuts their samples into *calls* (runs of consecutive samples) and hands each to a worker
+with room; the encoder takes ``turn``s in the order the shards were opened and reads each shard's items
+(error records and ``SampleDecode``s) in input order. The next shard is decoded as soon as the current
+one's samples are handed out, while its last batches still encode.
 
-Why it cannot deadlock, whatever the clip policy, worker count, call, batch or shard size:
+Why it cannot deadlock, whatever the clip policy, worker count, call, batch or shard size: calls are
+handed out in input order and each worker runs its calls in the order it was handed them. A call is
+*open* until the encoder has closed all its samples, and a worker holds at most ``DEPTH`` open calls.
+So the call with the oldest open sample is its worker's first open call: every call before it was
+received whole (the worker is done with it), or was given up, and then the worker was replaced and its
+open calls handed to the fresh process first, in order. That call is decoded now, held back only by the
+parcels the encoder is reading; the feeder waits only for room that the encoder's reading gives back.
 
-1. Samples are handed to workers in input order, across shards, and each worker decodes
-   what it was handed in that order. So whatever a worker runs before the oldest sample the
-   encoder has not finished is older still, hence finished: that sample is always being
-   decoded, or next in line behind work that ends by itself. A worker that dies is replaced,
-   and takes no new call before the calls it held are handed to the fresh process, in their
-   order.
-2. A worker waits on nothing but the encoder (the back-pressure of its parcel stream), and
-   the encoder waits on nothing but the oldest sample's worker.
-3. The feeder waits for a ticket (at most ``decode_workers + lookahead`` calls between the
-   feeder and the encoder) and for a free slot. Both are given back by the encoder as it
-   finishes calls, or by workers as they finish them; neither wait holds anything the oldest
-   sample needs.
-
-Memory stays bounded: at most that many calls' compressed bytes are held (a call holds at most
-``MAX_CALL_SAMPLES`` samples, and more than one only while they hold under ``MAX_CALL_BYTES``),
-and the decoded pixels waiting in the object store are capped per worker (``BYTES_AHEAD``).
+Memory stays bounded: at most ``DEPTH`` open calls per worker hold compressed bytes (a call holds at most
+``MAX_CALL_SAMPLES`` samples, more than one only while under ``MAX_CALL_BYTES``), and each call holds at
+most ``BYTES_AHEAD`` of decoded pixels ahead of the encoder.
 """
 
 from __future__ import annotations
@@ -33,154 +24,276 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..reading import ClipPiece, ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
-from ..reading.records import STAGE_DECODE, STAGE_SHARD
-from .decode_workers import CRASH_MESSAGE, MAX_CALL_BYTES, DecodePool, Part, failure, worker_died
+from ..reading.records import STAGE_DECODE, STAGE_SHARD, cause_of
+from .crash_blame import CRASH_MESSAGE, blame
+from .decode_workers import (CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORKER, DecodeWorkers, NoDecodeCPU,
+                             Part, alive_nodes, no_cpu_message, parcel_plan, worker_died)
 
+DEPTH = 2  # open calls per worker: the one it decodes and the next, so it never waits for work
+PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
+# when none is up and no CPU is free, NoDecodeCPU ends the job
 _END = object()
 
 
 class SampleDecode:
-    """One sample's decoding, as the encoder consumes it: ``pieces()``, then ``close()``."""
+    """One sample's decoding, as the encoder reads it: ``pieces()``, then ``close()``."""
 
-    def __init__(self, call: "DecodeCall", index: int, sample: Sample) -> None:
-        self.call = call
-        self.index = index  # in the call's samples
-        self.sample = sample
-        self.key = sample.key
+    def __init__(self, call: Call, index: int, sample: Sample) -> None:
+        self.call, self.index, self.sample, self.key = call, index, sample, sample.key
         self.delivered = 0  # pieces handed to the encoder: a fresh worker skips them
-        self.deaths = 0  # workers that died while it may have been what they decoded
-        self.decode_seconds = 0.0  # worker time spent on this sample
-        self.ended = False  # its last part arrived (or it failed)
+        self.suspicions = 0  # worker deaths it may have caused
+        self.decode_seconds = 0.0
+        self.ended = False  # its last part arrived, or it failed
         self.closed = False
 
     def pieces(self) -> Iterator[ClipPiece]:
-        """The sample's pieces in order; raises SampleError after the last good one if decoding failed for good."""
+        """The sample's pieces in order; raises SampleError after the last good one if decoding failed."""
         while not self.ended:
-            try:
-                part = self.call.next_part(self)
-            except SampleError:
-                self.ended = True  # failed for good, with nothing more to come
-                raise
-            self.decode_seconds += part.decode_seconds
-            for piece in part.pieces:
-                self.delivered += 1
-                yield piece
-            if part.end:
-                self.ended = True
-                if part.error is not None:
-                    raise SampleError(part.error)
+            part = self.call.next_part(self)
+            yield from part.pieces
+            if part.error is not None:
+                raise SampleError(part.error)
 
     def close(self) -> None:
-        """The encoder is done with the sample (its call gives back the slot and ticket after its last sample)."""
         if not self.closed:
             self.closed = True
-            self.call.closed(self)
+            self.call.pool.closed(self)
 
 
-class DecodeCall:
-    """Consecutive samples of one shard, decoded by one worker call (again in a fresh worker after a
-    crash) and read by the encoder in order, each through its ``SampleDecode``."""
+class Call:
+    """Consecutive samples of one shard, decoded by one worker (again by a fresh one after its worker died)."""
 
-    def __init__(self, flow: "Dataflow", slot, samples: list[Sample]) -> None:
-        self.flow = flow
-        self.slot = slot
+    def __init__(self, pool: DecodePool, feed: ShardFeed, samples: list[Sample]) -> None:
+        self.pool, self.feed = pool, feed
         self.decodes = [SampleDecode(self, index, sample) for index, sample in enumerate(samples)]
-        self._open = len(samples)
-        self._base = 0  # index of the first sample of the worker call running now
-        self._each_sample = False  # that call sends a parcel at every sample's end (after a crash)
-        self._parts: deque[Part] = deque()
-        self._gen = flow.pool.submit(slot, self, samples, flow.read_config, flow.piece_frames)
+        self.worker: _Worker | None = None
+        self.gen = None  # its stream of parcels; None once ended
+        self.base = 0  # index of the first sample of that stream
+        self.each_sample = False  # that stream sends a parcel at every sample's end (after a crash)
+        self.parts: deque[Part] = deque()
 
-    def waiting(self) -> list[Sample]:
-        """The samples that have not ended, in order."""
-        return [d.sample for d in self.decodes if not d.ended and not d.closed]
+    def unfinished(self) -> list[SampleDecode]:
+        return [d for d in self.decodes if not d.ended and not d.closed]
 
     def next_part(self, decode: SampleDecode) -> Part:
-        """The next part of ``decode``'s sample (parts of samples closed before theirs ended are dropped)."""
+        """The next part of ``decode``'s sample (parts of samples closed before they ended are dropped)."""
+        lock = self.pool.lock
         while True:
-            while self._parts:
-                part = self._parts.popleft()
-                index = self._base + part.index
-                if index == decode.index:
-                    return part
-                if index > decode.index:
-                    raise RuntimeError(f"decode worker protocol: sample {index} came before sample {decode.index} ended")
-            if self._gen is None:
-                raise SampleError(failure(RuntimeError("its decode worker call ended before it did"), decode.sample))
+            with lock:
+                while self.parts:
+                    part = self.parts.popleft()
+                    if self.base + part.index == decode.index:
+                        decode.delivered += len(part.pieces)
+                        decode.decode_seconds += part.decode_seconds
+                        decode.ended = part.end
+                        return part
+                    if self.base + part.index > decode.index:
+                        raise RuntimeError(f"decode worker protocol: a later sample came before {decode.key} ended")
+                gen = self.gen
+                if gen is None:
+                    decode.ended = True
+                    raise SampleError(failure(RuntimeError("its decode worker call ended before it did"), decode))
+            parcel = error = None
             try:
-                parcel = ray.get(next(self._gen))
+                parcel = ray.get(next(gen))
             except StopIteration:
-                self._gen = None
-                continue
+                pass
             except Exception as err:  # noqa: BLE001 - every failure is a sample's, or its worker's
-                self._recover(decode, err)
-                continue
-            self._parts.extend(parcel.parts)
+                error = err
+            with lock:
+                if self.gen is not gen:
+                    continue  # handed to a fresh worker meanwhile: the old stream's news is stale
+                if parcel is not None:
+                    self.parts.extend(parcel.parts)
+                elif error is None:
+                    self.gen = None
+                else:
+                    self.pool.failed(self, decode, error)
 
-    def _recover(self, decode: SampleDecode, err: Exception) -> None:
-        """After the worker call failed while ``decode`` waited: its unfinished samples go to a fresh worker.
 
-        Raises SampleError for ``decode`` if the failure was its own: an error of the call itself (not a
-        worker's death), or a second death of a worker while it surely decoded it, having been among what
-        the first one may have been decoding.
-        """
-        pool = self.flow.pool
-        later = [d.sample for d in self.decodes[decode.index + 1:]]
-        if not worker_died(err):
-            self._resume(decode.index + 1, later, 0, retry=False)
-            raise SampleError(failure(err, decode.sample))
-        # an earlier sample of this call ended: the worker was on this call when it died
-        started = decode.index > self._base or pool.started(self.slot)
-        # the worker was on ``decode`` for sure when it sent a parcel at every sample's end, or nothing follows
-        surely = self._each_sample or decode.index == len(self.decodes) - 1
-        if started and surely and decode.deaths >= 1:
-            self._resume(decode.index + 1, later, 0, retry=False)
-            crashed = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE)
-            raise SampleError(crashed.at(decode.sample.shard, decode.key))
-        if started:  # not (yet) a sample's fault: its node went away, the OOM killer, or a first crash
-            for suspect in (self.decodes[decode.index:decode.index + 1] if surely else self.decodes[decode.index:]):
-                suspect.deaths += 1
-        self._resume(decode.index, [decode.sample, *later], decode.delivered, retry=started)
+def failure(err: BaseException, decode: SampleDecode) -> ErrorRecord:
+    """The sample's own record if the error was a sample's, else one made of whatever went wrong."""
+    cause = cause_of(err)
+    if isinstance(cause, SampleError):
+        return cause.record
+    return ErrorRecord.of(err, STAGE_DECODE, decode.sample.shard, decode.key)
 
-    def _resume(self, base: int, samples: list[Sample], skip: int, retry: bool) -> None:
-        self._base, self._each_sample = base, True
-        self._parts.clear()
-        self._gen = self.flow.pool.restart(self.slot, self, samples, self.flow.read_config, self.flow.piece_frames,
-                                           skip, retry)
+
+class _Worker:
+    """One worker actor (placed on the encoder's node if it has room, else wherever the cluster has a CPU)
+    and its open calls, in the order they were handed to it."""
+
+    def __init__(self, placement, wake: threading.Event, calls: list[Call]) -> None:
+        self.actor = WORKER.options(scheduling_strategy=placement).remote()
+        self.node: str | None = None  # where it runs, once it is up
+        self.pid: int | None = None
+        self.failed = False  # died before it was up
+        self.since = time.monotonic()
+        self.calls = calls
+        self.actor.where.remote().future().add_done_callback(lambda done: self._placed(done, wake))
+
+    def _placed(self, future, wake: threading.Event) -> None:
+        """Ray's callback, on one of its threads: it takes no lock."""
+        if future.exception() is None:
+            self.node, self.pid = future.result()
+        self.failed = self.node is None
+        wake.set()
+
+    def overdue(self) -> bool:
+        return self.node is None and time.monotonic() - self.since > PLACE_SECONDS
+
+
+class DecodePool:
+    """An encoder's decode workers and the calls they hold."""
+
+    def __init__(self, settings: DecodeWorkers, config: ReadConfig, piece_frames: int | None) -> None:
+        self.settings, self.config, self.piece_frames = settings, config, piece_frames
+        self.parcel_bytes, self.parcels_ahead = parcel_plan(config, piece_frames)
+        self.lock = threading.Lock()
+        self.wake = threading.Event()  # set when a worker is placed or a call closes (the feeder waits for it)
+        self.placement = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True,
+                                                        _spill_on_unavailable=True)
+        self.workers: list[_Worker] = []
+        self.sample_seconds: float | None = None  # running mean of a sample's decoding time
+
+    def resize(self) -> None:
+        """As many workers as the settings say now (idle ones leave first). NoDecodeCPU if there are none."""
+        try:
+            target = self.settings.now()
+        except NoDecodeCPU:
+            if not self.workers:
+                raise
+            return  # keeps what it has
+        with self.lock:
+            self.workers += [_Worker(self.placement, self.wake, []) for _ in range(target - len(self.workers))]
+            for worker in [w for w in self.workers if not w.calls][:max(0, len(self.workers) - target)]:
+                self.workers.remove(worker)
+                ray.kill(worker.actor, no_restart=True)
+
+    def group_size(self) -> int:
+        """Samples for the next call: as many as make a call last about ``CALL_SECONDS`` (one until one is seen)."""
+        if self.settings.call_samples or self.sample_seconds is None:
+            return self.settings.call_samples or 1
+        return max(1, min(MAX_CALL_SAMPLES, int(CALL_SECONDS / max(self.sample_seconds, 1e-4))))
+
+    def placed(self) -> dict[str, Any]:
+        """Workers, how many are up per node, and how many found no CPU in ``PLACE_SECONDS``."""
+        with self.lock:
+            nodes = Counter(w.node for w in self.workers if w.node)
+            return {"workers": len(self.workers), "nodes": dict(nodes),
+                    "unplaced": sum(w.overdue() for w in self.workers)}
+
+    # -- under the lock ------------------------------------------------------------------------------
+    def _submit(self, call: Call, again: bool) -> None:
+        """Hands the call's unfinished samples (the first from its first undelivered piece) to its worker."""
+        todo = call.unfinished()
+        call.each_sample, call.gen = again, None
+        call.parts.clear()
+        if todo:
+            call.base = todo[0].index
+            call.gen = call.worker.actor.decode.options(
+                num_returns="streaming", _generator_backpressure_num_objects=self.parcels_ahead,
+            ).remote([d.sample for d in call.decodes[call.base:]], self.config, self.piece_frames,
+                     todo[0].delivered, self.parcel_bytes, again)
+
+    def _replace(self, worker: _Worker) -> None:
+        """A fresh process in the worker's place; its open calls go to it first, in order."""
+        if worker not in self.workers:
+            return  # the pool was closed: nothing is decoded any more
+        ray.kill(worker.actor, no_restart=True)
+        fresh = self.workers[self.workers.index(worker)] = _Worker(self.placement, self.wake, worker.calls)
+        for call in fresh.calls:
+            call.worker = fresh
+            self._submit(call, again=True)
+
+    # -- the feeder ----------------------------------------------------------------------------------
+    def assign(self, call: Call, stop: Callable[[], bool]) -> bool:
+        """Hands the call to the up worker with the fewest open calls once one has room; False if stopped first.
+        NoDecodeCPU if no worker is up ``PLACE_SECONDS`` after they were started and no CPU is free."""
+        while True:
+            self.wake.clear()
+            with self.lock:
+                if stop():
+                    return False
+                for worker in [w for w in self.workers if w.failed]:
+                    self._replace(worker)
+                ready = [w for w in self.workers if w.node and len(w.calls) < DEPTH]
+                if ready:
+                    call.worker = min(ready, key=lambda w: len(w.calls))
+                    call.worker.calls.append(call)
+                    self._submit(call, again=False)
+                    return True
+                if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
+                    raise NoDecodeCPU(no_cpu_message(alive_nodes(), self.settings.encoders))
+                due = [w.since + PLACE_SECONDS - time.monotonic() for w in self.workers if not w.node]
+            # woken by a placement or a closed call, or when a worker's time to be placed is up
+            self.wake.wait(min((d for d in due if d > 0), default=None))
+
+    # -- the encoder ---------------------------------------------------------------------------------
+    def failed(self, call: Call, decode: SampleDecode, err: Exception) -> None:
+        """The stream failed while ``decode`` waited: its unfinished samples go to a fresh process. Raises
+        SampleError for ``decode`` if the failure is its own (an error of the call, or see ``crash_blame``)."""
+        record = None
+        if call.worker not in self.workers or not worker_died(err):  # closed, or an error of the call
+            record = failure(err, decode)
+        else:
+            suspects = [d for d in call.decodes[decode.index:] if not d.ended and not d.closed]
+            verdict = blame(call.worker.calls[0] is call, call.each_sample, tuple(d.suspicions for d in suspects))
+            call.feed.retried += verdict.retry
+            if verdict.crashed:
+                record = ErrorRecord(STAGE_DECODE, "DecoderCrashed", CRASH_MESSAGE).at(decode.sample.shard, decode.key)
+            for suspect, count in zip(suspects[verdict.crashed:], verdict.suspicions):
+                suspect.suspicions = count
+        decode.ended = record is not None
+        self._replace(call.worker)
+        if record is not None:
+            raise SampleError(record)
 
     def closed(self, decode: SampleDecode) -> None:
-        if decode.ended:
-            self.flow.pool.observe(decode.decode_seconds)
-        self._open -= 1
-        if self._open == 0:  # gives back the slot (replacing a worker still busy with it) and the ticket
-            self._gen = None
-            self.flow.pool.release(self.slot, self, complete=all(d.ended for d in self.decodes))
-            self.flow._tickets.release()
+        """The encoder is done with a sample; after a call's last, its worker has room again (a worker
+        still on a call given up before it ended is replaced)."""
+        call = decode.call
+        with self.lock:
+            if decode.ended:
+                seconds, mean = decode.decode_seconds, self.sample_seconds
+                self.sample_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
+            if call.worker is None or not all(d.closed for d in call.decodes):
+                return
+            call.worker.calls.remove(call)
+            if call.gen is not None and not all(d.ended for d in call.decodes):
+                self._replace(call.worker)
+        self.wake.set()
+
+    def close(self) -> None:
+        with self.lock:
+            for worker in self.workers:
+                ray.kill(worker.actor, no_restart=True)
+            self.workers = []
 
 
 class ShardFeed:
     """One opened shard: its items in input order, for the encoder."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.url, self.abandoned = url, False
         self._items: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
-        self.abandoned = False
         self.decode_started_at: float | None = None  # time.time() when its first sample went to a worker
+        self.calls = self.retried = 0  # worker calls its samples took; samples decoded again after a worker died
 
     def put(self, item: Any) -> None:
         with self._lock:
             if not self.abandoned:
-                self._items.put(item)
-                return
+                return self._items.put(item)
         if isinstance(item, SampleDecode):
             item.close()
 
@@ -190,43 +303,33 @@ class ShardFeed:
         if item is _END:
             self._items.put(_END)  # later calls see the end too
             return None
+        if isinstance(item, NoDecodeCPU):
+            raise item
         return item
 
     def abandon(self) -> None:
-        """Stops reading the shard and gives back whatever of it was not consumed."""
+        """Stops reading the shard and gives back whatever of it was not read."""
         with self._lock:
-            self.abandoned = True
-        while True:
-            try:
-                item = self._items.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(item, SampleDecode):
+            self.abandoned = True  # nothing is put after this
+        while not self._items.empty():
+            if isinstance(item := self._items.get(), SampleDecode):
                 item.close()
 
 
 class Dataflow:
-    """Reads opened shards in order and keeps ``decode_workers`` workers decoding ahead of the encoder."""
+    """Reads opened shards in order and keeps the encoder's decode workers decoding ahead of it."""
 
     def __init__(self, read_config: ReadConfig, storage_options: dict[str, Any] | None, piece_frames: int | None,
-                 decode_workers: int | DecodePool, lookahead: int) -> None:
-        """``decode_workers``: a number of workers to start, or a pool to share (then not closed here)."""
+                 decode_workers: DecodeWorkers) -> None:
         self.read_config = read_config
         self.storage_options = storage_options
-        self.piece_frames = piece_frames
-        self._owns_pool = not isinstance(decode_workers, DecodePool)
-        self.pool = DecodePool(decode_workers) if self._owns_pool else decode_workers
-        self._tickets = threading.Semaphore(len(self.pool) + max(1, lookahead))
+        self.pool = DecodePool(decode_workers, read_config, piece_frames)
         self._opened: queue.Queue = queue.Queue()
         self._turns: deque[ShardFeed] = deque()
         self._turn_changed = threading.Condition()
         self._closing = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="dataflow-feeder", daemon=True)
         self._feeder.start()
-
-    @property
-    def decode_workers(self) -> int:
-        return len(self.pool)
 
     def open(self, url: str) -> ShardFeed:
         """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out."""
@@ -245,6 +348,7 @@ class Dataflow:
             yield feed
         finally:
             feed.abandon()  # nothing left on success; on failure, stops its reading and frees its workers
+            self.pool.wake.set()
             with self._turn_changed:
                 self._turns.popleft()
                 self._turn_changed.notify_all()
@@ -252,25 +356,25 @@ class Dataflow:
     def close(self) -> None:
         self._closing.set()
         self._opened.put(None)
+        self.pool.wake.set()
         self._feeder.join(timeout=10)
-        if self._owns_pool:
-            self.pool.close()
+        self.pool.close()
 
-    # -- the feeder thread ------------------------------------------------------------------
+    # -- the feeder thread ---------------------------------------------------------------------------
     def _feed(self) -> None:
-        while not self._closing.is_set():
-            feed = self._opened.get()
-            if feed is None:
-                return
+        while (feed := self._opened.get()) is not None:
             try:
+                self.pool.resize()  # nodes may have joined or left since the last shard (NoDecodeCPU: none)
                 self._read(feed)
+            except NoDecodeCPU as err:
+                feed.put(err)
             except Exception as err:  # noqa: BLE001 - iter_samples does not raise; Ray calls might
                 feed.put(ErrorRecord.of(err, STAGE_SHARD, feed.url))
             finally:
                 feed.put(_END)
 
     def _read(self, feed: ShardFeed) -> None:
-        """Hands the shard's samples out in calls of ``pool.group_size()`` consecutive samples (fewer at its end,
+        """Hands the shard's samples out in calls of ``group_size()`` consecutive samples (fewer at its end,
         or when they hold ``MAX_CALL_BYTES``); error records keep their place among them."""
         def stop() -> bool:
             return feed.abandoned or self._closing.is_set()
@@ -284,25 +388,21 @@ class Dataflow:
                 continue
             pending.append(item)
             samples = [i for i in pending if isinstance(i, Sample)]
-            if len(samples) >= self.pool.group_size() or sum(len(i.video) for i in samples) >= MAX_CALL_BYTES:
+            if len(samples) >= self.pool.group_size() or sum(len(s.video) for s in samples) >= MAX_CALL_BYTES:
                 if not self._hand_out(feed, pending, stop):
                     return
                 pending = []
         if pending and not stop():
             self._hand_out(feed, pending, stop)
 
-    def _hand_out(self, feed: ShardFeed, items: list, stop) -> bool:
+    def _hand_out(self, feed: ShardFeed, items: list, stop: Callable[[], bool]) -> bool:
         """One call for the samples among ``items``, all put in the feed in order; False if stopped first."""
-        while not self._tickets.acquire(timeout=0.1):
-            if stop():
-                return False
-        slot = self.pool.acquire(stop)
-        if slot is None:
-            self._tickets.release()
+        call = Call(self.pool, feed, [i for i in items if isinstance(i, Sample)])
+        if not self.pool.assign(call, stop):
             return False
+        feed.calls += 1
         if feed.decode_started_at is None:
             feed.decode_started_at = time.time()
-        call = DecodeCall(self, slot, [i for i in items if isinstance(i, Sample)])
         decodes = iter(call.decodes)
         for item in items:
             feed.put(next(decodes) if isinstance(item, Sample) else item)

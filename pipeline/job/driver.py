@@ -37,7 +37,7 @@ from ..output.storage import is_local
 from ..reading import list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
-from .decode_workers import default_decode_workers
+from .decode_workers import DecodeWorkers, NoDecodeCPU
 from .encoder_actor import CONCURRENCY_GROUPS, SHARDS_IN_FLIGHT, EncoderActor, resolve_dtype
 from .metrics import JobMetrics
 from .stopping import StopRequest
@@ -151,8 +151,12 @@ class Plan:
             log("no GPUs in the cluster yet: encoder actors wait for GPU nodes (autoscaling)")
         default_actors = max(1, int(gpus // self.gpus_per_actor)) if self.gpus_per_actor and gpus else 1
         self.num_actors = job.num_actors or default_actors
-        self.decode_workers = job.decode_workers or default_decode_workers(
-            [node["Resources"] for node in ray.nodes() if node.get("Alive")], self.gpus_per_actor, self.num_actors)
+        self.decode_workers = DecodeWorkers(job.decode_workers, self.num_actors)
+        if not (self.gpus_per_actor and not gpus):  # (GPU nodes that join bring CPUs too)
+            try:
+                self.decode_workers.now()
+            except NoDecodeCPU as err:
+                raise JobError(str(err)) from None
         self.compute_dtype = resolve_dtype(job.dtype, on_gpu=self.gpus_per_actor > 0)
         self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype}
         self.fingerprint = fingerprint(self.output_settings)
@@ -433,6 +437,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 if index not in probes.values():
                     probes[actors[index].identity.remote()] = index
             except RayTaskError as err:
+                if isinstance(err.cause, NoDecodeCPU):
+                    raise JobError(str(err.cause)) from None
                 reason = describe(err)
                 idle.append(index)
             if attempts[url] < job.max_shard_attempts:

@@ -18,6 +18,7 @@ from ..reading import ReadConfig
 from ..reading.records import describe
 from .canary import QualityCanary
 from .config import JobConfig
+from .decode_workers import DecodeWorkers
 from .metrics import JobMetrics
 from .shard_encoder import ShardEncoder
 
@@ -41,7 +42,7 @@ class EncoderActor:
     actors it owns: they die with it.
     """
 
-    def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: int,
+    def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: DecodeWorkers,
                  fingerprint: str, run_id: str) -> None:
         on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
         self.device = torch.device("cuda") if on_gpu else torch.device("cpu")

@@ -25,7 +25,7 @@ from .balance import balance
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .canary import QualityCanary, ShardCanary
 from .dataflow import Dataflow, SampleDecode
-from .decode_workers import DecodePool
+from .decode_workers import DecodeWorkers
 from .metrics import JobMetrics
 from .rows import error_row, latent_row
 
@@ -58,7 +58,7 @@ class _ShardResults:
 class ShardEncoder:
     def __init__(self, vae: WFVAE, read_config: ReadConfig, layout: OutputLayout, *, batch_size: int,
                  chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
-                 decode_workers: int | DecodePool, file_metadata: dict[str, Any],
+                 decode_workers: DecodeWorkers, file_metadata: dict[str, Any],
                  record_extra: dict[str, Any], canary: QualityCanary | None = None,
                  metrics: JobMetrics | None = None) -> None:
         self.vae = vae
@@ -73,9 +73,7 @@ class ShardEncoder:
         self.record_extra = record_extra
         self.canary = canary
         self.metrics = metrics
-        # decode_workers: a count, or a DecodePool to share (tests drive several encoders with one pool)
-        self.dataflow = Dataflow(read_config, layout.storage_options, piece_frames, decode_workers,
-                                 lookahead=batch_size)
+        self.dataflow = Dataflow(read_config, layout.storage_options, piece_frames, decode_workers)
         self.current: _ShardResults | None = None
         self._in_flight: HostLatents | None = None  # the last batch's latents, on their way to the host
         self._warm = False  # whether any decoded clip has arrived yet (before that: workers starting)
@@ -115,7 +113,8 @@ class ShardEncoder:
                               decode_started_at=feed.decode_started_at, encoding_started_at=encoding_started_at,
                               encoded_at=time.time(),
                               balance=balance(timings["encoder_seconds"], timings["decode_wait_seconds"],
-                                              timings["decode_seconds"], self.dataflow.decode_workers),
+                                              timings["decode_seconds"], **self.dataflow.pool.placed()),
+                              decoding={"calls": feed.calls, "retried": feed.retried},
                               timings={k: round(v, 3) for k, v in timings.items()}, **self.record_extra)
         committed = publish_shard(self.layout, shard.name, [row for _, row in shard.rows], shard.errors,
                                   self.file_metadata, record)

@@ -39,6 +39,7 @@ class CommitRecord:
     actor: dict[str, Any] | None = None
     canary: dict[str, Any] | None = None  # canary.CanaryResults.to_dict() with --check-every
     balance: dict[str, Any] | None = None
+    decoding: dict[str, int] | None = None  # worker calls the shard took, and samples decoded again after a crash
     timings: dict[str, float] = field(default_factory=dict)
     decode_started_at: float | None = None
     encoding_started_at: float | None = None

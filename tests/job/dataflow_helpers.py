@@ -1,7 +1,7 @@
 """Driving ShardEncoder and its dataflow in the test process, against the session's Ray head.
 
-Cheaper than the CLI (no driver process, no actor start-up, decode workers shared between
-cases) while running the same code an encoder actor runs, two shard calls at a time like it.
+Cheaper than the CLI (no driver process, no encoder actor start-up) while running the same code an
+encoder actor runs, several shard calls at a time like it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline.job.decode_workers import DecodeWorkers
 from pipeline.job.encoder_actor import SHARDS_IN_FLIGHT
 from pipeline.job.shard_encoder import ShardEncoder
 from pipeline.output.layout import OutputLayout
@@ -44,12 +45,14 @@ def read_config(clips: str, num_frames: int = 5) -> ReadConfig:
     return ReadConfig(num_frames=num_frames, temporal_compression=4, resolution=(32, 32), clips=clips)
 
 
-def make_encoder(out: Path, vae, config: ReadConfig, decode_workers, batch_size: int) -> ShardEncoder:
+def make_encoder(out: Path, vae, config: ReadConfig, decode_workers: DecodeWorkers | int,
+                 batch_size: int) -> ShardEncoder:
     """A ShardEncoder set up as EncoderActor sets it up (whole videos stream in pieces of 8 frames)."""
     whole = config.clip_policy == "whole"
     return ShardEncoder(vae, config, OutputLayout(str(out)), batch_size=batch_size, chunk_frames=8 if whole else None,
                         piece_frames=8 if whole else None, latent_dtype="float32", store_logvar=False,
-                        decode_workers=decode_workers, file_metadata={"test": True},
+                        decode_workers=decode_workers if isinstance(decode_workers, DecodeWorkers)
+                        else DecodeWorkers(decode_workers), file_metadata={"test": True},
                         record_extra={"run_id": "test"})
 
 

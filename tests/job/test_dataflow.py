@@ -3,12 +3,9 @@ decode-worker count, batch size and shard size; and it overlaps the next shard w
 
 from __future__ import annotations
 
-import time
-
 import pytest
-import ray
 
-from pipeline.job.decode_workers import CALL_SECONDS, MAX_CALL_SAMPLES, DecodePool, default_decode_workers
+from pipeline.job.decode_workers import DecodeWorkers, NoDecodeCPU, workers_per_encoder
 from wfvae import WFVAE
 
 from .conftest import TINY_MODEL
@@ -29,67 +26,54 @@ def shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("dataflow"), [1, 4])
 
 
-@pytest.fixture(scope="module", params=[(1, 1), (2, 3), ("default", None)],
+@pytest.fixture(scope="module", params=[(1, 1), (2, 3), (None, None)],
                 ids=["1-worker-1-sample-calls", "2-workers-3-sample-calls", "default-workers-and-calls"])
-def pool(request, ray_head):
-    """Decode workers shared by the cases of one count ("default": what a job gets for one CPU encoder) and
-    samples per call (None: sized by the pool from the decoding times it sees, as in a job)."""
-    size, call_samples = request.param
-    if size == "default":
-        size = default_decode_workers([n["Resources"] for n in ray.nodes() if n["Alive"]], 0, 1)
-    pool = DecodePool(size, call_samples=call_samples)
-    yield pool
-    pool.close()
+def workers(request, ray_head) -> DecodeWorkers:
+    """A count of decode workers (None: what a job gets for one encoder) and samples per call (None: sized from
+    the decoding times seen, as in a job)."""
+    count, call_samples = request.param
+    return DecodeWorkers(count, call_samples=call_samples)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("clips", POLICIES)
-def test_every_policy_worker_count_batch_and_shard_size_ends_with_the_expected_rows(vae, shards, pool, clips,
+def test_every_policy_worker_count_batch_and_shard_size_ends_with_the_expected_rows(vae, shards, workers, clips,
                                                                                      batch_size, tmp_path):
     config = read_config(clips)
-    encoder = make_encoder(tmp_path, vae, config, pool, batch_size)
+    encoder = make_encoder(tmp_path, vae, config, workers, batch_size)
     try:
         records = encode_shards(encoder, shards, DEADLINE)
+        assert not any(worker.calls for worker in encoder.dataflow.pool.workers), "a call kept its worker"
     finally:
         encoder.close()
     for url, record in zip(shards, records):
         clips_expected, errors_expected = expected(url, config)
         assert written(tmp_path, url) == (clips_expected, errors_expected)
         assert record["rows"] == len(clips_expected) > 0 and record["errors"] == len(errors_expected)
-        assert record["balance"]["decode_workers"] == len(pool)
+        assert record["balance"]["decode_workers"] == workers.now()
         assert 0 <= record["balance"]["encoder_waiting_share"] <= 1 and record["balance"]["hint"]
-    assert not any(pool.pids().values()), "a sample kept its place at a decode worker"
 
 
 def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
     """Shards of 1 and 4 samples in calls of up to 3 samples: 1 + 2 calls; and a pool left to size its
     calls hands these tiny videos out several at a time once it has seen a few decoded."""
     urls = write_shards(tmp_path / "shards", [1, 4])
-    pool = DecodePool(1, call_samples=3)
-    encoder = make_encoder(tmp_path / "out", vae, read_config("first"), pool, batch_size=2)
+    encoder = make_encoder(tmp_path / "out", vae, read_config("first"), DecodeWorkers(1, call_samples=3), 2)
     try:
-        encode_shards(encoder, urls, DEADLINE)
-        assert pool.calls == 3
+        records = encode_shards(encoder, urls, DEADLINE)
     finally:
         encoder.close()
-        pool.close()
+    assert [record["decoding"]["calls"] for record in records] == [1, 2]
     for url in urls:
         assert written(tmp_path / "out", url) == expected(url, read_config("first"))
 
-    adaptive = DecodePool(1)
+    urls = write_shards(tmp_path / "more", [12, 12], broken=False)
+    encoder = make_encoder(tmp_path / "adaptive", vae, read_config("first"), DecodeWorkers(1), 2)
     try:
-        assert adaptive.group_size() == 1  # nothing seen yet
-        for _ in range(20):
-            adaptive.observe(0.004)  # a 4 ms sample: a dozen make a call of about CALL_SECONDS
-        assert adaptive.group_size() == int(CALL_SECONDS / 0.004)
-        for _ in range(40):
-            adaptive.observe(0.5)  # slow samples go one to a call again
-        assert adaptive.group_size() == 1
-        for _ in range(200):
-            adaptive.observe(0.0)
-        assert adaptive.group_size() == MAX_CALL_SAMPLES
+        first, second = encode_shards(encoder, urls, DEADLINE)
     finally:
-        adaptive.close()
+        encoder.close()
+    assert second["decoding"]["calls"] < 12  # tiny videos: several to a call once a few were seen
 
 
 def test_the_next_shard_decodes_while_the_current_one_encodes(vae, ray_head, tmp_path):
@@ -130,10 +114,13 @@ def test_the_summary_and_records_say_which_side_limited_the_run(vae, ray_head, t
     assert f"limited by    {balance['hint']}" in format_summary(summary)
 
 
-def test_by_default_each_encoder_gets_the_decode_workers_its_nodes_cpus_allow():
+def test_by_default_each_encoder_gets_its_share_of_the_cpus_no_encoder_needs():
     gpu_nodes = [{"CPU": 4}, {"CPU": 96, "GPU": 8}, {"CPU": 48, "GPU": 4}]  # a CPU-only head and two GPU nodes
-    assert default_decode_workers(gpu_nodes, 1.0, 12) == 11  # (96 - 8) // 8 and (48 - 4) // 4
-    assert default_decode_workers(gpu_nodes, 0.5, 24) == 5  # two encoders per GPU: (48 - 8) // 8
-    assert default_decode_workers([{"CPU": 8, "GPU": 8}], 1.0, 8) == 1  # never none
-    assert default_decode_workers([{"CPU": 4}], 0, 1) == 3  # a CPU encoder and the rest of its node
-    assert default_decode_workers([{"CPU": 4}, {"CPU": 4}], 0, 4) == 1  # four CPU encoders on two nodes
+    assert workers_per_encoder(gpu_nodes, 12) == 11  # (4 + 96 + 48 - 12) // 12
+    assert workers_per_encoder(gpu_nodes, 24) == 5  # two encoders per GPU: (148 - 24) // 24
+    assert workers_per_encoder([{"CPU": 1, "GPU": 1}, {"CPU": 4}], 1) == 4  # a CPU-only node decodes for the GPU
+    assert workers_per_encoder([{"CPU": 4}, {"CPU": 4}], 4) == 1  # four CPU encoders on two nodes
+    with pytest.raises(NoDecodeCPU, match="no CPU for decode workers: the cluster has 1 CPU"):
+        workers_per_encoder([{"CPU": 0}, {"CPU": 1, "GPU": 1}], 1)
+    with pytest.raises(NoDecodeCPU, match="add CPU nodes, or run fewer encoder actors"):
+        workers_per_encoder([{"CPU": 8, "GPU": 8}, {"CPU": 2}], 8)  # two spare CPUs for eight encoders

@@ -3,6 +3,10 @@
 A worker can die for a reason of its own (its node went away, the OOM killer): the sample is
 decoded again in a fresh worker and nothing is lost. Only a death that repeats in the fresh
 worker is the sample's fault: a DecoderCrashed error row for it, every other sample intact.
+
+A worker here may hold only two parcels of one clip ahead of the encoder, so the worker of the long
+video is held back by the encoder: it is surely still on that sample, far from its end, whenever the
+encoder is seen reading it.
 """
 
 from __future__ import annotations
@@ -14,66 +18,78 @@ import time
 
 import pytest
 
-from pipeline.job.decode_workers import DecodePool
+from pipeline.job import decode_workers
+from pipeline.job.decode_workers import DecodeWorkers
+from pipeline.reading import ReadConfig
 from tests.support.shards import make_shard
 from tests.support.videos import encode, ffmpeg_testsrc, smooth_frames
 from wfvae import WFVAE
 
 from .conftest import TINY_MODEL
-from .dataflow_helpers import expected, make_encoder, read_config, written
+from .dataflow_helpers import expected, make_encoder, written
+
+CONFIG = ReadConfig(num_frames=5, temporal_compression=4, resolution=(32, 32), clips="all")
+CLIP_BYTES = 5 * 32 * 32 * 3
 
 
 @pytest.fixture(scope="module")
 def shard(tmp_path_factory):
-    """A long video (its decoding takes a while) between short ones."""
+    """A long video (30 clips, far more than a worker may hold ahead) between short ones."""
     samples = [{"__key__": "short-0", "mp4": encode(smooth_frames(10, 48, 64)), "txt": "short"},
-               {"__key__": "long", "mp4": ffmpeg_testsrc(30, size="320x240", fps=25), "txt": "long"}]
+               {"__key__": "long", "mp4": ffmpeg_testsrc(6, size="64x48", fps=25), "txt": "long"}]
     samples += [{"__key__": f"short-{i}", "mp4": encode(smooth_frames(10, 48, 64)), "txt": "short"} for i in (1, 2)]
     path = tmp_path_factory.mktemp("crash") / "part-000000.tar"
     path.write_bytes(make_shard(samples))
     return str(path)
 
 
-def _kill_worker_of(pool: DecodePool, key: str, spare: set[int], first: bool, timeout: float = 60) -> int:
-    """SIGKILLs the worker that holds ``key`` (``first``: as the next sample to end; not one in ``spare``),
-    a moment after."""
-    def holding(samples) -> bool:
-        return bool(samples) and (samples[0].key == key if first else key in [s.key for s in samples])
-
+def _wait_for(what: str, condition, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids = [pid for pid, samples in pool.pids().items() if holding(samples) and pid not in spare]
-        if pids:
-            time.sleep(0.1)  # mid-sample, if it is still on it
-            if holding(pool.pids().get(pids[0])):
-                os.kill(pids[0], signal.SIGKILL)
-                return pids[0]
-        time.sleep(0.01)
-    raise AssertionError(f"no decode worker was seen decoding {key!r}")
+        if value := condition():
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"never saw {what}")
+
+
+def _kill_while_reading_long(encoder, killed: set[int]) -> int:
+    """SIGKILLs the encoder's one decode worker (not one killed before) once the encoder has read some of
+    the long video's clips from it."""
+    def fresh_worker():
+        workers = encoder.dataflow.pool.workers  # one, once the shard is open
+        return workers and workers[0].pid not in (None, *killed) and workers[0]
+
+    worker = _wait_for("a fresh decode worker up", fresh_worker)
+    progress = encoder.progress()
+    clips = progress["clips"] if progress.get("samples") == 2 else 2
+    _wait_for("the encoder reading the long video", lambda: encoder.progress().get("samples") == 2
+              and encoder.progress()["clips"] >= clips + 2)
+    os.kill(worker.pid, signal.SIGKILL)
+    return worker.pid
 
 
 @pytest.mark.parametrize("call_samples", [1, 4], ids=["one-sample-calls", "four-sample-calls"])
 @pytest.mark.parametrize("deaths", [1, 2])
 def test_a_killed_decode_worker_costs_its_sample_only_when_the_fresh_one_dies_too(ray_head, shard, tmp_path, deaths,
-                                                                                   call_samples):
+                                                                                   call_samples, monkeypatch):
     """With calls of four samples the first death cannot tell which of them crashed: they are decoded
     again one parcel per sample, so the second death names the sample."""
-    config = read_config("all")
-    pool = DecodePool(2, call_samples=call_samples)
-    encoder = make_encoder(tmp_path, WFVAE.from_pretrained(TINY_MODEL), config, pool, batch_size=2)
+    monkeypatch.setattr(decode_workers, "PARCEL_BYTES", CLIP_BYTES)
+    monkeypatch.setattr(decode_workers, "BYTES_AHEAD", 2 * CLIP_BYTES)
+    encoder = make_encoder(tmp_path, WFVAE.from_pretrained(TINY_MODEL), CONFIG,
+                           DecodeWorkers(1, call_samples=call_samples), batch_size=2)
     calls = concurrent.futures.ThreadPoolExecutor(1)
     try:
         job = calls.submit(encoder.encode_shard, shard, 1)
         killed: set[int] = set()
-        for death in range(deaths):
-            killed.add(_kill_worker_of(pool, "long", killed, first=call_samples == 1 or death > 0))
+        for _ in range(deaths):
+            killed.add(_kill_while_reading_long(encoder, killed))
         record = job.result(timeout=120)
-        assert pool.restarts == 1  # one retry in a fresh worker, never more
     finally:
         calls.shutdown(wait=False, cancel_futures=True)
         encoder.close()
-        pool.close()
-    clips, errors = expected(shard, config)
+    assert record["decoding"]["retried"] == 1  # one retry in a fresh worker, never more
+    clips, errors = expected(shard, CONFIG)
     rows, error_rows = written(tmp_path, shard)
     short = [clip for clip in clips if clip[0] != "long"]
     assert [row for row in rows if row[0] != "long"] == short  # every other sample intact, in order
