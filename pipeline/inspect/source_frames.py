@@ -22,7 +22,7 @@ ClipId = tuple[str, str, int]  # (shard name, key, clip index)
 def job_read_config(manifest: dict[str, Any]) -> ReadConfig:
     """The ReadConfig the job used, from its _job.json (credentials there are redacted, and unused here)."""
     job = make_config({**manifest["config"], "storage_options": {}})
-    return job.read_config(int(manifest["model"]["temporal_compression"]))
+    return job.read.for_model(int(manifest["model"]["temporal_compression"]))
 
 
 def read_source_clips(wanted: list[ClipId], input_spec: str, config: ReadConfig,

@@ -70,14 +70,14 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
     plan = Plan(job)  # the same checks as a real run, before Ray
     model, config, layout = plan.model, plan.read_config, plan.layout
     state = _output_state(plan)
-    done = set() if job.overwrite else set(layout.committed_shards())
-    given_up = [] if job.overwrite else layout.given_up_shards()
+    done = set() if job.where.overwrite else set(layout.committed_shards())
+    given_up = [] if job.where.overwrite else layout.given_up_shards()
     to_encode = [url for url, name in zip(plan.urls, plan.names) if name not in done]
-    probes = [probe_shard(url, config, job.storage_options, model.spatial_compression, model.latent_dim)
+    probes = [probe_shard(url, config, job.where.storage_options, model.spatial_compression, model.latent_dim)
               for url in to_encode[:probe_shards]]
-    return DryRun(job.input, layout.url, state, len(plan.urls), sorted(done & set(plan.names)),
+    return DryRun(job.where.input, layout.url, state, len(plan.urls), sorted(done & set(plan.names)),
                   [n for n in given_up if n in set(plan.names)], [shard_name(u) for u in to_encode],
-                  {"source": job.model, "latent_channels": model.latent_dim,
+                  {"source": job.where.model, "latent_channels": model.latent_dim,
                    "temporal_compression": model.temporal_compression,
                    "spatial_compression": model.spatial_compression},
                   probes, _estimate(job, probes, len(to_encode)))
@@ -87,7 +87,7 @@ def _output_state(plan) -> str:
     layout = plan.layout
     if not layout.exists():
         return "new"
-    if plan.job.overwrite:
+    if plan.job.where.overwrite:
         return "overwritten (--overwrite deletes what it holds)"
     existing = read_json(layout.fs, layout.job_manifest)
     existing["output_settings"].pop("dtype", None)  # resolved on the cluster, from its devices
@@ -188,12 +188,12 @@ def _estimate(job: JobConfig, probes: list[SampleProbe], shards: int) -> dict[st
         return {"shards": shards, "samples": None, "clips": None, "bytes": None}
     samples = round(np.mean(counted) * shards)
     clips_per_sample = np.mean([len(p.clip_frames) for p in sampled])
-    itemsize = LATENT_DTYPES[job.latent_dtype].itemsize * (2 if job.store == "moments" else 1)
+    itemsize = LATENT_DTYPES[job.latents.latent_dtype].itemsize * (2 if job.latents.store == "moments" else 1)
     bytes_per_clip = np.mean([int(np.prod(shape)) * itemsize for p in usable for shape in p.latent_shapes] or [0])
     clips = round(samples * clips_per_sample)
     shapes = sorted({tuple(shape) for p in usable for shape in p.latent_shapes})
     return {"shards": shards, "samples": samples, "clips": clips, "latent_shapes": [list(s) for s in shapes],
-            "latent_dtype": job.latent_dtype, "store": job.store, "bytes_per_clip": int(bytes_per_clip),
+            "latent_dtype": job.latents.latent_dtype, "store": job.latents.store, "bytes_per_clip": int(bytes_per_clip),
             "bytes": int(clips * bytes_per_clip)}
 
 

@@ -73,13 +73,13 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
     job = config_from_args(["--input", input_spec, "--output", str(out), *args])
     plan = Plan(job)  # lists the shards and checks the settings against the model, as the driver does
     output_settings = {**job.output_settings(), "dtype": "float32", "input_shards": plan.input_shards}
-    vae = WFVAE.from_pretrained(job.model)
-    model = {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
+    vae = WFVAE.from_pretrained(job.where.model)
+    model = {"source": job.where.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
              "temporal_compression": vae.temporal_compression}
     check_or_create(plan.layout, make_manifest(job.public_dict(), output_settings, model))
     scale, shift = vae.config.latent_scale_shift()
-    metadata = {"model": job.model, "weights_sha256": model["weights_sha256"], "model_config": model["config"],
-                "scale": scale, "shift": shift, "stored": job.store, "latent_dtype": job.latent_dtype,
+    metadata = {"model": job.where.model, "weights_sha256": model["weights_sha256"], "model_config": model["config"],
+                "scale": scale, "shift": shift, "stored": job.latents.store, "latent_dtype": job.latents.latent_dtype,
                 "compute_dtype": "float32", "temporal_compression": vae.temporal_compression,
                 "spatial_compression": vae.spatial_compression, "latent_channels": vae.latent_channels,
                 "fingerprint": fingerprint(output_settings)}
@@ -95,8 +95,8 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
             posterior = vae.encode(to_video([clip.frames for _, clip in clips], vae.device, vae.dtype))
             stats.add(posterior.mean)
             for index, (order, clip) in enumerate(clips):
-                logvar = posterior.logvar[index] if job.store == "moments" else None
-                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latent_dtype)))
+                logvar = posterior.logvar[index] if job.latents.store == "moments" else None
+                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latents.latent_dtype)))
         rows = [row for _, row in sorted(rows, key=lambda item: item[0])]
         samples = len({row["key"] for row in rows} | {error["key"] for error in errors})
         record = {"run_id": run_id, "url": url, "attempt": 1, "samples": samples,
