@@ -30,6 +30,9 @@ class ConfigError(ValueError):
             return self.reason
         return f"{flag_name(self.field)}: {self.reason}" if self.as_flag else f"{self.field} {self.reason}"
 
+    def __reduce__(self):  # pickled with its field (an error may cross from a Ray worker)
+        return type(self), (self.reason, self.field), {"as_flag": self.as_flag}
+
     def named_as_flag(self) -> ConfigError:
         return ConfigError(self.reason, self.field, as_flag=True)
 
