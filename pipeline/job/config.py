@@ -57,6 +57,7 @@ def _ray_address(value: Any) -> str | None:
 _PATH = non_empty_text("a non-empty path or URL")
 _POSITIVE = integer(1, "a positive integer")
 _SECONDS = number(0, inclusive=False, what="a positive number of seconds")
+_AUTO = "auto: bfloat16 on GPU, float32 on CPU"
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,7 @@ class Latents:
 
     DEFINES_OUTPUT: ClassVar[bool] = True
 
-    dtype: str = setting("auto", "compute precision (auto: bfloat16 on GPU, float32 on CPU)",
-                         one_of(COMPUTE_DTYPE_CHOICES, " (auto: bfloat16 on GPU, float32 on CPU)"),
+    dtype: str = setting("auto", f"compute precision ({_AUTO})", one_of(COMPUTE_DTYPE_CHOICES, f" ({_AUTO})"),
                          choices=COMPUTE_DTYPE_CHOICES)
     latent_dtype: str = setting("bfloat16", "stored latent precision", one_of(tuple(LATENT_DTYPES)),
                                 choices=tuple(LATENT_DTYPES))
@@ -128,10 +128,8 @@ class Run:
 
     DEFINES_OUTPUT: ClassVar[bool] = False
 
-    num_actors: int | None = setting(None, "encoder actors",
-                                     optional(integer(1, "a positive integer", " (default: one per GPU, or 1 without "
-                                                                                "GPUs)")),
-                                     shown="one per GPU, or 1 without GPUs", arg_type=int)
+    num_actors: int | None = setting(None, "encoder actors", optional(_POSITIVE), shown="one per GPU, or 1 without GPUs",
+                                     arg_type=int)
     gpus_per_actor: float | None = setting(
         None, "GPUs per encoder actor, fractions allowed; 0 runs on CPU",
         optional(number(0, inclusive=True, what="a non-negative number (fractions share a GPU; 0 runs on CPU)")),
@@ -154,7 +152,7 @@ class Run:
     ray_address: str | None = setting(None, "Ray cluster to join", _ray_address,
                                       shown="RAY_ADDRESS, else the running cluster, else a local one")
     check_every: int | None = setting(
-        None, "quality canary (canary.py): decode every Nth clip (the first of each shard included) on the "
+        None, "quality canary: decode every Nth clip (the first of each shard included) on the "
               "encoder's device; PSNR against the source goes into the commit records and the summary",
         optional(integer(1, "a positive integer", " (decode every Nth clip)")), shown="off", arg_type=int)
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..settings import ConfigError, check_fields, integer, number, one_of, optional, setting
+from ..settings import ConfigError, boolean, check_fields, integer, number, one_of, optional, setting
 
 CLIP_POLICIES = ("first", "uniform:N", "all", "whole")
 SHORT_VIDEO_POLICIES = ("skip", "shorten")
@@ -78,12 +78,6 @@ def _caption_key(value: Any) -> str | None:
 def _part_name(value: Any) -> str:
     if not isinstance(value, str) or not _PART_NAME.match(value):
         raise ConfigError(f"must be a part name such as 'json', got {value!r}")
-    return value
-
-
-def _true_or_false(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"must be True or False, got {value!r}")
     return value
 
 
@@ -158,7 +152,7 @@ class ReadConfig:
                                      "intent", integer(0), flag=False)
     resize_at_decode: bool = setting(True, "let the decoder scale while converting to RGB (fast); False decodes at "
                                            "source size and resizes with torch (antialiased bilinear)",
-                                     _true_or_false, flag=False)
+                                     boolean, flag=False)
     tmp_dir: str | None = setting(None, "where videos are written for decoding (None: the system default; "
                                         "/dev/shm is faster)", flag=False)
 
