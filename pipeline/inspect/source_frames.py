@@ -1,7 +1,7 @@
 """The source frames of encoded clips, re-read from the input shards by key.
 
 The reader is configured from the job's own settings (``_job.json`` -> JobConfig ->
-``JobConfig.read_config``), so the same clip comes back: same frames, size and crop. Only the
+``JobConfig.read.for_model``), so the same clip comes back: same frames, size and crop. Only the
 samples whose key is wanted are decoded.
 """
 
