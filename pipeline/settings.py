@@ -42,9 +42,10 @@ def flag_name(field: str) -> str:
     return "/".join("--" + name.replace("_", "-") for name in field.split("/"))
 
 
-def setting(default: Any = None, help: str = "", check: Check | None = None, *, factory: Callable[[], Any] | None = None,
-            shown: str | None = None, flag: bool = True, arg_type: Callable[[str], Any] | None = None,
-            choices: tuple[str, ...] | None = None, parse: Callable[[Any], Any] | None = None) -> Any:
+def setting(default: Any = None, help: str = "", check: Check | None = None, *,
+            factory: Callable[[], Any] | None = None, shown: str | None = None, flag: bool = True,
+            arg_type: Callable[[str], Any] | None = None, choices: tuple[str, ...] | None = None,
+            parse: Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field with its check and help. ``shown``: the default as the help shows it (else the
     default's value); ``flag=False``: a setting of the Python API only; ``arg_type``/``choices``: for
     argparse; ``parse``: turns text (a flag, YAML) into the value, e.g. "256x448" -> (256, 448)."""

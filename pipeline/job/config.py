@@ -128,8 +128,8 @@ class Run:
 
     DEFINES_OUTPUT: ClassVar[bool] = False
 
-    num_actors: int | None = setting(None, "encoder actors", optional(_POSITIVE), shown="one per GPU, or 1 without GPUs",
-                                     arg_type=int)
+    num_actors: int | None = setting(None, "encoder actors", optional(_POSITIVE),
+                                     shown="one per GPU, or 1 without GPUs", arg_type=int)
     gpus_per_actor: float | None = setting(
         None, "GPUs per encoder actor, fractions allowed; 0 runs on CPU",
         optional(number(0, inclusive=True, what="a non-negative number (fractions share a GPU; 0 runs on CPU)")),

@@ -158,13 +158,15 @@ EARLIER_OUTPUT_SETTINGS = [
     ({"resolution": None, "buckets": "256x448,448x256", "fps": 8, "clips": "whole", "max_frames": 65, "num_frames": 9,
       "short_videos": "shorten"},
      {"num_frames": 9, "fps": 8, "clips": "whole", "max_frames": 65, "short_videos": "shorten", "resolution": None,
-      "buckets": [[256, 448], [448, 256]], "caption_key": "txt", "video_extensions": ["mp4", "mkv", "webm", "mov", "avi"],
+      "buckets": [[256, 448], [448, 256]], "caption_key": "txt",
+      "video_extensions": ["mp4", "mkv", "webm", "mov", "avi"],
       "decoder": "pyav", "dtype": "auto", "latent_dtype": "bfloat16", "store": "mean"}, "9f6fb8ae4d04bf7f"),
     ({"decoder": "decord", "latent_dtype": "float16", "store": "moments", "dtype": "float32", "clips": "uniform:3",
       "caption_key": "json:meta.caption", "video_extensions": ".MP4,webm", "resolution": "128", "batch_size": 2,
       "num_actors": 2, "chunk_frames": 8, "fps": 12.5},
      {"num_frames": 17, "fps": 12.5, "clips": "uniform:3", "max_frames": None, "short_videos": "skip",
-      "resolution": [128, 128], "buckets": None, "caption_key": "json:meta.caption", "video_extensions": ["mp4", "webm"],
+      "resolution": [128, 128], "buckets": None, "caption_key": "json:meta.caption",
+      "video_extensions": ["mp4", "webm"],
       "decoder": "decord", "dtype": "float32", "latent_dtype": "float16", "store": "moments"}, "5a55896d5adaf155"),
 ]
 
