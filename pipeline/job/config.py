@@ -240,7 +240,7 @@ def check_against_model(config: JobConfig, temporal_compression: int) -> ReadCon
 
 # -- parsing -----------------------------------------------------------------------------
 
-def _shown_default(f: dataclasses.Field) -> str:
+def shown_default(f: dataclasses.Field) -> str:
     shown = f.metadata.get("shown")
     if shown is not None:
         return shown
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
         else:
             parser.add_argument(flag, type=f.metadata["arg_type"], choices=f.metadata["choices"],
-                                help=f"{help_text} (default: {_shown_default(f)})".replace("%", "%%"))
+                                help=f"{help_text} (default: {shown_default(f)})".replace("%", "%%"))
     parser.add_argument("--dry-run", action="store_true",
                         help="list shards (committed, pending, given up), probe the first sample of a few pending "
                              "shards and estimate what the run would write, without starting Ray or encoding anything")
