@@ -241,6 +241,7 @@ def check_against_model(config: JobConfig, temporal_compression: int) -> ReadCon
 # -- parsing -----------------------------------------------------------------------------
 
 def shown_default(f: dataclasses.Field) -> str:
+    """A setting's default as the help (and the README's flag table) show it."""
     shown = f.metadata.get("shown")
     if shown is not None:
         return shown
