@@ -47,7 +47,8 @@ def main() -> None:
     from demo.make_demo_shards import read_frames
     from pipeline.job.batching import to_video
     from pipeline.job.canary import QualityCanary
-    from pipeline.job.encoder_actor import COMPUTE_DTYPES, resolve_dtype
+    from pipeline.dtypes import COMPUTE_DTYPES
+    from pipeline.job.encoder_actor import resolve_dtype
     from wfvae import WFVAE
 
     device = torch.device(args.device)

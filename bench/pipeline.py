@@ -69,7 +69,7 @@ def build_shards(folder: Path, shards: int, samples: int, frames: int, height: i
 def job_config(args: argparse.Namespace, spec: str, out: Path | None = None):
     from pipeline.job.config import JobConfig
 
-    return JobConfig(input=spec, output=str(out or "unused"), model=args.model, num_frames=args.num_frames,
+    return JobConfig.from_flags(input=spec, output=str(out or "unused"), model=args.model, num_frames=args.num_frames,
                      resolution=args.resolution, batch_size=args.batch_size, num_actors=1,
                      gpus_per_actor=1.0 if args.device == "cuda" else 0.0, decode_workers=args.decode_workers,
                      overwrite=True, progress_seconds=60, check_every=getattr(args, "check_every", None))
@@ -82,7 +82,7 @@ def decode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
     from pipeline.reading import Sample, decode_clips, iter_samples, list_shards
 
     torch.set_num_threads(1)
-    config = job_config(args, spec).read_config(tc)
+    config = job_config(args, spec).read.for_model(tc)
     samples = [s for url in list_shards(spec)[1:] for s in iter_samples(url, config) if isinstance(s, Sample)]
     started, clips = time.perf_counter(), 0
     for sample in samples:
@@ -96,11 +96,12 @@ def encode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
     import torch
 
     from pipeline.job.batching import ClipBatcher, PendingClip, to_video
-    from pipeline.job.encoder_actor import COMPUTE_DTYPES, resolve_dtype
+    from pipeline.dtypes import COMPUTE_DTYPES
+    from pipeline.job.encoder_actor import resolve_dtype
     from pipeline.reading import Clip, list_shards, read_shard
     from wfvae import WFVAE
 
-    read_config = job_config(args, spec).read_config(tc)
+    read_config = job_config(args, spec).read.for_model(tc)
     device = torch.device(args.device)
     if device.type == "cpu":
         torch.set_num_threads(1)  # what the job's CPU encoder actor gets (1 CPU)

@@ -73,9 +73,9 @@ def fabricate(base: str, count: int, storage_options: dict | None, put) -> str:
     sink = plan.sink
     from wfvae import WFVAE
 
-    vae = WFVAE.from_pretrained(job.model)  # the model as the job's actors identify it
+    vae = WFVAE.from_pretrained(job.where.model)  # the model as the job's actors identify it
     sink.open(job.public_dict(), {**job.output_settings(), "dtype": "float32"},
-              {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
+              {"source": job.where.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
                "temporal_compression": vae.temporal_compression})
     tokens = source_tokens(plan.urls, storage_options)
     run = RunIndex("fabricated", time.time() - 60, complete=True)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ..dtypes import DTYPES as OUTPUT_DTYPES
 from ..output.schema import LATENTS_SCHEMA
 from ..output.shard_writer import ROW_GROUP_ROWS
 from .batching import bucketed
@@ -20,7 +21,6 @@ from .transform import LatentTransform, build_transform
 
 # Row fields a sample carries besides ``latent``: everything but the tensor encoding.
 ROW_FIELDS = tuple(f.name for f in LATENTS_SCHEMA if f.name not in ("latent", "logvar", "latent_dtype"))
-OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class LatentDataset(IterableDataset):

@@ -1,7 +1,7 @@
 """The source frames of encoded clips, re-read from the input shards by key.
 
 The reader is configured from the job's own settings (``_job.json`` -> JobConfig ->
-``JobConfig.read_config``), so the same clip comes back: same frames, size and crop. Only the
+``JobConfig.read.for_model``), so the same clip comes back: same frames, size and crop. Only the
 samples whose key is wanted are decoded.
 """
 
@@ -22,7 +22,7 @@ ClipId = tuple[str, str, int]  # (shard name, key, clip index)
 def job_read_config(manifest: dict[str, Any]) -> ReadConfig:
     """The ReadConfig the job used, from its _job.json (credentials there are redacted, and unused here)."""
     job = make_config({**manifest["config"], "storage_options": {}})
-    return job.read_config(int(manifest["model"]["temporal_compression"]))
+    return job.read.for_model(int(manifest["model"]["temporal_compression"]))
 
 
 def read_source_clips(wanted: list[ClipId], input_spec: str, config: ReadConfig,

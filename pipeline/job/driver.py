@@ -123,21 +123,21 @@ class Plan:
 
     def __init__(self, job: JobConfig) -> None:
         self.job = job
-        self.sink = OutputSink(job.output, job.storage_options)
+        self.sink = OutputSink(job.where.output, job.where.storage_options)
         self.layout = self.sink.layout
         try:
-            urls = list_shards(job.input, job.storage_options)
+            urls = list_shards(job.where.input, job.where.storage_options)
         except (ValueError, OSError) as err:
             raise ConfigError(f"--input: {err}") from None
         if not urls:
-            raise ConfigError(f"--input: {job.input!r} matches no shards")
+            raise ConfigError(f"--input: {job.where.input!r} matches no shards")
         self.urls = urls
         self.names = [shard_name(u) for u in urls]
         duplicates = duplicate_names(self.names)
         if duplicates:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
-        self.model = model_config(job.model, job.model_options)
+        self.model = model_config(job.where.model, job.where.model_options)
         self.read_config = check_against_model(job, self.model.temporal_compression)
         # The input by content, for the record (an output's identity does not include it: datasets grow).
         self.input_shards = {"count": len(urls), "sha256": hashlib.sha256("\n".join(urls).encode()).hexdigest()}
@@ -146,18 +146,18 @@ class Plan:
         """Actors, decode workers and precision, from the cluster's resources (needs a Ray connection)."""
         job = self.job
         gpus = ray.cluster_resources().get("GPU", 0)
-        self.gpus_per_actor = job.gpus_per_actor if job.gpus_per_actor is not None else (1.0 if gpus else 0.0)
+        self.gpus_per_actor = job.run.gpus_per_actor if job.run.gpus_per_actor is not None else (1.0 if gpus else 0.0)
         if self.gpus_per_actor and not gpus:
             log("no GPUs in the cluster yet: encoder actors wait for GPU nodes (autoscaling)")
         default_actors = max(1, int(gpus // self.gpus_per_actor)) if self.gpus_per_actor and gpus else 1
-        self.num_actors = job.num_actors or default_actors
-        self.decode_workers = DecodeWorkers(job.decode_workers, self.num_actors)
+        self.num_actors = job.run.num_actors or default_actors
+        self.decode_workers = DecodeWorkers(job.run.decode_workers, self.num_actors)
         if not (self.gpus_per_actor and not gpus):  # (GPU nodes that join bring CPUs too)
             try:
                 self.decode_workers.now()
             except NoDecodeCPU as err:
                 raise JobError(str(err)) from None
-        self.compute_dtype = resolve_dtype(job.dtype, on_gpu=self.gpus_per_actor > 0)
+        self.compute_dtype = resolve_dtype(job.latents.dtype, on_gpu=self.gpus_per_actor > 0)
         self.output_settings = {**job.output_settings(), "dtype": self.compute_dtype}
         self.fingerprint = fingerprint(self.output_settings)
 
@@ -182,9 +182,9 @@ def hold_output(layout: OutputLayout, job: JobConfig, run_id: str, log: Callable
     if is_local(layout.fs) and os.path.exists(layout.root) and not os.path.isdir(layout.root):
         raise ConfigError(f"--output: {layout.url} is a file, not a folder; choose a folder (it is created if "
                           "missing)")
-    lease = Lease(layout, run_id, job.lease_seconds, log, input=job.input)
+    lease = Lease(layout, run_id, job.run.lease_seconds, log, input=job.where.input)
     try:
-        lease.acquire(wait=job.wait, stop=stop.requested)
+        lease.acquire(wait=job.where.wait, stop=stop.requested)
     except OutputBusy as err:
         raise JobError(str(err)) from None
     except OSError as err:
@@ -199,11 +199,11 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
     the output itself. ``--overwrite`` clears the output once the cluster has been checked."""
     job, sink = plan.job, plan.sink
     started = time.perf_counter()
-    resume = None if job.overwrite else prepare_output(plan, run_id, log)
+    resume = None if job.where.overwrite else prepare_output(plan, run_id, log)
     outcome = _Outcome()
     index = None
     if resume is None or (resume.todo and not stop.requested.is_set()):
-        connect(job.ray_address, log)
+        connect(job.run.ray_address, log)
         stop.install()  # again: ray.init replaced the SIGTERM handler
         plan.place(log)
         _refuse_scattered_output(plan)
@@ -229,7 +229,7 @@ def _encode(plan: Plan, run_id: str, todo: list[str], log: Callable[[str], None]
         identities = _wait_for_actors(actors, stop)
         if identities is None:
             return
-        model = {"source": job.model, "weights_sha256": identities[0]["weights_sha256"],
+        model = {"source": job.where.model, "weights_sha256": identities[0]["weights_sha256"],
                  "config": identities[0]["config"], "temporal_compression": identities[0]["temporal_compression"]}
         try:
             opened = sink.open(job.public_dict(), plan.output_settings, model)
@@ -248,7 +248,7 @@ def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> Resum
     records only where no finished run accounts for them), and what is left; stale shards are
     withdrawn. Linear in the shard count; on object storage a listing of ``_committed/``."""
     job, sink = plan.job, plan.sink
-    if job.overwrite:
+    if job.where.overwrite:
         sink.clear()
         log(f"--overwrite: removed the previous contents of {sink.url}")
     else:
@@ -256,7 +256,7 @@ def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> Resum
     sink.remove_partial_files()
     state = sink.state()
     sink.adopt(state)  # shards no run file accounted for (a crashed run's): written down once
-    resume = sink.resume(plan.urls, plan.names, state, job.storage_options)
+    resume = sink.resume(plan.urls, plan.names, state, job.where.storage_options)
     resume.before = state
     log(f"{len(plan.urls)} shards, {resume.skipped} already committed, {len(resume.todo)} to encode "
         f"(run {run_id})")
@@ -335,7 +335,7 @@ def _wait_for_actors(actors: list, stop: StopRequest) -> list[dict] | None:
 
 def _refuse_scattered_output(plan: Plan) -> None:
     """A local --output on several nodes would leave each node's shards on its own disk."""
-    if not is_local(plan.layout.fs) or plan.job.shared_output:
+    if not is_local(plan.layout.fs) or plan.job.where.shared_output:
         return
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     joining = plan.gpus_per_actor and not ray.cluster_resources().get("GPU")  # actors wait for GPU nodes to join
@@ -360,7 +360,7 @@ def check_identity_before_ray(plan: Plan) -> str:
     """The same check before Ray is up: ``--dtype auto`` is resolved from the cluster's devices, so
     it is left out of the comparison then (the run compares it once placed)."""
     settings = plan.job.output_settings()
-    if plan.job.dtype == "auto":
+    if plan.job.latents.dtype == "auto":
         settings.pop("dtype")
     return _check_settings(plan, settings)
 
@@ -395,8 +395,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
         if lease.lost.is_set():
             raise JobError(f"{lease.lost_reason}; this job stopped (its committed shards are kept)")
         if stop.requested.is_set() and deadline is None:
-            deadline = time.monotonic() + job.grace_seconds
-            log(f"{stop.name} received: no new shards; {len(running)} running shard(s) get {job.grace_seconds:g} s "
+            deadline = time.monotonic() + job.run.grace_seconds
+            log(f"{stop.name} received: no new shards; {len(running)} running shard(s) get {job.run.grace_seconds:g} s "
                 "to commit (send it again to stop at once)")
         if deadline is not None:
             if not running or stop.forced.is_set() or time.monotonic() >= deadline:
@@ -411,7 +411,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 running[actors[index].encode_shard.remote(url, attempts[url])] = (index, url)
         if not running and not probes:
             raise JobError("every encoder actor has died and none can be restarted")
-        timeout = 0.5 if deadline is not None else min(job.progress_seconds, 1.0)
+        timeout = 0.5 if deadline is not None else min(job.run.progress_seconds, 1.0)
         done, _ = ray.wait([*running, *probes], num_returns=1, timeout=timeout)
         for ref in done:
             if ref in probes:
@@ -441,8 +441,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                     raise JobError(str(err.cause)) from None
                 reason = describe(err)
                 idle.append(index)
-            if attempts[url] < job.max_shard_attempts:
-                log(f"shard {shard_name(url)} failed (attempt {attempts[url]}/{job.max_shard_attempts}): {reason}; "
+            if attempts[url] < job.run.max_shard_attempts:
+                log(f"shard {shard_name(url)} failed (attempt {attempts[url]}/{job.run.max_shard_attempts}): {reason}; "
                     "re-queued")
                 queue.append(url)
             else:
@@ -450,7 +450,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 metrics.shard_given_up()
                 log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
                 _record_given_up(layout, url, attempts[url], reason, log, outcome)
-        if time.perf_counter() - last_report >= job.progress_seconds:
+        if time.perf_counter() - last_report >= job.run.progress_seconds:
             log(_progress_line(plan, actors, running, outcome, len(todo), started))
             last_report = time.perf_counter()
 

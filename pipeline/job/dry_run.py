@@ -74,17 +74,17 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
     model, config, layout = plan.model, plan.read_config, plan.layout
     state = _output_state(plan)
     # what the run would find: committed shards (stale ones re-encoded), as the driver decides it
-    output = OutputState({}, Totals(), None) if job.overwrite else plan.sink.state()
-    resume = plan.sink.resume(plan.urls, plan.names, output, job.storage_options)
+    output = OutputState({}, Totals(), None) if job.where.overwrite else plan.sink.state()
+    resume = plan.sink.resume(plan.urls, plan.names, output, job.where.storage_options)
     names = set(plan.names)
     done = set(output.shards) - set(resume.stale)
-    given_up = [] if job.overwrite else [n for n in layout.given_up_shards() if n in names]
+    given_up = [] if job.where.overwrite else [n for n in layout.given_up_shards() if n in names]
     to_encode = resume.todo
-    probes = [probe_shard(url, config, job.storage_options, model.spatial_compression, model.latent_dim)
+    probes = [probe_shard(url, config, job.where.storage_options, model.spatial_compression, model.latent_dim)
               for url in to_encode[:probe_shards]]
-    return DryRun(job.input, layout.url, state, len(plan.urls), sorted(done & names),
+    return DryRun(job.where.input, layout.url, state, len(plan.urls), sorted(done & names),
                   given_up, [shard_name(u) for u in to_encode],
-                  {"source": job.model, "latent_channels": model.latent_dim,
+                  {"source": job.where.model, "latent_channels": model.latent_dim,
                    "temporal_compression": model.temporal_compression,
                    "spatial_compression": model.spatial_compression},
                   probes, _estimate(job, probes, len(to_encode)))
@@ -93,7 +93,7 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
 def _output_state(plan) -> str:
     if not plan.layout.exists():
         return "new"
-    if plan.job.overwrite:
+    if plan.job.where.overwrite:
         return "overwritten (--overwrite deletes what it holds)"
     from .driver import check_identity_before_ray
 
@@ -158,12 +158,12 @@ def _estimate(job: JobConfig, probes: list[SampleProbe], shards: int) -> dict[st
         return {"shards": shards, "samples": None, "clips": None, "bytes": None, "based_on": based_on}
     samples = round(np.mean(counted) * shards)
     clips_per_sample = np.mean([len(p.clip_frames) for p in sampled])
-    itemsize = LATENT_DTYPES[job.latent_dtype].itemsize * (2 if job.store == "moments" else 1)
+    itemsize = LATENT_DTYPES[job.latents.latent_dtype].itemsize * (2 if job.latents.store == "moments" else 1)
     bytes_per_clip = np.mean([int(np.prod(shape)) * itemsize for p in usable for shape in p.latent_shapes] or [0])
     clips = round(samples * clips_per_sample)
     shapes = sorted({tuple(shape) for p in usable for shape in p.latent_shapes})
     return {"shards": shards, "samples": samples, "clips": clips, "latent_shapes": [list(s) for s in shapes],
-            "latent_dtype": job.latent_dtype, "store": job.store, "bytes_per_clip": int(bytes_per_clip),
+            "latent_dtype": job.latents.latent_dtype, "store": job.latents.store, "bytes_per_clip": int(bytes_per_clip),
             "bytes": int(clips * bytes_per_clip), "based_on": based_on}
 
 

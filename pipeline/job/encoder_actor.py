@@ -13,7 +13,7 @@ from wfvae import WFVAE
 
 from ..output.layout import OutputLayout
 from ..output.sink import latents_metadata
-from ..output.schema import LATENT_DTYPES
+from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES
 from ..reading import ReadConfig
 from ..reading.records import describe
 from .canary import QualityCanary
@@ -22,7 +22,6 @@ from .decode_workers import DecodeWorkers
 from .metrics import JobMetrics
 from .shard_encoder import ShardEncoder
 
-COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Shard calls an actor takes at once: while one is published, the next encodes and the one after it
 # is open, so its decoding starts as soon as the one encoding has handed out its last sample.
 SHARDS_IN_FLIGHT = 3
@@ -52,25 +51,25 @@ class EncoderActor:
             torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.load_error: str | None = None
         try:
-            self.vae = WFVAE.from_pretrained(job.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
-                                             storage_options=job.model_options)
+            self.vae = WFVAE.from_pretrained(job.where.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
+                                             storage_options=job.where.model_options)
         except Exception as err:  # noqa: BLE001 - reported by identity(): one line, not a crashed actor's dump
-            self.load_error = f"could not load the model {job.model} on {socket.gethostname()}: {describe(err)}"
+            self.load_error = f"could not load the model {job.where.model} on {socket.gethostname()}: {describe(err)}"
             return
         tc = self.vae.temporal_compression
         self.checksum = self.vae.weights_checksum()
-        metadata = latents_metadata(job.model, self.vae, self.checksum, store=job.store,
-                                    latent_dtype=job.latent_dtype, compute_dtype=compute_dtype,
+        metadata = latents_metadata(job.where.model, self.vae, self.checksum, store=job.latents.store,
+                                    latent_dtype=job.latents.latent_dtype, compute_dtype=compute_dtype,
                                     fingerprint=fingerprint)
-        layout = OutputLayout(job.output, job.storage_options)
+        layout = OutputLayout(job.where.output, job.where.storage_options)
         self.encoder = ShardEncoder(
             self.vae, read_config, layout,
-            batch_size=job.batch_size, chunk_frames=job.chunk_frames,
-            piece_frames=(job.chunk_frames or 8 * tc) if job.whole_videos else None,
-            latent_dtype=job.latent_dtype, store_logvar=job.store == "moments", decode_workers=decode_workers,
+            batch_size=job.run.batch_size, chunk_frames=job.run.chunk_frames,
+            piece_frames=(job.run.chunk_frames or 8 * tc) if job.read.whole_videos else None,
+            latent_dtype=job.latents.latent_dtype, store_logvar=job.latents.store == "moments", decode_workers=decode_workers,
             file_metadata=metadata,
-            canary=QualityCanary(self.vae, job.check_every, LATENT_DTYPES[job.latent_dtype],
-                                 job.chunk_frames // tc if job.chunk_frames else None) if job.check_every else None,
+            canary=QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[job.latents.latent_dtype],
+                                 job.run.chunk_frames // tc if job.run.chunk_frames else None) if job.run.check_every else None,
             metrics=JobMetrics(layout.url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},

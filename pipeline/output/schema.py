@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-LATENT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+from ..dtypes import LATENT_DTYPES  # the project's one table; readers of the schema import it from here too
 
 LATENTS_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),

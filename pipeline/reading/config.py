@@ -1,16 +1,19 @@
 """What to read and how: one frozen, picklable config checked up front.
 
-Every mistake a user can make here would otherwise surface much later as odd
-clips or a crashed worker, so `ReadConfig.__post_init__` rejects it at once
-with a message that says what is allowed. The error carries the setting's name, so the job
-can report it under its own flag.
+Every mistake a user can make here would otherwise surface much later as odd clips or a crashed
+worker, so `ReadConfig.__post_init__` rejects it at once with a message that says what is allowed.
+Its fields are also the job's read section (``job/config.py``): the job's flags, their defaults and
+help come from here, and ``ConfigError.field`` names the flag.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
 from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..settings import ConfigError, boolean, check_fields, integer, number, one_of, optional, setting
 
 CLIP_POLICIES = ("first", "uniform:N", "all", "whole")
 SHORT_VIDEO_POLICIES = ("skip", "shorten")
@@ -20,138 +23,164 @@ DECODERS = ("pyav", "decord")
 
 _UNIFORM = re.compile(r"^uniform:(\d+)$")
 _PART_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]*$")
+_SIZE_TEXT = re.compile(r"\s*(\d+)\s*(?:[xX]\s*(\d+)\s*)?")
 
 
-class ReadConfigError(ValueError):
-    """An invalid read setting; ``field`` names it, so a caller can name its own flag for it."""
+def _clips(value: Any) -> str:
+    match = _UNIFORM.match(value) if isinstance(value, str) else None
+    if value in ("first", "all", "whole") or (match and int(match.group(1)) >= 1):
+        return value
+    raise ConfigError(f"must be one of {CLIP_POLICIES} with N >= 1 (e.g. 'uniform:4'), got {value!r}")
 
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
+
+def _size(value: Any) -> tuple[int, int]:
+    try:
+        h, w = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"must be (height, width), got {value!r}") from None
+    for v in (h, w):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % 8 != 0:
+            raise ConfigError(f"sizes must be positive multiples of 8 as (height, width), got {value!r}")
+    return (h, w)
+
+
+def _buckets(value: Any) -> tuple[tuple[int, int], ...]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ConfigError(f"must be a sequence of (H, W) sizes, got {value!r}")
+    buckets = tuple(_size(b) for b in value)
+    if not buckets:
+        raise ConfigError("must hold at least one (H, W) size")
+    if len(set(buckets)) != len(buckets):
+        raise ConfigError(f"must not repeat a size, got {buckets}")
+    return buckets
+
+
+def _video_extensions(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise ConfigError("must be a sequence of extensions, e.g. ('mp4', 'mkv')")
+    exts = tuple(str(e).lower().lstrip(".") for e in value)
+    if not exts or any(not _PART_NAME.match(e) or "." in e for e in exts):
+        raise ConfigError(f"must be plain extensions like 'mp4' (no dots inside), got {value!r}")
+    return exts
+
+
+def _caption_key(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"must be a string or None, got {value!r}")
+    part, colon, field = value.partition(":")
+    if not _PART_NAME.match(part) or (colon and not field):
+        raise ConfigError(f"must be a lower-case part name ('txt') or 'json:FIELD' ('json:caption'), got {value!r}")
+    return value
+
+
+def _part_name(value: Any) -> str:
+    if not isinstance(value, str) or not _PART_NAME.match(value):
+        raise ConfigError(f"must be a part name such as 'json', got {value!r}")
+    return value
+
+
+# -- text (flags, YAML) to values ------------------------------------------------------------------
+
+def parse_size(value: Any) -> tuple[int, int]:
+    """ "256x448", "256" (256x256) or [256, 448] -> (256, 448)."""
+    if isinstance(value, (list, tuple)):
+        value = "x".join(map(str, value))
+    match = _SIZE_TEXT.fullmatch(str(value))
+    if not match:
+        raise ConfigError(f"{value!r} is not a size; use HxW (e.g. 256x448) or N for NxN", "resolution/buckets")
+    height = int(match.group(1))
+    return height, int(match.group(2) or height)
+
+
+def parse_sizes(value: Any) -> tuple[tuple[int, int], ...]:
+    """ "256x448,448x256" or [[256, 448], [448, 256]] -> ((256, 448), (448, 256))."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(parse_size(item) for item in items if str(item).strip())
+
+
+def parse_list(value: Any) -> tuple[str, ...]:
+    """ "mp4,.MKV" or ["mp4", ".MKV"] -> ("mp4", "mkv")."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(item).strip().lstrip(".").lower() for item in items if str(item).strip())
 
 
 @dataclass(frozen=True)
 class ReadConfig:
     """How shards are read, which clips are taken and what size they come out.
 
-    Exactly one of `resolution` and `buckets` must be set. Sizes are (height, width).
+    Exactly one of `resolution` and `buckets` must be set. Sizes are (height, width). The fields
+    with a flag are the job's read section; they define what an output holds.
     """
 
-    num_frames: int = 17
-    """Frames per clip: 1 + a multiple of `temporal_compression` (e.g. 17, 33)."""
-    temporal_compression: int = 4
-    """The model's temporal compression factor (4 or 8 for WF-VAE)."""
-    fps: float | None = None
-    """Output frame rate, sampled by timestamps; None keeps the source's frames."""
-    clips: str = "first"
-    """"first", "uniform:N" (N evenly spread clips), "all" (non-overlapping), "whole"."""
-    max_frames: int | None = None
-    """Cap on the frame count in "whole" mode (None: the whole video)."""
-    short_videos: str = "skip"
-    """A video shorter than one clip: "skip" it (error record) or "shorten" the clip."""
-    resolution: tuple[int, int] | None = None
-    """Fixed output (H, W): resize to cover, then center-crop."""
-    buckets: tuple[tuple[int, int], ...] | None = None
-    """Aspect-ratio buckets (H, W): the nearest log-aspect wins, then resize and crop."""
-    video_extensions: tuple[str, ...] = DEFAULT_VIDEO_EXTENSIONS
-    """Sample parts taken as the video, in order of preference."""
-    caption_key: str | None = "txt"
-    """Where the caption is: a part name ("txt") or a field of the json part ("json:caption",
-    dotted for nested fields, "json:meta.caption"); None for no caption."""
-    meta_key: str = "json"
-    """The part kept as the sample's metadata text."""
-    shard_block_size: int = 8 * 2**20
-    """Bytes per ranged read when streaming a shard from an object store."""
-    decode_threads: int = 1
-    """Decoder threads per video (0 = FFmpeg's choice). One per CPU worker is the intent."""
-    resize_at_decode: bool = True
-    """Let the decoder scale while converting to RGB (fast); False decodes at source
-    size and resizes with torch (antialiased bilinear)."""
-    tmp_dir: str | None = None
-    """Where videos are written for decoding (None: the system default; /dev/shm is faster)."""
-    decoder: str = "pyav"
-    """"pyav" (one pass, every codec FFmpeg decodes; measured fastest) or "decord" (its index and
-    `get_batch` for "first" and "uniform:N"; "all" and "whole" are read front to back with PyAV either way)."""
+    DEFINES_OUTPUT: ClassVar[bool] = True
+
+    num_frames: int = setting(17, "frames per clip: 1 + a multiple of the temporal compression", integer(1),
+                              arg_type=int)
+    temporal_compression: int | None = setting(
+        4, "the model's temporal compression (4 or 8 for WF-VAE); None until the model is known",
+        optional(integer(1)), flag=False)
+    fps: float | None = setting(None, "resample clips to this frame rate by timestamps",
+                                optional(number(0, inclusive=False, what="a positive number or None")),
+                                shown="source rate", arg_type=float)
+    clips: str = setting("first", "clip policy: first, uniform:N (N evenly spread clips), all (non-overlapping), "
+                                  "whole (the long-clip mode)", _clips)
+    max_frames: int | None = setting(None, "with --clips whole: longest clip taken from a video",
+                                     optional(integer(1)), shown="no limit", arg_type=int)
+    short_videos: str = setting("skip", "a video shorter than one clip: skip (an error record) or shorten the clip",
+                                one_of(SHORT_VIDEO_POLICIES), choices=SHORT_VIDEO_POLICIES)
+    resolution: tuple[int, int] | None = setting(
+        (256, 256), "output size HxW (e.g. 256x448) or N for NxN: resize to cover, centre-crop",
+        optional(_size), parse=lambda v: None if v is None else parse_size(v))
+    buckets: tuple[tuple[int, int], ...] | None = setting(
+        None, "aspect-ratio buckets, comma-separated HxW sizes (replace --resolution); each video goes to the "
+              "nearest log-aspect, then is resized and cropped", optional(_buckets), shown="none",
+        parse=lambda v: None if v is None else parse_sizes(v))
+    caption_key: str | None = setting(
+        "txt", "caption source: a sample part name (txt) or json:FIELD (dotted for nested fields, "
+               "json:meta.caption)", _caption_key)
+    video_extensions: tuple[str, ...] = setting(
+        DEFAULT_VIDEO_EXTENSIONS, "comma-separated video file extensions, in order of preference",
+        _video_extensions, parse=parse_list)
+    decoder: str = setting("pyav", "video decoder: pyav (one pass, every codec FFmpeg decodes; measured fastest) or "
+                                   "decord (its index for first and uniform:N)", one_of(DECODERS), choices=DECODERS)
+    meta_key: str = setting("json", "the part kept as the sample's metadata text", _part_name, flag=False)
+    shard_block_size: int = setting(8 * 2**20, "bytes per ranged read when streaming a shard from an object store",
+                                    integer(1), flag=False)
+    decode_threads: int = setting(1, "decoder threads per video (0 = FFmpeg's choice); one per CPU worker is the "
+                                     "intent", integer(0), flag=False)
+    resize_at_decode: bool = setting(True, "let the decoder scale while converting to RGB (fast); False decodes at "
+                                           "source size and resizes with torch (antialiased bilinear)",
+                                     boolean, flag=False)
+    tmp_dir: str | None = setting(None, "where videos are written for decoding (None: the system default; "
+                                        "/dev/shm is faster)", flag=False)
 
     def __post_init__(self) -> None:
-        _check_int("temporal_compression", self.temporal_compression, minimum=1)
-        _check_int("num_frames", self.num_frames, minimum=1)
+        check_fields(self)
         tc = self.temporal_compression
-        if (self.num_frames - 1) % tc != 0:
-            raise ReadConfigError(
-                "num_frames", f"num_frames must be 1 + a multiple of temporal_compression={tc} "
-                f"(e.g. {1 + tc}, {1 + 4 * tc}, {1 + 8 * tc}), got {self.num_frames}"
-            )
-        if self.fps is not None:
-            if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or \
-                    not (math.isfinite(self.fps) and self.fps > 0):
-                raise ReadConfigError("fps", f"fps must be a positive number or None, got {self.fps!r}")
-        _ = self.clip_policy  # parses and validates `clips`
+        if tc is not None and (self.num_frames - 1) % tc:
+            below = 1 + (self.num_frames - 1) // tc * tc
+            raise ConfigError(f"must be 1 + a multiple of the model's temporal compression ({tc}), e.g. "
+                              f"{below} or {below + tc}; got {self.num_frames}", "num_frames")
         if self.max_frames is not None:
-            _check_int("max_frames", self.max_frames, minimum=1)
-            if self.clip_policy != "whole":
-                raise ReadConfigError("max_frames", f"max_frames only applies to clips='whole', not clips={self.clips!r}")
+            if self.clips != "whole":
+                raise ConfigError(f"only applies to clips='whole', not clips={self.clips!r}", "max_frames")
             if self.max_frames < self.num_frames:
-                raise ReadConfigError(
-                    "max_frames", f"max_frames must be at least num_frames ({self.num_frames}), the shortest clip "
-                    f"taken in 'whole' mode, got {self.max_frames}"
-                )
-        if self.short_videos not in SHORT_VIDEO_POLICIES:
-            raise ReadConfigError("short_videos",
-                                  f"short_videos must be one of {SHORT_VIDEO_POLICIES}, got {self.short_videos!r}")
-
+                raise ConfigError(f"must be at least num_frames ({self.num_frames}), the shortest clip taken in "
+                                  f"'whole' mode, got {self.max_frames}", "max_frames")
         if (self.resolution is None) == (self.buckets is None):
-            raise ReadConfigError("resolution", "set exactly one of resolution=(H, W) and buckets=((H, W), ...)")
-        if self.resolution is not None:
-            object.__setattr__(self, "resolution", _size("resolution", self.resolution))
-        else:
-            if isinstance(self.buckets, (str, bytes)) or not hasattr(self.buckets, "__iter__"):
-                raise ReadConfigError("buckets", f"buckets must be a sequence of (H, W) sizes, got {self.buckets!r}")
-            buckets = tuple(_size("buckets", b) for b in self.buckets)
-            if not buckets:
-                raise ReadConfigError("buckets", "buckets must hold at least one (H, W) size")
-            if len(set(buckets)) != len(buckets):
-                raise ReadConfigError("buckets", f"buckets must not repeat a size, got {buckets}")
-            object.__setattr__(self, "buckets", buckets)
+            raise ConfigError("must be set if and only if buckets is not (set exactly one of resolution=(H, W) "
+                              "and buckets=((H, W), ...))", "resolution")
 
-        if isinstance(self.video_extensions, str):
-            raise ReadConfigError("video_extensions",
-                                  "video_extensions must be a sequence of extensions, e.g. ('mp4', 'mkv')")
-        exts = tuple(str(e).lower().lstrip(".") for e in self.video_extensions)
-        if not exts or any(not _PART_NAME.match(e) or "." in e for e in exts):
-            raise ReadConfigError("video_extensions", "video_extensions must be plain extensions like 'mp4' (no "
-                                  f"dots inside), got {self.video_extensions!r}")
-        object.__setattr__(self, "video_extensions", exts)
-
-        if self.caption_key is not None:
-            if not isinstance(self.caption_key, str):
-                raise ReadConfigError("caption_key", f"caption_key must be a string or None, got {self.caption_key!r}")
-            part, _, field = self.caption_key.partition(":")
-            if not _PART_NAME.match(part) or (":" in self.caption_key and not field):
-                raise ReadConfigError(
-                    "caption_key", "caption_key must be a lower-case part name ('txt') or 'json:FIELD' "
-                    f"('json:caption'), got {self.caption_key!r}"
-                )
-        if not isinstance(self.meta_key, str) or not _PART_NAME.match(self.meta_key):
-            raise ReadConfigError("meta_key", f"meta_key must be a part name such as 'json', got {self.meta_key!r}")
-        _check_int("shard_block_size", self.shard_block_size, minimum=1)
-        _check_int("decode_threads", self.decode_threads, minimum=0)
-        if not isinstance(self.resize_at_decode, bool):
-            raise ReadConfigError("resize_at_decode",
-                                  f"resize_at_decode must be True or False, got {self.resize_at_decode!r}")
-        if self.decoder not in DECODERS:
-            raise ReadConfigError("decoder", f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+    def for_model(self, temporal_compression: int) -> ReadConfig:
+        """These settings for a model of this temporal compression (clip lengths checked against it)."""
+        return dataclasses.replace(self, temporal_compression=temporal_compression)
 
     @property
     def clip_policy(self) -> str:
         """The clip policy without its count: "first", "uniform", "all" or "whole"."""
-        if self.clips in ("first", "all", "whole"):
-            return self.clips
-        match = _UNIFORM.match(self.clips) if isinstance(self.clips, str) else None
-        if match and int(match.group(1)) >= 1:
-            return "uniform"
-        raise ReadConfigError("clips", f"clips must be one of {CLIP_POLICIES} with N >= 1 (e.g. 'uniform:4'), "
-                              f"got {self.clips!r}")
+        return "uniform" if _UNIFORM.match(self.clips) else self.clips
 
     @property
     def clip_count(self) -> int | None:
@@ -159,18 +188,6 @@ class ReadConfig:
         match = _UNIFORM.match(self.clips)
         return int(match.group(1)) if match else None
 
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ReadConfigError(name, f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _size(what: str, value: object) -> tuple[int, int]:
-    try:
-        h, w = value  # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise ReadConfigError(what, f"{what} must be (height, width), got {value!r}") from None
-    for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0 or v % 8 != 0:
-            raise ReadConfigError(what, f"{what} sizes must be positive multiples of 8 as (height, width), got {value!r}")
-    return (h, w)
+    @property
+    def whole_videos(self) -> bool:
+        return self.clips == "whole"

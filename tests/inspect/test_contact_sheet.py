@@ -50,7 +50,7 @@ def test_decoded_clips_beside_their_source(moments, tmp_path):
     rows = {(r["key"], r["clip"]): r for name in moments.committed
             for r in pq.read_table(moments.out / "latents" / f"{name}.parquet").to_pylist()}
     vae = WFVAE.from_pretrained(TINY_MODEL)
-    config = ReadConfig(num_frames=5, temporal_compression=4, buckets=((32, 32), (64, 32)), clips="uniform:2")
+    config = ReadConfig(num_frames=5, temporal_compression=4, resolution=None, buckets=((32, 32), (64, 32)), clips="uniform:2")
     image = check.sheet.image
     for n, clip in enumerate(check.clips):
         source = next(item.frames for item in read_shard(str(moments.shards / f"{clip.shard}.tar"), config)

@@ -4,6 +4,7 @@ and says what is allowed; these run ``main(argv)`` in-process and never reach Ra
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -11,8 +12,9 @@ import tarfile
 import pytest
 
 from jobs.encode_dataset import main
-from pipeline.job.config import ConfigError, JobConfig, config_from_args
+from pipeline.job.config import ConfigError, JobConfig, build_parser, config_from_args, make_config
 from pipeline.job.driver import Plan
+from pipeline.output.manifest import fingerprint
 
 from .conftest import REPO, TINY_MODEL
 
@@ -79,8 +81,8 @@ def test_flags_with_fixed_choices_are_refused_by_argparse(valid, capsys, flags):
 
 
 def test_decoder_fills_the_read_config(valid):
-    assert config_from_args([*valid, "--decoder", "decord"]).read_config(4).decoder == "decord"
-    assert config_from_args(valid).read_config(4).decoder == "pyav"
+    assert config_from_args([*valid, "--decoder", "decord"]).read.for_model(4).decoder == "decord"
+    assert config_from_args(valid).read.for_model(4).decoder == "pyav"
 
 
 def test_an_output_path_that_is_a_file_is_refused_before_ray(valid, tmp_path, capsys):
@@ -118,11 +120,7 @@ def test_settings_checked_against_the_model(valid):
     assert plan.read_config.temporal_compression == 4 and plan.input_shards["count"] == 1
     with pytest.raises(ConfigError, match=r"--num-frames: must be 1 \+ a multiple of the model's temporal "
                                           r"compression \(4\), e.g. 17 or 21; got 18"):
-        Plan(JobConfig(**{**vars_of(config), "num_frames": 18}))
-
-
-def vars_of(config: JobConfig) -> dict:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+        Plan(JobConfig.from_flags(**{**config.to_dict(), "num_frames": 18}))
 
 
 def test_yaml_config_with_flag_overrides(tmp_path):
@@ -130,8 +128,9 @@ def test_yaml_config_with_flag_overrides(tmp_path):
     path.write_text("num-frames: 33\nfps: 8\nbuckets: [[256, 448], [448, 256]]\nstorage_options:\n  anon: true\n"
                     "decoder: decord\n")
     config = config_from_args(["--config", str(path), "--fps", "12"])
-    assert config.num_frames == 33 and config.fps == 12 and config.resolution is None and config.decoder == "decord"
-    assert config.buckets == ((256, 448), (448, 256)) and config.storage_options == {"anon": True}
+    read = config.read
+    assert read.num_frames == 33 and read.fps == 12 and read.resolution is None and read.decoder == "decord"
+    assert read.buckets == ((256, 448), (448, 256)) and config.where.storage_options == {"anon": True}
     path.write_text("num_frames: 33\ncolour: blue\n")
     with pytest.raises(ConfigError, match=r"unknown settings \['colour'\]"):
         config_from_args(["--config", str(path)])
@@ -141,9 +140,62 @@ def test_yaml_config_with_flag_overrides(tmp_path):
 
 
 def test_output_settings_ignore_runtime_knobs_and_spellings():
-    a = JobConfig(batch_size=1, num_actors=3, chunk_frames=8, decode_workers=2, model="x/", input="a/*.tar",
-                  wait=True, grace_seconds=1)
-    b = JobConfig(batch_size=8, model="x", input="a/{0..3}.tar")
+    a = JobConfig.from_flags(batch_size=1, num_actors=3, chunk_frames=8, decode_workers=2, model="x/",
+                             input="a/*.tar", wait=True, grace_seconds=1)
+    b = JobConfig.from_flags(batch_size=8, model="x", input="a/{0..3}.tar")
     assert a.output_settings() == b.output_settings()
-    assert JobConfig(num_frames=33).output_settings() != b.output_settings()
-    assert JobConfig(decoder="decord").output_settings() != b.output_settings()
+    assert JobConfig.from_flags(num_frames=33).output_settings() != b.output_settings()
+    assert JobConfig.from_flags(decoder="decord").output_settings() != b.output_settings()
+
+
+# output_settings() of these settings as the config before issue 16 (flat fields and a hand-kept list
+# of runtime fields) wrote them into _job.json: outputs written then must still resume.
+EARLIER_OUTPUT_SETTINGS = [
+    ({}, {"num_frames": 17, "fps": None, "clips": "first", "max_frames": None, "short_videos": "skip",
+          "resolution": [256, 256], "buckets": None, "caption_key": "txt",
+          "video_extensions": ["mp4", "mkv", "webm", "mov", "avi"], "decoder": "pyav", "dtype": "auto",
+          "latent_dtype": "bfloat16", "store": "mean"}, "ebee5f55f644943c"),
+    ({"resolution": None, "buckets": "256x448,448x256", "fps": 8, "clips": "whole", "max_frames": 65, "num_frames": 9,
+      "short_videos": "shorten"},
+     {"num_frames": 9, "fps": 8, "clips": "whole", "max_frames": 65, "short_videos": "shorten", "resolution": None,
+      "buckets": [[256, 448], [448, 256]], "caption_key": "txt",
+      "video_extensions": ["mp4", "mkv", "webm", "mov", "avi"],
+      "decoder": "pyav", "dtype": "auto", "latent_dtype": "bfloat16", "store": "mean"}, "9f6fb8ae4d04bf7f"),
+    ({"decoder": "decord", "latent_dtype": "float16", "store": "moments", "dtype": "float32", "clips": "uniform:3",
+      "caption_key": "json:meta.caption", "video_extensions": ".MP4,webm", "resolution": "128", "batch_size": 2,
+      "num_actors": 2, "chunk_frames": 8, "fps": 12.5},
+     {"num_frames": 17, "fps": 12.5, "clips": "uniform:3", "max_frames": None, "short_videos": "skip",
+      "resolution": [128, 128], "buckets": None, "caption_key": "json:meta.caption",
+      "video_extensions": ["mp4", "webm"],
+      "decoder": "decord", "dtype": "float32", "latent_dtype": "float16", "store": "moments"}, "5a55896d5adaf155"),
+]
+
+
+@pytest.mark.parametrize("settings, earlier, earlier_fingerprint", EARLIER_OUTPUT_SETTINGS)
+def test_output_settings_are_those_earlier_outputs_were_written_with(settings, earlier, earlier_fingerprint):
+    settings = make_config(settings).output_settings()
+    assert settings == earlier and list(settings) == list(earlier)
+    assert fingerprint(settings) == earlier_fingerprint
+
+
+def test_job_json_config_builds_the_same_job():
+    """_job.json keeps every setting by its flag's name; the inspect tools build the job back from it."""
+    config = make_config({"buckets": "64x64,64x128", "clips": "uniform:2", "batch_size": 3, "store": "moments",
+                          "storage_options": '{"anon": true}'})
+    again = make_config(json.loads(json.dumps(config.public_dict())))
+    assert again == config and again.read.resolution is None
+
+
+def test_yaml_sections_are_taken_as_their_settings(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text("read:\n  num-frames: 9\n  clips: all\nrun:\n  batch_size: 2\nstore: moments\n")
+    config = config_from_args(["--config", str(path)])
+    assert (config.read.num_frames, config.read.clips, config.run.batch_size, config.latents.store) == \
+        (9, "all", 2, "moments")
+
+
+def test_help_shows_each_default_from_its_field():
+    text = " ".join(build_parser().format_help().split())
+    assert "clips of the same shape encoded together (default: 4)" in text
+    assert "(default: mp4,mkv,webm,mov,avi)" in text and "(default: 256x256)" in text
+    assert "decode worker processes per encoder actor" in text and "decode tasks" not in text

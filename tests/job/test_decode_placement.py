@@ -48,7 +48,7 @@ def main(folder: Path) -> None:
         ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
         data = write_dataset(folder / "shards", shards=6, samples=3, frames=20)
         out = folder / "out"
-        summary = run_job(JobConfig(input=data.spec, output=str(out), model=str(TINY_MODEL), num_frames=17,
+        summary = run_job(JobConfig.from_flags(input=data.spec, output=str(out), model=str(TINY_MODEL), num_frames=17,
                                     resolution=(64, 64), dtype="float32", shared_output=True, progress_seconds=5),
                           lambda line: None)
         records = OutputLayout(str(out)).commit_records().values()

@@ -16,8 +16,9 @@ def test_defaults_and_pickling():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_frames": 18}, r"1 \+ a multiple of temporal_compression=4 \(e.g. 5, 17, 33\), got 18"),
-        ({"num_frames": 13, "temporal_compression": 8}, r"temporal_compression=8 \(e.g. 9, 33, 65\), got 13"),
+        # one check for the reader and the job (issue 16): the message names the nearest valid lengths
+        ({"num_frames": 18}, r"1 \+ a multiple of the model's temporal compression \(4\), e.g. 17 or 21; got 18"),
+        ({"num_frames": 13, "temporal_compression": 8}, r"temporal compression \(8\), e.g. 9 or 17; got 13"),
         ({"num_frames": 0}, "num_frames must be an integer >= 1"),
         ({"temporal_compression": 0}, "temporal_compression must be an integer >= 1"),
         ({"fps": 0}, "fps must be a positive number"),

@@ -34,7 +34,7 @@ def samples() -> dict[str, Sample]:
 @pytest.mark.parametrize("clips", ["first", "all", "whole", "uniform:2"])
 @pytest.mark.parametrize("name", ["rotated", "anamorphic", "vfr"])
 def test_the_probe_gives_the_clips_decoding_gives(samples, name, clips, decoder):
-    config = ReadConfig(num_frames=9, buckets=BUCKETS, clips=clips, decoder=decoder, temporal_compression=4)
+    config = ReadConfig(num_frames=9, resolution=None, buckets=BUCKETS, clips=clips, decoder=decoder, temporal_compression=4)
     probe = probe_clips(samples[name], config)
     decoded = [piece for piece in decode_clips(samples[name], config, piece_frames=4) if piece.start == 0]
     assert probe.clips == [piece.info for piece in decoded]
@@ -42,7 +42,7 @@ def test_the_probe_gives_the_clips_decoding_gives(samples, name, clips, decoder)
 
 
 def test_rotation_and_pixel_aspect_choose_the_bucket(samples):
-    config = ReadConfig(num_frames=9, buckets=BUCKETS)
+    config = ReadConfig(num_frames=9, resolution=None, buckets=BUCKETS)
     sizes = {name: (probe_clips(sample, config).clips[0].height, probe_clips(sample, config).clips[0].width)
              for name, sample in samples.items()}
     assert sizes == {"rotated": (128, 64), "anamorphic": (64, 128), "vfr": (96, 96)}
@@ -57,7 +57,7 @@ def test_both_decoders_read_the_same_geometry(samples, tmp_path):
         path = tmp_path / f"{name}.{sample.video_ext}"
         path.write_bytes(sample.video)
         codec, geometry = first_frame_geometry(str(path))
-        pyav = probe_clips(sample, ReadConfig(num_frames=9, buckets=BUCKETS, clips="all"))
+        pyav = probe_clips(sample, ReadConfig(num_frames=9, resolution=None, buckets=BUCKETS, clips="all"))
         assert (codec, geometry) == (pyav.codec, pyav.geometry)
 
 
@@ -78,14 +78,14 @@ def test_a_videos_provenance_is_the_same_whatever_the_clip_policy(samples):
 
 
 def test_a_first_clip_that_reads_the_whole_video_counts_it(samples):
-    config = ReadConfig(num_frames=9, buckets=BUCKETS, clips="first")
+    config = ReadConfig(num_frames=9, resolution=None, buckets=BUCKETS, clips="first")
     info = probe_clips(samples["rotated"], config).clips[0]  # 20 frames: the clip and its margin read them all
     assert (info.source_num_frames, info.source_frames_estimated) == (20, False)
     assert info.source_fps == pytest.approx(25)
 
 
 def test_a_video_too_short_is_described_with_the_record_the_run_writes(samples):
-    config = ReadConfig(num_frames=33, buckets=BUCKETS, clips="all")
+    config = ReadConfig(num_frames=33, resolution=None, buckets=BUCKETS, clips="all")
     probe = probe_clips(samples["rotated"], config)  # 20 frames
     assert probe.clips == [] and probe.timing.num_frames == 20 and probe.geometry.display_size == (128, 64)
     (record,) = [item for item in sample_clips(samples["rotated"], config)]

@@ -75,14 +75,14 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
     plan = Plan(job)  # lists the shards and checks the settings against the model, as the driver does
     sink, run_id = plan.sink, "in-process"
     output_settings = {**job.output_settings(), "dtype": "float32"}
-    vae = WFVAE.from_pretrained(job.model)
-    model = {"source": job.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
+    vae = WFVAE.from_pretrained(job.where.model)
+    model = {"source": job.where.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
              "temporal_compression": vae.temporal_compression}
     sink.open(job.public_dict(), output_settings, model)
-    metadata = latents_metadata(job.model, vae, model["weights_sha256"], store=job.store,
-                                latent_dtype=job.latent_dtype, compute_dtype="float32",
+    metadata = latents_metadata(job.where.model, vae, model["weights_sha256"], store=job.latents.store,
+                                latent_dtype=job.latents.latent_dtype, compute_dtype="float32",
                                 fingerprint=fingerprint(output_settings))
-    resume = sink.resume(plan.urls, plan.names, sink.state(), job.storage_options)
+    resume = sink.resume(plan.urls, plan.names, sink.state(), job.where.storage_options)
     run_file, encoded, given_up = sink.begin_run(run_id, list(plan.names)), [], []
     for url, name in zip(plan.urls, plan.names):
         stats, rows, errors, by_shape = DeviceStats(), [], [], defaultdict(list)
@@ -95,8 +95,8 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
             posterior = vae.encode(to_video([clip.frames for _, clip in clips], vae.device, vae.dtype))
             stats.add(posterior.mean)
             for index, (order, clip) in enumerate(clips):
-                logvar = posterior.logvar[index] if job.store == "moments" else None
-                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latent_dtype)))
+                logvar = posterior.logvar[index] if job.latents.store == "moments" else None
+                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latents.latent_dtype)))
         rows = [row for _, row in sorted(rows, key=lambda item: item[0])]
         samples = len({row["key"] for row in rows} | {error["key"] for error in errors})
         record = CommitRecord(name, url=url, run_id=run_id, samples=samples, stats=stats.to_stats(),
