@@ -135,8 +135,9 @@ class Run:
         optional(number(0, inclusive=True, what="a non-negative number (fractions share a GPU; 0 runs on CPU)")),
         shown="1 with GPUs, else 0", arg_type=float)
     decode_workers: int | None = setting(
-        None, "decode worker processes per encoder actor, on its node", optional(_POSITIVE),
-        shown="the node's CPUs less one per encoder actor there, shared by those actors", arg_type=int)
+        None, "decode worker processes per encoder actor: on its node when it has room, else on any node with a "
+              "free CPU", optional(_POSITIVE),
+        shown="its share of the cluster's CPUs that no encoder needs, taken again as each shard starts", arg_type=int)
     batch_size: int = setting(4, "clips of the same shape encoded together", _POSITIVE, arg_type=int)
     chunk_frames: int | None = setting(
         None, "encode long clips through the Causal Cache in chunks of this many frames",

@@ -41,6 +41,7 @@ from .decode_workers import (CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WOR
 DEPTH = 2  # open calls per worker: the one it decodes and the next, so it never waits for work
 PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
 # when none is up and no CPU is free, NoDecodeCPU ends the job
+OPEN_ORDER_SECONDS = 2.0  # how long a shard call waits for the one sent before it to arrive
 _END = object()
 
 
@@ -327,16 +328,26 @@ class Dataflow:
         self._opened: queue.Queue = queue.Queue()
         self._turns: deque[ShardFeed] = deque()
         self._turn_changed = threading.Condition()
+        self._next_order = 0  # the order of the shard call expected next (see open)
         self._closing = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="dataflow-feeder", daemon=True)
         self._feeder.start()
 
-    def open(self, url: str) -> ShardFeed:
-        """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out."""
+    def open(self, url: str, order: int | None = None) -> ShardFeed:
+        """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out.
+
+        ``order``: the shard's place among the calls its encoder was sent. Calls that arrive together
+        start on the actor's threads in any order, so a shard waits (briefly: a gap left by an actor's
+        restart must not stall it) for the one sent before it to be opened first.
+        """
         feed = ShardFeed(url)
         with self._turn_changed:
+            if order is not None:
+                self._turn_changed.wait_for(lambda: order <= self._next_order, timeout=OPEN_ORDER_SECONDS)
+                self._next_order = max(self._next_order, order + 1)
             self._turns.append(feed)
             self._opened.put(feed)
+            self._turn_changed.notify_all()
         return feed
 
     @contextmanager

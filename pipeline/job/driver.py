@@ -389,6 +389,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
     probes: dict[Any, int] = {}  # health probes of actors being restarted
     idle = [i for _ in range(SHARDS_IN_FLIGHT) for i in range(len(actors))][::-1]  # shard slots
+    sent = [0] * len(actors)  # shard calls sent to each actor (since its last restart): their order
     last_report = time.perf_counter()
     deadline: float | None = None
     while queue or running:
@@ -408,7 +409,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
             while idle and queue:
                 index, url = idle.pop(), queue.popleft()
                 attempts[url] += 1
-                running[actors[index].encode_shard.remote(url, attempts[url])] = (index, url)
+                running[actors[index].encode_shard.remote(url, attempts[url], sent[index])] = (index, url)
+                sent[index] += 1
         if not running and not probes:
             raise JobError("every encoder actor has died and none can be restarted")
         timeout = 0.5 if deadline is not None else min(job.run.progress_seconds, 1.0)
@@ -418,6 +420,7 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 index = probes.pop(ref)
                 try:
                     ray.get(ref)
+                    sent[index] = 0  # a restarted actor counts its calls afresh
                     busy = sum(1 for i, _ in running.values() if i == index) + idle.count(index)
                     idle.extend([index] * (SHARDS_IN_FLIGHT - busy))  # its shard slots, back
                 except ActorDiedError as err:

@@ -138,7 +138,8 @@ def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: in
     result.frames, result.fps, result.estimated = timing.num_frames, round(timing.fps, 3), timing.estimated
     result.duration = round(timing.duration, 3)
     if video.problem is not None:
-        result.error_type, result.problem = video.problem.error_type, f"{video.problem.error_type}: {video.problem.message}"
+        problem = video.problem
+        result.error_type, result.problem = problem.error_type, f"{problem.error_type}: {problem.message}"
     tc = config.temporal_compression
     result.clip_frames = [clip.num_frames for clip in video.clips]
     result.latent_shapes = [[channels, 1 + (clip.num_frames - 1) // tc, clip.height // spatial, clip.width // spatial]
@@ -180,7 +181,8 @@ def format_dry_run(report: DryRun, listed: int = 5) -> str:
         f"input         {report.input}: {report.shards} shard(s)",
         f"output        {report.output}: {report.output_state}",
         f"committed     {len(report.committed)}{names(report.committed)}",
-        f"given up      {len(report.given_up)}{names(report.given_up)}" + (" (a run retries them)" if report.given_up else ""),
+        f"given up      {len(report.given_up)}{names(report.given_up)}"
+        + (" (a run retries them)" if report.given_up else ""),
         f"to encode     {len(report.to_encode)}{names(report.to_encode)}",
         f"model         {model['source']}: {model['latent_channels']} latent channels, "
         f"{model['temporal_compression']}x temporal, {model['spatial_compression']}x spatial",

@@ -66,10 +66,12 @@ class EncoderActor:
             self.vae, read_config, layout,
             batch_size=job.run.batch_size, chunk_frames=job.run.chunk_frames,
             piece_frames=(job.run.chunk_frames or 8 * tc) if job.read.whole_videos else None,
-            latent_dtype=job.latents.latent_dtype, store_logvar=job.latents.store == "moments", decode_workers=decode_workers,
+            latent_dtype=job.latents.latent_dtype, store_logvar=job.latents.store == "moments",
+            decode_workers=decode_workers,
             file_metadata=metadata,
             canary=QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[job.latents.latent_dtype],
-                                 job.run.chunk_frames // tc if job.run.chunk_frames else None) if job.run.check_every else None,
+                                 job.run.chunk_frames // tc if job.run.chunk_frames else None)
+            if job.run.check_every else None,
             metrics=JobMetrics(layout.url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
@@ -84,8 +86,8 @@ class EncoderActor:
                 "temporal_compression": self.vae.temporal_compression}
 
     @ray.method(concurrency_group="shards")
-    def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
-        return self.encoder.encode_shard(url, attempt)
+    def encode_shard(self, url: str, attempt: int, order: int) -> dict[str, Any]:
+        return self.encoder.encode_shard(url, attempt, order)
 
     @ray.method(concurrency_group="progress")
     def progress(self) -> dict[str, Any]:

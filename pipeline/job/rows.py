@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..output.layout import shard_name
 from ..output.schema import LATENT_DTYPES, tensor_bytes
-from ..reading import ErrorRecord
+
+if TYPE_CHECKING:  # the encode loop imports without PyAV (bench/gpu_check.py runs where PyAV is absent)
+    from ..reading import ErrorRecord
 
 
 def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor | None,

@@ -86,10 +86,11 @@ class ShardEncoder:
         self.dataflow.close()
 
     # -- the shard ---------------------------------------------------------------------
-    def encode_shard(self, url: str, attempt: int) -> dict[str, Any]:
+    def encode_shard(self, url: str, attempt: int, order: int | None = None) -> dict[str, Any]:
+        """``order``: the call's place among those sent to this encoder (shards open in that order)."""
         shard = _ShardResults(url)
         shard.canary = self.canary.for_shard() if self.canary else None
-        feed = self.dataflow.open(url)  # reading and decoding start now, or once the shard before is handed out
+        feed = self.dataflow.open(url, order)  # reading and decoding start now, or once the shard before is handed out
         with self.dataflow.turn(feed):
             began = time.perf_counter()
             encoding_started_at = time.time()

@@ -96,7 +96,8 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
             stats.add(posterior.mean)
             for index, (order, clip) in enumerate(clips):
                 logvar = posterior.logvar[index] if job.latents.store == "moments" else None
-                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar, job.latents.latent_dtype)))
+                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar,
+                                               job.latents.latent_dtype)))
         rows = [row for _, row in sorted(rows, key=lambda item: item[0])]
         samples = len({row["key"] for row in rows} | {error["key"] for error in errors})
         record = CommitRecord(name, url=url, run_id=run_id, samples=samples, stats=stats.to_stats(),
