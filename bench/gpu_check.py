@@ -493,6 +493,7 @@ class StandInClipInfo:
     source_height: int = 720
     source_width: int = 1280
     source_num_frames: int = 300
+    source_frames_estimated: bool = False
 
 
 def _row_builder() -> tuple[Callable[..., dict], str]:
