@@ -234,13 +234,18 @@ def stream_main(args: argparse.Namespace) -> None:
             peaks = " ".join(f"{w['peak_rss_anon_mib']:5.0f}" for w in row["windows"])
             print(f"{keep:5} {row['seconds']:6.1f} s  {row['frames_per_s']:6.1f} f/s  growth {row['growth']:+6.1%}  "
                   f"[{peaks}]  close {row['closing_peak_rss_anon_mib']:.0f}", flush=True)
-    out = args.out or ROOT / "bench" / "results" / f"stream-memory-{args.device}.json"
+    write_results(args, rows, f"stream-memory-{args.device}.json")
+
+
+
+def write_results(args: argparse.Namespace, rows: list[dict], name: str) -> None:
+    """The rows with the machine and the settings, as JSON (``--out``, else bench/results/NAME)."""
+    out = args.out or ROOT / "bench" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(args), "config": {k: v for k, v in vars(args).items()
                                                                     if k not in ("child", "mode", "out")},
                                "results": rows}, indent=2, default=str))
     print(f"wrote {out}")
-
 
 def run_point(args: argparse.Namespace, mode: str, frames: int) -> dict:
     cmd = [sys.executable, __file__, "--child", "--mode", mode, "--frames", str(frames)]
@@ -320,12 +325,7 @@ def main() -> None:
                 error = "" if row["rel_error_vs_fp32"] is None else f"{row['rel_error_vs_fp32']:8.1e}"
                 print(f"{mode:8} {frames:6d} {row['seconds']:9.2f} {row['frames_per_s']:9.2f} "
                       f"{row['peak_mib_above_baseline']:9.0f} {error:>8}", flush=True)
-    out = args.out or ROOT / "bench" / "results" / f"model-{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine(args), "config": {k: v for k, v in vars(args).items()
-                                                                    if k not in ("child", "mode", "out")},
-                               "results": rows}, indent=2, default=str))
-    print(f"wrote {out}")
+    write_results(args, rows, f"model-{args.device}.json")
 
 
 if __name__ == "__main__":

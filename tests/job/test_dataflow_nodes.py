@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.support.cluster_script import run_cluster_script
 
 def test_losing_the_encoders_node_mid_shard_re_encodes_its_shards_elsewhere_identically(tmp_path):
-    result = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=300,
-                            cwd=REPO, env={**os.environ, "RAY_AUTH_MODE": "disabled",
-                                           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_cluster_script(__file__, tmp_path, timeout=300)
     assert report["removed_node_held_encoder"] and report["encoder_moved"], report
     assert report["summary"]["shards"]["committed"] == 4 and report["retried"]
     assert report["identical"], report

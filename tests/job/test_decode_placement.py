@@ -9,22 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.support.cluster_script import run_cluster_script
 
 @pytest.mark.slow
 def test_decode_workers_spill_to_the_cpu_only_node_and_every_shard_is_committed(tmp_path):
-    result = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=300,
-                            cwd=REPO, env={**os.environ, "RAY_AUTH_MODE": "disabled",
-                                           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_cluster_script(__file__, tmp_path, timeout=300)
     assert report["committed"] == 6 and report["shards"] == 6, report
     # each shard says where its workers ran (those up when it committed): 3 or more on the CPU-only node
     assert max(shard.get(report["cpu_node"], 0) for shard in report["decode_nodes"]) >= 3, report

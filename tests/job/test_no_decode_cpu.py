@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
+from tests.support.cluster_script import run_cluster_script
 
 @pytest.mark.slow
 def test_a_cluster_without_cpu_for_decoding_fails_fast_with_what_to_add(tmp_path):
-    result = subprocess.run([sys.executable, __file__, str(tmp_path)], capture_output=True, text=True, timeout=180,
-                            cwd=REPO, env={**os.environ, "RAY_AUTH_MODE": "disabled",
-                                           "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_cluster_script(__file__, tmp_path, timeout=180)
     assert report["error"] == "JobError" and report["seconds"] < 30, report
     assert report["message"].startswith("no CPU for decode workers: the cluster has 1 CPU(s) on 2 node(s)"), report
     assert "add CPU nodes" in report["message"], report
