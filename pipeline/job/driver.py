@@ -419,7 +419,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
             if ref in probes:
                 index = probes.pop(ref)
                 try:
-                    ray.get(ref)
+                    if "error" in (identity := ray.get(ref)):  # restarted, but its model did not load
+                        raise JobError(identity["error"])
                     sent[index] = 0  # a restarted actor counts its calls afresh
                     busy = sum(1 for i, _ in running.values() if i == index) + idle.count(index)
                     idle.extend([index] * (SHARDS_IN_FLIGHT - busy))  # its shard slots, back
