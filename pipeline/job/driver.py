@@ -26,7 +26,7 @@ from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 from wfvae.config import WFVAEConfig
 from wfvae.loading import read_config
 
-from ..output.layout import OutputLayout, shard_name
+from ..output.layout import shard_name
 from ..output.lease import Lease, OutputBusy
 from ..output.manifest import OutputConflict, fingerprint
 from ..output.index import RunIndex
@@ -169,20 +169,21 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print, stop: StopReques
     stop = stop or StopRequest()
     plan = Plan(job)  # every setting is checked before Ray starts
     run_id = uuid.uuid4().hex[:8]
-    lease = hold_output(plan.layout, job, run_id, log, stop)
+    lease = hold_output(plan.sink, job, run_id, log, stop)
     try:
         return _run(plan, lease, run_id, log, stop)
     finally:
         lease.release()
 
 
-def hold_output(layout: OutputLayout, job: JobConfig, run_id: str, log: Callable[[str], None],
+def hold_output(sink: OutputSink, job: JobConfig, run_id: str, log: Callable[[str], None],
                 stop: StopRequest) -> Lease:
     """Takes the output's lease (which proves it writable) and starts its heartbeat."""
+    layout = sink.layout
     if is_local(layout.fs) and os.path.exists(layout.root) and not os.path.isdir(layout.root):
         raise ConfigError(f"--output: {layout.url} is a file, not a folder; choose a folder (it is created if "
                           "missing)")
-    lease = Lease(layout, run_id, job.run.lease_seconds, log, input=job.where.input)
+    lease = sink.lease(run_id, job.run.lease_seconds, log, input=job.where.input)
     try:
         lease.acquire(wait=job.where.wait, stop=stop.requested)
     except OutputBusy as err:
@@ -382,8 +383,8 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
     running, which must not count as attempts. After a signal no shard is started; running
     ones may commit until the grace period ends (or a second signal), then are abandoned.
     """
-    job, layout = plan.job, plan.layout
-    metrics = JobMetrics(layout.url)
+    job = plan.job
+    metrics = JobMetrics(plan.sink.url)
     queue = deque(todo)
     attempts: dict[str, int] = defaultdict(int)
     running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
@@ -453,20 +454,20 @@ def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], No
                 outcome.given_up.append(shard_name(url))
                 metrics.shard_given_up()
                 log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
-                _record_given_up(layout, url, attempts[url], reason, log, outcome)
+                _record_given_up(plan.sink, url, attempts[url], reason, log, outcome)
         if time.perf_counter() - last_report >= job.run.progress_seconds:
             log(_progress_line(plan, actors, running, outcome, len(todo), started))
             last_report = time.perf_counter()
 
 
-def _record_given_up(layout: OutputLayout, url: str, attempts: int, reason: str, log: Callable[[str], None],
+def _record_given_up(sink: OutputSink, url: str, attempts: int, reason: str, log: Callable[[str], None],
                      outcome: _Outcome) -> None:
     """Writes ``_given_up/<shard>.json``; a storage failure here is reported, not raised (the job's
     exit status already says some shards were not committed)."""
     try:
-        OutputSink(layout.url, layout.storage_options).give_up(url, attempts, reason)
+        sink.give_up(url, attempts, reason)
     except Exception as err:  # noqa: BLE001
-        path = layout.url_of(layout.given_up(shard_name(url)))
+        path = sink.layout.url_of(sink.layout.given_up(shard_name(url)))
         outcome.write_failures.append(f"{path}: {describe(err)}")
         log(f"warning: could not record the given-up shard in {path}: {describe(err)}")
 
