@@ -35,8 +35,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from ..reading import ClipPiece, ErrorRecord, ReadConfig, Sample, SampleError, iter_samples
 from ..reading.records import STAGE_DECODE, STAGE_SHARD, cause_of
 from .crash_blame import CRASH_MESSAGE, blame
-from .decode_workers import (CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORKER, DecodeWorkers, NoDecodeCPU,
-                             Part, alive_nodes, no_cpu_message, parcel_plan, worker_died)
+from .decode_capacity import DecodeWorkers, NoDecodeCPU
+from .decode_workers import CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORKER, Part, parcel_plan, worker_died
 
 DEPTH = 2  # open calls per worker: the one it decodes and the next, so it never waits for work
 PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
@@ -114,7 +114,7 @@ class Call:
                 if self.gen is not gen:
                     continue  # handed to a fresh worker meanwhile: the old stream's news is stale
                 if parcel is not None:
-                    self.parts.extend(parcel.parts)
+                    self.parts.extend(parcel)
                 elif error is None:
                     self.gen = None
                 else:
@@ -234,7 +234,7 @@ class DecodePool:
                     self._submit(call, again=False)
                     return True
                 if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
-                    raise NoDecodeCPU(no_cpu_message(alive_nodes(), self.settings.encoders))
+                    raise self.settings.no_cpu()
                 due = [w.since + PLACE_SECONDS - time.monotonic() for w in self.workers if not w.node]
             # woken by a placement or a closed call, or when a worker's time to be placed is up
             self.wake.wait(min((d for d in due if d > 0), default=None))

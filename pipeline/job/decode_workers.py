@@ -28,7 +28,6 @@ BYTES_AHEAD = 48 * 2**20  # decoded pixels one call may hold ready ahead of the 
 CALL_SECONDS = 0.05  # worker time a call aims at: Ray's cost per call stays a few percent of it
 MAX_CALL_SAMPLES = 16  # at most this many samples, and this many compressed bytes, per call
 MAX_CALL_BYTES = 16 * 2**20
-ENCODER_CPUS = 1  # what an encoder actor asks for (driver._start_actors)
 
 
 @dataclass
@@ -42,13 +41,6 @@ class Part:
     error: ErrorRecord | None = None
 
 
-@dataclass
-class Parcel:
-    """What one object carries: parts of one or more consecutive samples, in order."""
-
-    parts: list[Part]
-
-
 class DecodeWorker:
     """The worker process."""
 
@@ -57,7 +49,7 @@ class DecodeWorker:
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def decode(self, samples: list[Sample], config: ReadConfig, piece_frames: int | None, skip: int,
-               parcel_bytes: int, each_sample: bool) -> Iterator[Parcel]:
+               parcel_bytes: int, each_sample: bool) -> Iterator[list[Part]]:
         """The samples' pieces, the first sample's after its first ``skip``. A sample that fails ends with its
         error and the next one starts. ``each_sample``: a parcel at every sample's end (after a crash)."""
         parts: list[Part] = []
@@ -81,7 +73,7 @@ class DecodeWorker:
                     continue
                 if size >= parcel_bytes:  # full: sent before this piece, so a sample's end never travels alone
                     part.decode_seconds += time.perf_counter() - began
-                    yield Parcel(parts)
+                    yield parts
                     part = Part(index)
                     parts, size = [part], 0
                     began = time.perf_counter()
@@ -90,10 +82,10 @@ class DecodeWorker:
             part.decode_seconds += time.perf_counter() - began
             part.end = True
             if each_sample:
-                yield Parcel(parts)
+                yield parts
                 parts, size = [], 0
         if parts:
-            yield Parcel(parts)
+            yield parts
 
 
 # max_restarts=0: a dead worker is replaced by its pool, which knows the calls it held.
@@ -112,46 +104,3 @@ def parcel_plan(config: ReadConfig, piece_frames: int | None) -> tuple[int, int]
 def worker_died(err: BaseException) -> bool:
     """An error that means the worker process (or its node, with the parcels it held) is gone."""
     return isinstance(err, (RayActorError, ObjectLostError))
-
-
-class NoDecodeCPU(RuntimeError):
-    """No decode worker can be placed: the job cannot make progress until CPUs are added."""
-
-
-def no_cpu_message(nodes: list[dict[str, float]], encoders: int) -> str:
-    return (f"no CPU for decode workers: the cluster has {sum(n.get('CPU', 0) for n in nodes):g} CPU(s) on "
-            f"{len(nodes)} node(s) and its {encoders} encoder actor(s) take {encoders * ENCODER_CPUS}, while each "
-            "needs at least one decode worker (1 CPU); add CPU nodes, or run fewer encoder actors")
-
-
-def workers_per_encoder(nodes: list[dict[str, float]], encoders: int) -> int:
-    """Each encoder's share of the CPUs of the whole cluster that no encoder needs (``nodes``: the alive
-    nodes' resources). Raises NoDecodeCPU when some encoder would get none."""
-    spare = int(sum(node.get("CPU", 0) for node in nodes)) - encoders * ENCODER_CPUS
-    if spare < encoders:
-        raise NoDecodeCPU(no_cpu_message(nodes, encoders))
-    return spare // encoders
-
-
-def alive_nodes() -> list[dict[str, float]]:
-    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
-
-
-@dataclass(frozen=True)
-class DecodeWorkers:
-    """How many decode workers an encoder keeps: ``count`` (--decode-workers), or by default its share of the
-    cluster's spare CPUs among ``encoders``, taken again whenever a shard starts (nodes join and leave).
-    ``call_samples``: samples per call (None: as many as make a call last about ``CALL_SECONDS``)."""
-
-    count: int | None = None
-    encoders: int = 1
-    call_samples: int | None = None
-
-    def now(self) -> int:
-        return self.count or workers_per_encoder(alive_nodes(), self.encoders)
-
-    def __str__(self) -> str:
-        try:
-            return str(self.now())
-        except NoDecodeCPU:
-            return "no"

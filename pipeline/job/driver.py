@@ -1,11 +1,9 @@
-"""The job driver: list shards, skip committed ones, hand the rest to encoder actors.
+"""The job driver: check everything, list shards, skip committed ones, hand the rest to encoder actors.
 
 Before Ray starts, every setting is checked and the job takes the output's lease (one job per
-output; this also proves the output writable). Ray restarts an encoder actor that dies; the
-shard it held goes back in the queue and is given up (recorded in ``_given_up/``) after
-``max_shard_attempts`` failures. There is no other scheduling: each idle actor takes the next
-shard. SIGTERM/SIGINT stop the dispatching, give running shards a grace period, and the job
-ends with its summary.
+output; this also proves the output writable); an output with nothing left is answered without
+Ray. Then the actors start, the output's identity is recorded, ``dispatch`` hands out the shards,
+and the run ends with its record and the summary (also after SIGTERM/SIGINT).
 """
 
 from __future__ import annotations
@@ -15,13 +13,12 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+from ray.exceptions import RayActorError
 
 from wfvae.config import WFVAEConfig
 from wfvae.loading import read_config
@@ -37,18 +34,15 @@ from ..output.storage import is_local
 from ..reading import list_shards
 from ..reading.records import describe
 from .config import ConfigError, JobConfig, check_against_model
-from .decode_workers import DecodeWorkers, NoDecodeCPU
-from .encoder_actor import CONCURRENCY_GROUPS, SHARDS_IN_FLIGHT, EncoderActor, resolve_dtype
-from .metrics import JobMetrics
+from .decode_capacity import ENCODER_CPUS, DecodeWorkers, NoDecodeCPU
+from .dispatch import Outcome, dispatch
+from .encoder_actor import CONCURRENCY_GROUPS, EncoderActor, resolve_dtype
+from .errors import JobError
 from .stopping import StopRequest
 from .summary import build_summary, format_summary
 
 NAMESPACE = "wfvae-latents"
 CONNECT_TIMEOUT = 3.0  # seconds for a Ray address to answer before it is called dead
-
-
-class JobError(RuntimeError):
-    """The job cannot run (actors failed to start, another job holds the output); the message says why."""
 
 
 def connect(address: str | None, log: Callable[[str], None]) -> None:
@@ -201,7 +195,7 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
     job, sink = plan.job, plan.sink
     started = time.perf_counter()
     resume = None if job.where.overwrite else prepare_output(plan, run_id, log)
-    outcome = _Outcome()
+    outcome = Outcome()
     index = None
     if resume is None or (resume.todo and not stop.requested.is_set()):
         connect(job.run.ray_address, log)
@@ -222,7 +216,7 @@ def _run(plan: Plan, lease: Lease, run_id: str, log: Callable[[str], None], stop
 
 
 def _encode(plan: Plan, run_id: str, todo: list[str], log: Callable[[str], None], started: float,
-            stop: StopRequest, lease: Lease, outcome: "_Outcome") -> None:
+            stop: StopRequest, lease: Lease, outcome: Outcome) -> None:
     """Starts the encoder actors, records the model's identity, and hands them the shards."""
     job, sink = plan.job, plan.sink
     actors = _start_actors(plan, run_id, min(plan.num_actors, len(todo)))
@@ -238,7 +232,7 @@ def _encode(plan: Plan, run_id: str, todo: list[str], log: Callable[[str], None]
             raise ConfigError(str(err)) from None
         log(f"output {sink.url}: {opened}; {len(actors)} encoder actor(s) on "
             f"{identities[0]['device']} ({identities[0]['dtype']}), {plan.decode_workers} decode worker(s) each")
-        _dispatch(plan, actors, todo, log, started, stop, lease, outcome)
+        dispatch(actors, todo, sink, job.run, log, started, stop, lease, outcome)
     finally:
         for actor in actors:
             ray.kill(actor)
@@ -271,7 +265,7 @@ def prepare_output(plan: Plan, run_id: str, log: Callable[[str], None]) -> Resum
     return resume
 
 
-def close_output(plan: Plan, run_id: str, resume: ResumePlan, index: RunIndex | None, outcome: "_Outcome",
+def close_output(plan: Plan, run_id: str, resume: ResumePlan, index: RunIndex | None, outcome: Outcome,
                  seconds: float, stopped_by: str | None, log: Callable[[str], None]) -> dict[str, Any]:
     """The driver's work after encoding: this run's file, the summary (from the run files)."""
     sink = plan.sink
@@ -304,16 +298,6 @@ def close_output(plan: Plan, run_id: str, resume: ResumePlan, index: RunIndex | 
             + (f", {len(outcome.abandoned)} abandoned mid-shard" if outcome.abandoned else "")
             + f"), {shards['total'] - shards['committed']} not; re-run the same command to encode the rest")
     return summary
-
-
-class _Outcome:
-    """What this run did, filled in as it goes (so a signal or an error still leaves a record)."""
-
-    def __init__(self) -> None:
-        self.encoded: list[dict] = []  # commit records, as the actors return them
-        self.given_up: list[str] = []
-        self.abandoned: list[str] = []
-        self.write_failures: list[str] = []
 
 
 def _wait_for_actors(actors: list, stop: StopRequest) -> list[dict] | None:
@@ -368,127 +352,7 @@ def check_identity_before_ray(plan: Plan) -> str:
 
 def _start_actors(plan: Plan, run_id: str, count: int) -> list:
     remote = ray.remote(concurrency_groups=CONCURRENCY_GROUPS)(EncoderActor)
-    return [remote.options(name=f"encoder-{run_id}-{i}", num_gpus=plan.gpus_per_actor, num_cpus=1, max_restarts=-1,
+    return [remote.options(name=f"encoder-{run_id}-{i}", num_gpus=plan.gpus_per_actor, num_cpus=ENCODER_CPUS, max_restarts=-1,
                            max_task_retries=0).remote(
         plan.job, plan.read_config, compute_dtype=plan.compute_dtype, decode_workers=plan.decode_workers,
         fingerprint=plan.fingerprint, run_id=run_id) for i in range(count)]
-
-
-def _dispatch(plan: Plan, actors: list, todo: list[str], log: Callable[[str], None], started: float,
-              stop: StopRequest, lease: Lease, outcome: _Outcome) -> None:
-    """Hands shards to idle actors until every shard is committed or given up, or a signal stops it.
-
-    After an actor fails, it gets no shard until a health probe returns: Ray restarts it
-    (reloading the model takes a while) and calls made meanwhile would fail without
-    running, which must not count as attempts. After a signal no shard is started; running
-    ones may commit until the grace period ends (or a second signal), then are abandoned.
-    """
-    job = plan.job
-    metrics = JobMetrics(plan.sink.url)
-    queue = deque(todo)
-    attempts: dict[str, int] = defaultdict(int)
-    running: dict[Any, tuple[int, str]] = {}  # shard calls in flight
-    probes: dict[Any, int] = {}  # health probes of actors being restarted
-    idle = [i for _ in range(SHARDS_IN_FLIGHT) for i in range(len(actors))][::-1]  # shard slots
-    sent = [0] * len(actors)  # shard calls sent to each actor (since its last restart): their order
-    last_report = time.perf_counter()
-    deadline: float | None = None
-    while queue or running:
-        if lease.lost.is_set():
-            raise JobError(f"{lease.lost_reason}; this job stopped (its committed shards are kept)")
-        if stop.requested.is_set() and deadline is None:
-            deadline = time.monotonic() + job.run.grace_seconds
-            log(f"{stop.name} received: no new shards; {len(running)} running shard(s) get {job.run.grace_seconds:g} s "
-                "to commit (send it again to stop at once)")
-        if deadline is not None:
-            if not running or stop.forced.is_set() or time.monotonic() >= deadline:
-                outcome.abandoned = sorted(shard_name(url) for _, url in running.values())
-                if outcome.abandoned:
-                    log(f"abandoned {len(outcome.abandoned)} running shard(s): {', '.join(outcome.abandoned)}")
-                return
-        else:
-            while idle and queue:
-                index, url = idle.pop(), queue.popleft()
-                attempts[url] += 1
-                running[actors[index].encode_shard.remote(url, attempts[url], sent[index])] = (index, url)
-                sent[index] += 1
-        if not running and not probes:
-            raise JobError("every encoder actor has died and none can be restarted")
-        timeout = 0.5 if deadline is not None else min(job.run.progress_seconds, 1.0)
-        done, _ = ray.wait([*running, *probes], num_returns=1, timeout=timeout)
-        for ref in done:
-            if ref in probes:
-                index = probes.pop(ref)
-                try:
-                    if "error" in (identity := ray.get(ref)):  # restarted, but its model did not load
-                        raise JobError(identity["error"])
-                    sent[index] = 0  # a restarted actor counts its calls afresh
-                    busy = sum(1 for i, _ in running.values() if i == index) + idle.count(index)
-                    idle.extend([index] * (SHARDS_IN_FLIGHT - busy))  # its shard slots, back
-                except ActorDiedError as err:
-                    log(f"encoder actor {index} is gone for good: {describe(err)}")
-                except RayActorError:
-                    time.sleep(0.5)  # still restarting
-                    probes[actors[index].identity.remote()] = index
-                continue
-            index, url = running.pop(ref)
-            try:
-                outcome.encoded.append(ray.get(ref))
-                idle.append(index)
-                continue
-            except RayActorError as err:
-                reason = f"encoder actor died ({type(err).__name__}): {describe(err)}"
-                idle[:] = [i for i in idle if i != index]  # no shard for it until one probe says it is back
-                if index not in probes.values():
-                    probes[actors[index].identity.remote()] = index
-            except RayTaskError as err:
-                if isinstance(err.cause, NoDecodeCPU):
-                    raise JobError(str(err.cause)) from None
-                reason = describe(err)
-                idle.append(index)
-            if attempts[url] < job.run.max_shard_attempts:
-                log(f"shard {shard_name(url)} failed (attempt {attempts[url]}/{job.run.max_shard_attempts}): {reason}; "
-                    "re-queued")
-                queue.append(url)
-            else:
-                outcome.given_up.append(shard_name(url))
-                metrics.shard_given_up()
-                log(f"shard {shard_name(url)} given up after {attempts[url]} attempts: {reason}")
-                _record_given_up(plan.sink, url, attempts[url], reason, log, outcome)
-        if time.perf_counter() - last_report >= job.run.progress_seconds:
-            log(_progress_line(plan, actors, running, outcome, len(todo), started))
-            last_report = time.perf_counter()
-
-
-def _record_given_up(sink: OutputSink, url: str, attempts: int, reason: str, log: Callable[[str], None],
-                     outcome: _Outcome) -> None:
-    """Writes ``_given_up/<shard>.json``; a storage failure here is reported, not raised (the job's
-    exit status already says some shards were not committed)."""
-    try:
-        sink.give_up(url, attempts, reason)
-    except Exception as err:  # noqa: BLE001
-        path = sink.layout.url_of(sink.layout.given_up(shard_name(url)))
-        outcome.write_failures.append(f"{path}: {describe(err)}")
-        log(f"warning: could not record the given-up shard in {path}: {describe(err)}")
-
-
-PROGRESS_TIMEOUT = 1.0  # seconds all running actors together have to report their shard's progress
-
-
-def _progress_line(plan: Plan, actors: list, running: dict, outcome: _Outcome, total: int, started: float) -> str:
-    encoded, given_up = outcome.encoded, len(outcome.given_up)
-    elapsed = time.perf_counter() - started
-    asked = [actors[index].progress.remote() for index in {index for index, _ in running.values()}]
-    answered, _ = ray.wait(asked, num_returns=len(asked), timeout=PROGRESS_TIMEOUT) if asked else ([], [])
-    partial = 0
-    for ref in answered:  # one deadline for all: an actor that is slow or restarting is left out
-        try:
-            partial += ray.get(ref).get("clips", 0)
-        except RayActorError:
-            pass
-    clips = sum(r["rows"] for r in encoded) + partial
-    errors = sum(r["errors"] for r in encoded)
-    done = len(encoded)
-    eta = f"{elapsed / done * (total - done - given_up):.0f} s" if done else "unknown"
-    return (f"[{elapsed:7.1f} s] shards {done}/{total} done, {len(running)} running, {given_up} given up; "
-            f"{clips} clips ({clips / elapsed:.2f} clips/s), {errors} errors; ETA {eta}")

@@ -18,7 +18,7 @@ from ..reading import ReadConfig
 from ..reading.records import describe
 from .canary import QualityCanary
 from .config import JobConfig
-from .decode_workers import DecodeWorkers
+from .decode_capacity import DecodeWorkers
 from .metrics import JobMetrics
 from .shard_encoder import ShardEncoder
 

@@ -25,7 +25,7 @@ from .balance import balance
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .canary import QualityCanary, ShardCanary
 from .dataflow import Dataflow, SampleDecode
-from .decode_workers import DecodeWorkers
+from .decode_capacity import DecodeWorkers
 from .metrics import JobMetrics
 from .rows import error_row, latent_row
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.job.decode_workers import DecodeWorkers
+from pipeline.job.decode_capacity import DecodeWorkers
 from pipeline.job.encoder_actor import SHARDS_IN_FLIGHT
 from pipeline.job.shard_encoder import ShardEncoder
 from pipeline.output.layout import OutputLayout

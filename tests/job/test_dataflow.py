@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.job.decode_workers import DecodeWorkers, NoDecodeCPU, workers_per_encoder
+from pipeline.job.decode_capacity import DecodeWorkers, NoDecodeCPU, workers_per_encoder
 from wfvae import WFVAE
 
 from .conftest import TINY_MODEL

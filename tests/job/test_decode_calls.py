@@ -33,7 +33,7 @@ def samples(tmp_path_factory) -> list[Sample]:
 def _by_sample(parcels) -> dict[int, list]:
     parts: dict[int, list] = {}
     for parcel in parcels:
-        for part in parcel.parts:
+        for part in parcel:
             parts.setdefault(part.index, []).append(part)
     return parts
 
@@ -47,7 +47,7 @@ def test_a_call_sends_each_sample_in_order_and_a_failed_one_does_not_stop_the_ne
     assert len(parcels) == 1  # small clips of three samples travel together
     parts = _by_sample(parcels)
     assert sorted(parts) == [0, 1, 2]
-    assert [p.index for p in parcels[0].parts] == [0, 1, 2]
+    assert [p.index for p in parcels[0]] == [0, 1, 2]
     for index in (0, 2):
         (part,) = parts[index]
         assert part.end and part.error is None and part.decode_seconds > 0
@@ -60,7 +60,7 @@ def test_a_call_sends_each_sample_in_order_and_a_failed_one_does_not_stop_the_ne
 
 def test_after_a_crash_the_first_sample_skips_what_the_encoder_has_and_each_sample_ends_a_parcel(samples):
     parcels = list(DecodeWorker().decode(samples, CONFIG, None, 2, PARCEL_BYTES, True))
-    assert [[p.index for p in parcel.parts] for parcel in parcels] == [[0], [1], [2]]
+    assert [[p.index for p in parcel] for parcel in parcels] == [[0], [1], [2]]
     parts = _by_sample(parcels)
     assert _clip_indices(parts[0]) == [2]  # its first two clips were delivered before the crash
     assert _clip_indices(parts[2]) == [0, 1, 2]  # the skip is the first sample's only
@@ -69,7 +69,7 @@ def test_after_a_crash_the_first_sample_skips_what_the_encoder_has_and_each_samp
 def test_a_parcel_never_holds_much_more_than_its_bytes_and_a_sample_spans_parcels(samples):
     piece_bytes = 5 * 32 * 32 * 3
     parcels = list(DecodeWorker().decode([samples[0], samples[2]], CONFIG, None, 0, 2 * piece_bytes, False))
-    assert [sum(piece.frames.nbytes for part in parcel.parts for piece in part.pieces) for parcel in parcels] == \
+    assert [sum(piece.frames.nbytes for part in parcel for piece in part.pieces) for parcel in parcels] == \
         [2 * piece_bytes, 2 * piece_bytes, 2 * piece_bytes]
     parts = _by_sample(parcels)
     assert [part.end for part in parts[0]] == [False, True]  # only a sample's last part ends it

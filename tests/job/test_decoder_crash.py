@@ -19,7 +19,7 @@ import time
 import pytest
 
 from pipeline.job import decode_workers
-from pipeline.job.decode_workers import DecodeWorkers
+from pipeline.job.decode_capacity import DecodeWorkers
 from pipeline.reading import ReadConfig
 from tests.support.shards import make_shard
 from tests.support.videos import encode, ffmpeg_testsrc, smooth_frames
