@@ -61,18 +61,21 @@ def measure(args: argparse.Namespace) -> dict:
     """One (mode, frames) point; runs in the child process."""
     import torch
 
-    from wfvae import WFVAE
 
     device = torch.device(args.device)
     dtype = getattr(torch, DTYPES[args.dtype])
     torch.manual_seed(0)
     vae = _load(args, device, dtype)
     if args.channels_last:
-        vae = vae.to(memory_format=torch.channels_last_3d)
+        from bench.gpu_check import channels_last  # (Module.to refuses the model's 4-D per-frame weights)
+
+        vae = channels_last(vae)
     if args.compile:
         vae.encoder = torch.compile(vae.encoder, dynamic=False)
     chunk = args.chunk_frames if args.mode == "chunked" else None
     video = (torch.rand(1, 3, args.frames, args.size, args.size, device=device) * 2 - 1).to(dtype)
+    if args.channels_last:
+        video = video.contiguous(memory_format=torch.channels_last_3d)
     warm = video[:, :, : 1 + (chunk or vae.temporal_compression)]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.autocast)
 
@@ -110,7 +113,8 @@ def measure(args: argparse.Namespace) -> dict:
     error = None
     if dtype != torch.float32 or args.autocast:
         del vae
-        reference = WFVAE.from_config(args.preset, device=device, dtype=torch.float32)
+        torch.manual_seed(0)  # the measured model's weights (random ones are drawn again from the same seed)
+        reference = _load(args, device, torch.float32)
         exact = reference.encode(video.float(), chunk_frames=chunk).mean
         error = ((posterior.mean.float() - exact).norm() / exact.norm()).item()
     return {
