@@ -61,7 +61,6 @@ def measure(args: argparse.Namespace) -> dict:
     """One (mode, frames) point; runs in the child process."""
     import torch
 
-
     device = torch.device(args.device)
     dtype = getattr(torch, DTYPES[args.dtype])
     torch.manual_seed(0)
