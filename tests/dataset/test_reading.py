@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import pytest
 import torch
 
@@ -70,3 +71,12 @@ def test_len_and_facts(moments):
     dataset = LatentDataset(str(moments.out))
     assert len(dataset) == dataset.num_rows == 28 and dataset.shards == list(moments.committed)
     assert "rows=28" in repr(dataset) and dataset.stored == "moments"
+
+
+def test_opening_reads_the_run_files_not_every_commit_record(moments, tmp_path):
+    """At 10^6 shards a record per shard is 10^6 reads: the run files (``_runs/``) give each shard's rows."""
+    copy = tmp_path / "out"
+    shutil.copytree(moments.out, copy)
+    for record in (copy / "_committed").glob("*.json"):
+        record.write_text("not read")  # the marker's name still says the shard is committed
+    assert len(list(LatentDataset(str(copy)))) == len(list(LatentDataset(str(moments.out)))) > 0
