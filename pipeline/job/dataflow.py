@@ -247,7 +247,7 @@ class DecodePool:
         if call.worker not in self.workers or not worker_died(err):  # closed, or an error of the call
             record = failure(err, decode)
         else:
-            suspects = [d for d in call.decodes[decode.index:] if not d.ended and not d.closed]
+            suspects = call.unfinished()  # the samples before it are closed: the encoder reads in order
             verdict = blame(call.worker.calls[0] is call, call.each_sample, tuple(d.suspicions for d in suspects))
             call.feed.retried += verdict.retry
             if verdict.crashed:
