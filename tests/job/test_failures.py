@@ -105,7 +105,7 @@ def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(r
     assert missing_record["attempts"] == 2 and "FileNotFoundError" in missing_record["last_error"]
     summary = read_summary(out)
     assert summary["shards"] == {"total": 3, "committed": 1, "given_up": 2, "pending": 0}
-    assert summary["this_run"]["given_up"] == ["part-000001", "part-000002"]
+    assert sorted(summary["this_run"]["given_up"]) == ["part-000001", "part-000002"]  # in the order they gave out
     (out / "errors" / "part-000001.parquet").rmdir()  # fixed: a re-run retries only these shards
     missing.write_bytes(saved)
     run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS)
