@@ -7,7 +7,7 @@ from collections import Counter
 import torch
 
 from pipeline.dataset import LatentDataset
-from tests.support.encoded_outputs import committed_rows, ids
+from tests.support.outputs import ids, read_rows
 
 
 def test_batches_hold_one_shape_and_every_row(moments):
@@ -20,12 +20,12 @@ def test_batches_hold_one_shape_and_every_row(moments):
         assert batch["clip"].dtype == torch.int64 and batch["fps"].dtype == torch.float32
         assert isinstance(batch["key"], list) and isinstance(batch["caption"][0], str)
         seen += list(zip(batch["key"], batch["clip"].tolist()))
-    assert sorted(seen) == sorted(ids(committed_rows(moments)))
+    assert sorted(seen) == sorted(ids(read_rows(moments.out, shards=moments.committed)))
     assert sum(b["latent"].shape[0] < 4 for b in batches) <= 2  # one partial batch per shape at most
 
 
 def test_drop_last_drops_each_shapes_partial_batch(moments):
-    per_shape = Counter(tuple(r["latent_shape"]) for r in committed_rows(moments))
+    per_shape = Counter(tuple(r["latent_shape"]) for r in read_rows(moments.out, shards=moments.committed))
     batches = list(LatentDataset(str(moments.out), batch_size=4, drop_last=True))
     assert all(b["latent"].shape[0] == 4 for b in batches)
     assert Counter(tuple(b["latent"].shape[1:]) for b in batches) == {s: n // 4 for s, n in per_shape.items()}

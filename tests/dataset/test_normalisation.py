@@ -10,7 +10,7 @@ import torch
 
 from pipeline.dataset import LatentDataset
 from pipeline.output.schema import read_file_metadata, tensor_from_bytes
-from tests.support.encoded_outputs import committed_rows
+from tests.support.outputs import read_rows
 
 
 def _per_channel(values):
@@ -45,7 +45,7 @@ def test_normalised_latents_keep_the_asked_dtype(moments):
 
 
 def test_posterior_samples_are_mean_plus_scaled_standard_noise(moments):
-    rows = {(r["key"], r["clip"]): r for r in committed_rows(moments)}
+    rows = {(r["key"], r["clip"]): r for r in read_rows(moments.out, shards=moments.committed)}
     noise = []
     for sample in LatentDataset(str(moments.out), sample_posterior=True, dtype="float32"):
         row = rows[(sample["key"], sample["clip"])]

@@ -9,19 +9,19 @@ import torch
 
 from pipeline.dataset import ROW_FIELDS, LatentDataset
 from pipeline.output.schema import tensor_from_bytes
-from tests.support.encoded_outputs import committed_rows, ids
+from tests.support.outputs import ids, read_rows
 
 
 def test_yields_every_committed_row_once_and_nothing_from_uncommitted_files(moments):
     samples = list(LatentDataset(str(moments.out)))
-    rows = committed_rows(moments)
+    rows = read_rows(moments.out, shards=moments.committed)
     assert ids(samples) == ids(rows) and len(rows) == 2 * 7 * 2  # 2 shards x 7 good videos x 2 clips
     leftover = {s["shard"] for s in samples} & set(moments.given_up)
     assert not leftover, "rows of a latents file without a commit marker were read"
 
 
 def test_a_sample_carries_its_latent_and_every_field_of_its_row(moments):
-    rows = {(r["key"], r["clip"]): r for r in committed_rows(moments)}
+    rows = {(r["key"], r["clip"]): r for r in read_rows(moments.out, shards=moments.committed)}
     for sample in LatentDataset(str(moments.out)):
         row = rows[(sample["key"], sample["clip"])]
         expected = tensor_from_bytes(row["latent"], row["latent_shape"], row["latent_dtype"])
@@ -55,7 +55,7 @@ def test_fields_limits_what_a_sample_carries(moments):
 
 def test_float16_storage_and_a_single_shard(mean_only):
     samples = list(LatentDataset(str(mean_only.out)))
-    rows = committed_rows(mean_only)
+    rows = read_rows(mean_only.out, shards=mean_only.committed)
     assert ids(samples) == ids(rows) and len(rows) == 4
     assert all(s["latent"].dtype == torch.float16 and s["latent"].shape == (4, 2, 4, 4) for s in samples)
     assert torch.equal(samples[0]["latent"], tensor_from_bytes(rows[0]["latent"], [4, 2, 4, 4], "float16"))

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 from pipeline.dataset import LatentDataset
 from pipeline.dataset import latent_dataset as module
 from pipeline.dataset.plan import epoch_order, make_blocks, share_of
-from tests.support.encoded_outputs import committed_rows, ids
+from tests.support.outputs import ids, read_rows
 
 
 @pytest.mark.parametrize("shard_rows", [[10], [7, 0, 13, 1], [3] * 5])
@@ -33,7 +33,7 @@ def _slot_samples(dataset, worker, workers, monkeypatch):
 @pytest.mark.parametrize("world_size,workers", [(1, 1), (2, 1), (1, 3), (2, 3), (3, 2), (5, 8)])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_ranks_and_workers_together_see_each_row_once(moments, monkeypatch, world_size, workers, shuffle):
-    expected = sorted(ids(committed_rows(moments)))
+    expected = sorted(ids(read_rows(moments.out, shards=moments.committed)))
     for epoch in (0, 1):
         seen, per_rank = [], []
         for rank in range(world_size):
@@ -49,7 +49,7 @@ def test_ranks_and_workers_together_see_each_row_once(moments, monkeypatch, worl
 
 
 def test_a_real_dataloader_with_two_workers_per_rank(moments):
-    expected = sorted(ids(committed_rows(moments)))
+    expected = sorted(ids(read_rows(moments.out, shards=moments.committed)))
     seen = []
     for rank in range(2):
         dataset = LatentDataset(str(moments.out), shuffle=True, seed=1, block_rows=4, rank=rank, world_size=2,
@@ -75,7 +75,7 @@ def test_shuffled_order_is_seeded_and_changes_per_epoch(moments):
         dataset.set_epoch(epoch)
         return ids(dataset)
 
-    file_order = ids(committed_rows(moments))
+    file_order = ids(read_rows(moments.out, shards=moments.committed))
     assert order(0, 0) == order(0, 0)  # a restarted run gets the same order
     assert order(0, 0) != order(0, 1) and order(0, 0) != order(1, 0)
     assert sorted(order(0, 1)) == sorted(file_order) and order(0, 0) != file_order

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -14,7 +13,8 @@ from pipeline.inspect import SheetClip, check_decoding, compose, psnr
 from pipeline.inspect.decode_check import to_frames
 from pipeline.output.schema import tensor_from_bytes
 from pipeline.reading import ReadConfig, read_shard
-from tests.job.conftest import REPO, TINY_MODEL
+from tests.support.jobs import REPO, TINY_MODEL
+from tests.support.outputs import read_rows
 from wfvae import WFVAE
 
 
@@ -47,8 +47,7 @@ def test_decoded_clips_beside_their_source(moments, tmp_path):
     check = check_decoding(str(moments.out), str(TINY_MODEL), clips=3, frames=3, tile_height=None)
     assert check.same_weights and len(check.clips) == 3
     assert len({c.shard for c in check.clips}) == 2  # spread over the committed shards
-    rows = {(r["key"], r["clip"]): r for name in moments.committed
-            for r in pq.read_table(moments.out / "latents" / f"{name}.parquet").to_pylist()}
+    rows = {(r["key"], r["clip"]): r for r in read_rows(moments.out, shards=moments.committed)}
     vae = WFVAE.from_pretrained(TINY_MODEL)
     config = ReadConfig(num_frames=5, temporal_compression=4, resolution=None, buckets=((32, 32), (64, 32)), clips="uniform:2")
     image = check.sheet.image

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from pipeline.inspect import describe_output, format_report
-from tests.job.conftest import REPO
+from tests.support.jobs import REPO
 
 
 def _records(output):

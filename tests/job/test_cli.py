@@ -3,11 +3,8 @@ and says what is allowed; these run ``main(argv)`` in-process and never reach Ra
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import sys
-import tarfile
 
 import pytest
 
@@ -16,18 +13,15 @@ from pipeline.job.config import ConfigError, JobConfig, build_parser, config_fro
 from pipeline.job.driver import Plan
 from pipeline.output.manifest import fingerprint
 
-from .conftest import REPO, TINY_MODEL
+from tests.support.jobs import TINY_MODEL, run_cli
+from tests.support.shards import write_shards
 
 
 @pytest.fixture
 def valid(tmp_path) -> list[str]:
     """Flags that pass every check: one empty (valid) shard and the tiny model."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w"):
-        pass
-    (tmp_path / "part-000000.tar").write_bytes(buffer.getvalue())
-    return ["--input", str(tmp_path / "part-000000.tar"), "--output", str(tmp_path / "out"), "--model",
-            str(TINY_MODEL), "--num-frames", "5"]
+    (shard,) = write_shards(tmp_path, 0).urls
+    return ["--input", shard, "--output", str(tmp_path / "out"), "--model", str(TINY_MODEL), "--num-frames", "5"]
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -109,8 +103,7 @@ def test_a_read_only_output_is_refused_before_ray(valid, tmp_path, capsys):
 
 
 def test_bad_flags_exit_2_on_the_command_line():
-    result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--batch-size", "-2"],
-                            capture_output=True, text=True, timeout=60)
+    result = run_cli(None, "--batch-size", "-2", check=False, timeout=60)
     assert result.returncode == 2 and "--batch-size: must be a positive integer, got -2" in result.stderr
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from tests.support.jobs import SMALL_CLIPS, run_cli
+from tests.support.outputs import read_rows
 from tests.support.shards import make_shard
 from tests.support.videos import encode, encode_av1, index_frames
-
-from .conftest import SMALL_CLIPS, read_output, run_cli
 
 
 def test_an_av1_video_is_encoded_like_any_other(ray_head, tmp_path):
@@ -17,7 +17,7 @@ def test_an_av1_video_is_encoded_like_any_other(ray_head, tmp_path):
     (tmp_path / "part-000000.tar").write_bytes(make_shard(samples))
     out = tmp_path / "out"
     run_cli(ray_head, "--input", str(tmp_path / "part-000000.tar"), "--output", str(out), *SMALL_CLIPS, timeout=180)
-    assert read_output(out, "errors") == []
-    rows = {r["key"]: r for r in read_output(out)}
+    assert read_rows(out, "errors") == []
+    rows = {r["key"]: r for r in read_rows(out)}
     assert sorted(rows) == ["av1", "h264"]
     assert rows["av1"]["frame_indices"] == rows["h264"]["frame_indices"] == [0, 1, 2, 3, 4]

@@ -8,8 +8,9 @@ import pytest
 from pipeline.job.decode_capacity import DecodeWorkers, NoDecodeCPU, workers_per_encoder
 from wfvae import WFVAE
 
-from .conftest import TINY_MODEL
-from .dataflow_helpers import encode_shards, expected, make_encoder, read_config, write_shards, written
+from tests.support.dataflow import FRAMES, encode_shards, expected, make_encoder, read_config, written
+from tests.support.jobs import TINY_MODEL
+from tests.support.shards import write_shards
 
 DEADLINE = 90  # seconds for a case's two shards: generous, only a hang comes near it
 POLICIES = ["first", "uniform:3", "all", "whole"]
@@ -23,7 +24,7 @@ def vae():
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     """A shard of one sample and one of four (the last broken)."""
-    return write_shards(tmp_path_factory.mktemp("dataflow"), [1, 4])
+    return write_shards(tmp_path_factory.mktemp("dataflow"), [1, 4], frames=FRAMES, broken={3: "random"}).urls
 
 
 @pytest.fixture(scope="module", params=[(1, 1), (2, 3), (None, None)],
@@ -57,7 +58,7 @@ def test_every_policy_worker_count_batch_and_shard_size_ends_with_the_expected_r
 def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
     """Shards of 1 and 4 samples in calls of up to 3 samples: 1 + 2 calls; and a pool left to size its
     calls hands these tiny videos out several at a time once it has seen a few decoded."""
-    urls = write_shards(tmp_path / "shards", [1, 4])
+    urls = write_shards(tmp_path / "shards", [1, 4], frames=FRAMES, broken={3: "random"}).urls
     encoder = make_encoder(tmp_path / "out", vae, read_config("first"), DecodeWorkers(1, call_samples=3), 2)
     try:
         records = encode_shards(encoder, urls, DEADLINE)
@@ -67,7 +68,7 @@ def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
     for url in urls:
         assert written(tmp_path / "out", url) == expected(url, read_config("first"))
 
-    urls = write_shards(tmp_path / "more", [12, 12], broken=False)
+    urls = write_shards(tmp_path / "more", [12, 12], frames=FRAMES).urls
     encoder = make_encoder(tmp_path / "adaptive", vae, read_config("first"), DecodeWorkers(1), 2)
     try:
         first, second = encode_shards(encoder, urls, DEADLINE)
@@ -77,7 +78,7 @@ def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
 
 
 def test_the_next_shard_decodes_while_the_current_one_encodes(vae, ray_head, tmp_path):
-    urls = write_shards(tmp_path / "shards", [6, 6, 6], broken=False)
+    urls = write_shards(tmp_path / "shards", [6, 6, 6], frames=FRAMES).urls
     encoder = make_encoder(tmp_path / "out", vae, read_config("uniform:3"), 2, batch_size=4)
     try:
         first, second, third = encode_shards(encoder, urls, DEADLINE)
@@ -96,17 +97,17 @@ def test_the_summary_and_records_say_which_side_limited_the_run(vae, ray_head, t
     from pipeline.job.summary import build_summary, format_summary
     from pipeline.output.layout import OutputLayout
 
-    urls = write_shards(tmp_path / "shards", [3, 3], broken=False)
+    data = write_shards(tmp_path / "shards", [3, 3], frames=FRAMES)
     encoder = make_encoder(tmp_path / "out", vae, read_config("first"), 1, batch_size=2)
     try:
-        records = encode_shards(encoder, urls, DEADLINE)
+        records = encode_shards(encoder, data.urls, DEADLINE)
     finally:
         encoder.close()
     for record in records:
         timings = record["timings"]
         assert timings["encoder_seconds"] >= timings["decode_wait_seconds"] >= 0 and timings["decode_seconds"] > 0
         assert record["balance"]["limit"] in ("decode", "encode", "input", "balanced")
-    summary = build_summary(OutputLayout(str(tmp_path / "out")), ["shard-000000", "shard-000001"],
+    summary = build_summary(OutputLayout(str(tmp_path / "out")), data.names,
                             {"run_id": "test", "seconds": 1.0, "shards_encoded": 2, "shards_skipped": 0, "clips": 6,
                              "clips_per_second": 6.0})
     balance = summary["this_run"]["balance"]

@@ -31,7 +31,8 @@ def main(folder: Path) -> None:
     from pipeline.job.config import JobConfig
     from pipeline.job.driver import NAMESPACE, run_job
     from pipeline.output.layout import OutputLayout
-    from tests.job.conftest import TINY_MODEL, write_dataset
+    from tests.support.jobs import TINY_MODEL
+    from tests.support.shards import write_shards
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
@@ -40,7 +41,7 @@ def main(folder: Path) -> None:
         cpu_node = cluster.add_node(num_cpus=4)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
-        data = write_dataset(folder / "shards", shards=6, samples=3, frames=20)
+        data = write_shards(folder / "shards", 3, shards=6, frames=20)
         out = folder / "out"
         summary = run_job(JobConfig.from_flags(input=data.spec, output=str(out), model=str(TINY_MODEL), num_frames=17,
                                     resolution=(64, 64), dtype="float32", shared_output=True, progress_seconds=5),

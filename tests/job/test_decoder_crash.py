@@ -21,12 +21,11 @@ import pytest
 from pipeline.job import decode_workers
 from pipeline.job.decode_capacity import DecodeWorkers
 from pipeline.reading import ReadConfig
+from tests.support.dataflow import expected, make_encoder, written
+from tests.support.jobs import TINY_MODEL
 from tests.support.shards import make_shard
 from tests.support.videos import encode, ffmpeg_testsrc, smooth_frames
 from wfvae import WFVAE
-
-from .conftest import TINY_MODEL
-from .dataflow_helpers import expected, make_encoder, written
 
 CONFIG = ReadConfig(num_frames=5, temporal_compression=4, resolution=(32, 32), clips="all")
 CLIP_BYTES = 5 * 32 * 32 * 3

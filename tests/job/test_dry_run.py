@@ -4,8 +4,6 @@ Ray, weights or writes."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from fractions import Fraction
 
@@ -19,7 +17,8 @@ from pipeline.output.manifest import check_or_create, make_manifest
 from pipeline.output.shard_writer import publish_shard
 from pipeline.output.storage import write_json
 from pipeline.reading import ErrorRecord, read_shard
-from tests.job.conftest import REPO, SMALL_CLIPS, TINY_MODEL, read_output, run_cli
+from tests.support.jobs import REPO, SMALL_CLIPS, TINY_MODEL, run_cli
+from tests.support.outputs import read_rows
 from tests.support.shards import cut_inside, make_shard
 from tests.support.videos import encode, index_frames, random_bytes, vfr_timestamps
 
@@ -171,15 +170,12 @@ def test_the_cli_needs_no_ray(dataset, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9", "PYTHONPATH": str(REPO)}
     began = time.monotonic()
-    result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--dry-run", "--input",
-                             dataset.spec, "--output", str(out), "--model", str(TINY_MODEL), "--num-frames", "5",
-                             "--resolution", "32x32"], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
-    assert result.returncode == 0, result.stderr
+    result = run_cli(None, "--dry-run", "--input", dataset.spec, "--output", str(out), "--model", str(TINY_MODEL),
+                     "--num-frames", "5", "--resolution", "32x32", env=env, timeout=120)
     assert time.monotonic() - began < 60
     assert "dry run: nothing is encoded" in result.stdout and "to encode     3" in result.stdout
     assert not out.exists()
-    bad = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--dry-run", "--model",
-                          str(tmp_path / "nowhere")], capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    bad = run_cli(None, "--dry-run", "--model", str(tmp_path / "nowhere"), env=env, timeout=120, check=False)
     assert bad.returncode == 2 and "--model:" in bad.stderr
 
 
@@ -218,7 +214,7 @@ def test_the_dry_run_predicts_the_shapes_and_provenance_the_job_writes(ray_head,
              "--num-frames", "17", "--buckets", "64x128,128x64,96x96", "--batch-size", "2", "--clips", "first"]
     predicted = {p.key: (p.latent_shapes, p.estimated) for p in dry_run(config_from_args(flags)).probes}
     run_cli(ray_head, *flags, timeout=240)
-    rows = read_output(out)
+    rows = read_rows(out)
     written = {r["key"]: ([r["latent_shape"]], r["source_frames_estimated"]) for r in rows}
     assert written == predicted
     assert {key: shapes[0][2:] for key, (shapes, _) in written.items()} == \

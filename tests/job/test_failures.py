@@ -6,16 +6,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
-import pyarrow.parquet as pq
 import pytest
 import ray
 
 from pipeline.reading import ReadConfig, read_shard
-
-from .conftest import REPO, SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
+from tests.support.jobs import SMALL_CLIPS, run_cli, start_cli
+from tests.support.outputs import ids, read_rows, read_summary, shard_counts
+from tests.support.shards import write_shards
 
 
 def _wait_for(condition, timeout: float, what: str, interval: float = 0.02):
@@ -47,7 +46,7 @@ def _encoder_actor(address: str):
 
 
 def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_head, tmp_path):
-    data = write_dataset(tmp_path / "shards", shards=2, samples=30, frames=40)
+    data = write_shards(tmp_path / "shards", 30, shards=2, frames=40)
     out = tmp_path / "out"
     job = start_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--resolution", "64x64",
                     "--clips", "all", "--batch-size", "1", "--decode-workers", "1", log=tmp_path / "job.log")
@@ -57,20 +56,18 @@ def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_
         assert job.wait(timeout=240) == 0, (tmp_path / "job.log").read_text()
     finally:
         job.kill()
-    log = (tmp_path / "job.log").read_text()
-    assert "encoder actor died" in log and "re-queued" in log
-    keys = [(r["key"], r["clip"]) for r in read_output(out)]
+    keys = ids(read_rows(out))
     expected = {(clip.info.key, clip.info.clip_index) for shard in sorted(data.folder.glob("*.tar"))
                 for clip in read_shard(str(shard), ReadConfig(num_frames=5, resolution=(64, 64), clips="all"))}
     assert len(expected) == 2 * 30 * 8  # 40 frames: 8 non-overlapping 5-frame clips per video
     assert len(keys) == len(set(keys)) and set(keys) == expected
     killed = json.loads((out / "_committed" / f"{progress['shard']}.json").read_text())
-    assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress["pid"]
+    assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress["pid"]  # re-queued, to a new actor
 
 
 @pytest.mark.slow
 def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_head, tmp_path):
-    data = write_dataset(tmp_path / "shards", shards=6, samples=6)
+    data = write_shards(tmp_path / "shards", 6, shards=6)
     args = ["--input", data.spec, *SMALL_CLIPS]
     interrupted, clean = tmp_path / "interrupted", tmp_path / "clean"
     job = start_cli(ray_head, *args, "--output", str(interrupted), log=tmp_path / "first.log")
@@ -82,19 +79,18 @@ def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_h
         job.kill()
     first = {p.stem for p in (interrupted / "_committed").glob("*.json")}
     assert 2 <= len(first) < 6, "the driver must die mid-job for this test to mean anything"
-    rerun = run_cli(ray_head, *args, "--output", str(interrupted))
-    assert f"{len(first)} already committed, {6 - len(first)} to encode" in rerun.stdout
+    run_cli(ray_head, *args, "--output", str(interrupted))
+    assert shard_counts(interrupted) == (6, len(first), 6 - len(first))
     run_ids = {json.loads(p.read_text())["run_id"] for p in (interrupted / "_committed").glob("*.json")}
     assert len(run_ids) == 2
     run_cli(ray_head, *args, "--output", str(clean))
     for kind in ("latents", "errors"):
-        for path in sorted((clean / kind).glob("*.parquet")):
-            assert pq.read_table(interrupted / kind / path.name).equals(pq.read_table(path)), path.name
+        assert read_rows(interrupted, kind) == read_rows(clean, kind), kind
     assert not list(interrupted.rglob("*.tmp-*"))
 
 
 def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(ray_head, tmp_path):
-    data = write_dataset(tmp_path / "shards", shards=3, samples=2)
+    data = write_shards(tmp_path / "shards", 2, shards=3)
     missing = data.folder / "part-000002.tar"
     saved = missing.read_bytes()
     missing.unlink()  # unreadable input: not committed as an empty shard, but retried and given up
@@ -103,40 +99,31 @@ def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(r
     result = run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--max-shard-attempts", "2",
                      check=False)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "shard part-000001 failed (attempt 1/2)" in result.stdout
-    assert "shard part-000001 given up after 2 attempts" in result.stdout
-    assert "shard part-000002 given up after 2 attempts" in result.stdout
     given_up = json.loads((out / "_given_up" / "part-000001.json").read_text())
     assert given_up["attempts"] == 2 and given_up["last_error"]
-    assert "FileNotFoundError" in json.loads((out / "_given_up" / "part-000002.json").read_text())["last_error"]
-    summary = json.loads((out / "_summary.json").read_text())
+    missing_record = json.loads((out / "_given_up" / "part-000002.json").read_text())
+    assert missing_record["attempts"] == 2 and "FileNotFoundError" in missing_record["last_error"]
+    summary = read_summary(out)
     assert summary["shards"] == {"total": 3, "committed": 1, "given_up": 2, "pending": 0}
+    assert sorted(summary["this_run"]["given_up"]) == ["part-000001", "part-000002"]  # in the order they gave out
     (out / "errors" / "part-000001.parquet").rmdir()  # fixed: a re-run retries only these shards
     missing.write_bytes(saved)
-    again = run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS)
-    assert "1 already committed, 2 to encode" in again.stdout
+    run_cli(ray_head, "--input", data.spec, "--output", str(out), *SMALL_CLIPS)
+    assert shard_counts(out) == (3, 1, 2)
     assert not list((out / "_given_up").glob("*.json"))
-    assert len(read_output(out)) == 6
+    assert len(read_rows(out)) == 6
 
 
 # -- signals, disk full: every fault ends with a summary and a meaningful exit status ----------------------
 
 def _blocking_dataset(tmp_path, shards: int):
     """``shards`` shards whose last one is a FIFO: a job reading it blocks until the test writes it."""
-    data = write_dataset(tmp_path / "shards", shards=shards, samples=2)
+    data = write_shards(tmp_path / "shards", 2, shards=shards)
     last = data.folder / f"part-{shards - 1:06d}.tar"
     payload = last.read_bytes()
     last.unlink()
     os.mkfifo(last)
     return data, last, payload
-
-
-def _start(ray_head, args: list[str], log) -> subprocess.Popen:
-    """The job as a shell would start it in the foreground: SIGINT at its default (a background
-    process of a non-interactive shell inherits it ignored)."""
-    return subprocess.Popen([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), *args], env=ray_head.env,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, cwd=REPO,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _stuck_job(ray_head, tmp_path, shards: int, grace: int):
@@ -145,7 +132,7 @@ def _stuck_job(ray_head, tmp_path, shards: int, grace: int):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=shards)
     out = tmp_path / "out"
     args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds", str(grace)]
-    job = _start(ray_head, args, tmp_path / "job.log")
+    job = start_cli(ray_head, *args, log=tmp_path / "job.log")
     try:
         _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == shards - 1, 180,
                   f"{shards - 1} committed shard(s)")
@@ -167,19 +154,17 @@ def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summar
     finally:
         job.kill()
     log = (tmp_path / "job.log").read_text()
-    assert "SIGTERM received: no new shards; 1 running shard(s) get 2 s to commit" in log
-    assert "abandoned 1 running shard(s): part-000003" in log
     assert log.rstrip().splitlines()[-1] == ("stopped by SIGTERM: 3 of 4 shards committed (3 in this run, 1 "
                                              "abandoned mid-shard), 1 not; re-run the same command to encode the rest")
     assert "Traceback" not in log and "PC: @" not in log
-    summary = json.loads((out / "_summary.json").read_text())
+    summary = read_summary(out)
     assert summary["this_run"]["stopped_by"] == "SIGTERM" and summary["this_run"]["abandoned"] == ["part-000003"]
     assert summary["shards"] == {"total": 4, "committed": 3, "given_up": 0, "pending": 1}
     assert not list((out / "_lease").glob("*.json"))  # released: a re-run need not wait for it to lapse
     fifo.unlink()
     fifo.write_bytes(payload)
-    rerun = run_cli(ray_head, *args)
-    assert "3 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 8
+    run_cli(ray_head, *args)
+    assert shard_counts(out) == (4, 3, 1) and len(read_rows(out)) == 8
 
 
 def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_130(ray_head, tmp_path):
@@ -194,9 +179,12 @@ def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_
     finally:
         job.kill()
     log = (tmp_path / "job.log").read_text()
-    assert log.rstrip().splitlines()[-1].startswith("stopped by SIGINT: 2 of 2 shards committed (2 in this run), 0 not")
     assert "KeyboardInterrupt" not in log and "Traceback" not in log
-    assert len(read_output(out)) == 4
+    summary = read_summary(out)
+    assert summary["this_run"]["stopped_by"] == "SIGINT" and summary["this_run"]["abandoned"] == []
+    assert summary["shards"] == {"total": 2, "committed": 2, "given_up": 0, "pending": 0}
+    assert summary["this_run"]["shards_encoded"] == 2  # the running shard committed in the grace period
+    assert len(read_rows(out)) == 4
 
 
 def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
@@ -208,9 +196,10 @@ def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
         assert job.wait(timeout=60) == 143, (tmp_path / "job.log").read_text()
     finally:
         job.kill()
-    log = (tmp_path / "job.log").read_text()
-    assert "abandoned 1 running shard(s): part-000001" in log and "Traceback" not in log
-    assert log.rstrip().splitlines()[-1].startswith("stopped by SIGTERM: 1 of 2 shards committed")
+    assert "Traceback" not in (tmp_path / "job.log").read_text()
+    summary = read_summary(out)
+    assert summary["this_run"]["stopped_by"] == "SIGTERM" and summary["this_run"]["abandoned"] == ["part-000001"]
+    assert (summary["shards"]["committed"], summary["shards"]["total"]) == (1, 2)
 
 
 @pytest.fixture
@@ -229,7 +218,7 @@ def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_he
     data, fifo, payload = _blocking_dataset(tmp_path, shards=1)
     out = tiny_disk / "out"
     args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--max-shard-attempts", "1"]
-    job = _start(ray_head, args, tmp_path / "job.log")
+    job = start_cli(ray_head, *args, log=tmp_path / "job.log")
     try:
         _wait_for(lambda: (out / "_job.json").exists(), 180, "the job to start encoding")
         filler = subprocess.run(["dd", "if=/dev/zero", f"of={tiny_disk / 'filler'}", "bs=4k"], capture_output=True)
@@ -248,8 +237,8 @@ def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_he
     (tiny_disk / "filler").unlink()
     fifo.unlink()
     fifo.write_bytes(payload)
-    rerun = run_cli(ray_head, *args)
-    assert "0 already committed, 1 to encode" in rerun.stdout and len(read_output(out)) == 2
+    run_cli(ray_head, *args)
+    assert shard_counts(out) == (1, 0, 1) and len(read_rows(out)) == 2
 
 
 def test_a_shard_given_up_in_this_run_counts_as_given_up_without_its_marker(tmp_path):

@@ -9,7 +9,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.job.conftest import SMALL_CLIPS, run_cli
+from tests.support.jobs import SMALL_CLIPS, run_cli
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict, float]]]:

@@ -30,7 +30,8 @@ def main(folder: Path) -> None:
 
     from pipeline.job.config import JobConfig
     from pipeline.job.driver import NAMESPACE, JobError, run_job
-    from tests.job.conftest import TINY_MODEL, write_dataset
+    from tests.support.jobs import TINY_MODEL
+    from tests.support.shards import write_shards
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
@@ -38,7 +39,7 @@ def main(folder: Path) -> None:
         cluster.add_node(num_cpus=1, num_gpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="warning")
-        data = write_dataset(folder / "shards", shards=2, samples=2, frames=20)
+        data = write_shards(folder / "shards", 2, shards=2, frames=20)
         started = time.monotonic()
         try:
             run_job(JobConfig.from_flags(input=data.spec, output=str(folder / "out"), model=str(TINY_MODEL), num_frames=17,

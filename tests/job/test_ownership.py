@@ -9,8 +9,10 @@ import time
 
 from pipeline.output.layout import OutputLayout
 from pipeline.output.lease import Lease
+from tests.support.jobs import SMALL_CLIPS, run_cli, start_cli
+from tests.support.outputs import read_rows, read_summary, shard_counts
+from tests.support.shards import write_shards
 
-from .conftest import SMALL_CLIPS, read_output, run_cli, start_cli, write_dataset
 
 def _wait_for(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
@@ -22,7 +24,7 @@ def _wait_for(condition, timeout: float, what: str):
 
 
 def test_two_jobs_started_together_one_runs_the_other_is_refused_naming_it(ray_head, tmp_path):
-    data = write_dataset(tmp_path / "shards", shards=3, samples=3)
+    data = write_shards(tmp_path / "shards", 3, shards=3)
     last = data.folder / "part-000002.tar"
     payload = last.read_bytes()
     last.unlink()
@@ -42,17 +44,17 @@ def test_two_jobs_started_together_one_runs_the_other_is_refused_naming_it(ray_h
     logs = [(tmp_path / f"job{i}.log").read_text() for i in range(2)]
     winner = 1 - loser
     assert codes[loser] == 1 and codes[winner] == 0, logs
-    run_id = logs[winner].split("(run ", 1)[1].split(")", 1)[0]
+    run_id = read_summary(out)["this_run"]["run_id"]  # the winner's, the one run that wrote the output
     assert f"is in use by another job: run {run_id} (pid" in logs[loser] and "or pass --wait" in logs[loser]
     assert "Traceback" not in logs[loser]
     records = [json.loads(p.read_text()) for p in (out / "_committed").glob("*.json")]
     assert len(records) == 3 and {r["run_id"] for r in records} == {run_id} and {r["attempt"] for r in records} == {1}
     assert not list((out / "_lease").glob("*.json"))  # released
-    assert len(read_output(out)) == 9
+    assert len(read_rows(out)) == 9
 
 
 def test_overwrite_never_deletes_a_held_output_and_wait_resumes_after_it(ray_head, tmp_path):
-    data = write_dataset(tmp_path / "shards", shards=4, samples=2)
+    data = write_shards(tmp_path / "shards", 2, shards=4)
     last = data.folder / "part-000003.tar"
     payload = last.read_bytes()
     last.unlink()
@@ -79,11 +81,11 @@ def test_overwrite_never_deletes_a_held_output_and_wait_resumes_after_it(ray_hea
         first.kill()
         if waiter is not None:
             waiter.kill()
-    waited = (tmp_path / "waiter.log").read_text()
-    assert "4 shards, 4 already committed, 0 to encode" in waited and "took over" not in waited  # released
+    assert shard_counts(out) == (4, 4, 0)  # the waiter's run, after the first one's
+    assert "took over" not in (tmp_path / "waiter.log").read_text()  # released, not lapsed
     records = [json.loads(p.read_text()) for p in (out / "_committed").glob("*.json")]
     assert len(records) == 4 and len({r["run_id"] for r in records}) == 1
-    assert len(read_output(out)) == 8
+    assert len(read_rows(out)) == 8
 
 
 def test_sigterm_while_waiting_for_the_output_exits_143_before_ray(ray_head, dataset, tmp_path):
@@ -108,7 +110,7 @@ def test_sigterm_while_waiting_for_the_output_exits_143_before_ray(ray_head, dat
 
 
 def test_a_job_whose_lease_was_taken_over_stops(ray_head, tmp_path):
-    data = write_dataset(tmp_path / "shards", shards=2, samples=2)
+    data = write_shards(tmp_path / "shards", 2, shards=2)
     fifo = data.folder / "part-000001.tar"
     fifo.unlink()
     os.mkfifo(fifo)  # the job blocks on its second shard

@@ -7,36 +7,31 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-from .conftest import REPO, SMALL_CLIPS, TINY_MODEL, read_output, run_cli
+from tests.support.jobs import REPO, SMALL_CLIPS, TINY_MODEL, run_cli
+from tests.support.outputs import read_rows, read_summary
 
 SIZES = [a for a in SMALL_CLIPS if a not in ("--model", str(TINY_MODEL))]
-
-
-def _cli(ray_head, cwd, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), *args], env=ray_head.env,
-                          capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def test_relative_paths_mean_the_folder_the_command_was_typed_in(ray_head, dataset, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(dataset.folder, work / "shards")
     shutil.copytree(TINY_MODEL, work / "models" / "tiny")
-    result = _cli(ray_head, work, "--input", "shards", "--output", "out/rel", "--model", "models/tiny", *SIZES)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_cli(ray_head, "--input", "shards", "--output", "out/rel", "--model", "models/tiny", *SIZES, cwd=work)
     out = work / "out" / "rel"
     assert sorted(p.stem for p in (out / "_committed").glob("*.json")) == sorted(dataset.good)
-    assert len(read_output(out)) == sum(len(keys) for keys in dataset.good.values())
+    assert len(read_rows(out)) == sum(len(keys) for keys in dataset.good.values())
     job = json.loads((out / "_job.json").read_text())
     assert job["config"]["output"] == str(out) and job["config"]["model"] == str(work / "models" / "tiny")
 
 
 def test_an_empty_folder_as_input_is_refused_before_ray(ray_head, tmp_path):
     (tmp_path / "empty").mkdir()
-    result = _cli(ray_head, tmp_path, "--input", "empty", "--output", "out", *SMALL_CLIPS, timeout=60)
+    result = run_cli(ray_head, "--input", "empty", "--output", "out", *SMALL_CLIPS, cwd=tmp_path, timeout=60,
+                     check=False)
     assert result.returncode == 2, result.stdout + result.stderr
     assert f"--input: the folder '{tmp_path / 'empty'}' holds no shards" in result.stderr
     assert not (tmp_path / "out").exists()
@@ -77,10 +72,9 @@ def test_a_finished_output_is_answered_without_starting_ray(ray_head, dataset, t
     from tests.support.ray_head import free_port
 
     dead = f"127.0.0.1:{free_port()}"
-    again = run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--ray-address", dead,
-                    timeout=60)
-    summary = json.loads((out / "_summary.json").read_text())
-    assert summary["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}, again.stdout
+    run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--ray-address", dead, timeout=60)
+    summary = read_summary(out)
+    assert summary["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}
     assert summary["this_run"]["shards_encoded"] == 0 and summary["this_run"]["shards_skipped"] == 3
     assert summary["clips"] == sum(len(keys) for keys in dataset.good.values())
     assert {p.name: p.stat().st_mtime_ns for p in (out / "latents").iterdir()} == before

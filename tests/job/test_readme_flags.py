@@ -7,7 +7,7 @@ import re
 
 from pipeline.job.config import SETTINGS, build_parser, shown_default
 
-from .conftest import REPO
+from tests.support.jobs import REPO
 
 
 def readme_rows() -> list[tuple[list[str], str]]:

@@ -5,7 +5,8 @@ import json
 
 import pyarrow.parquet as pq
 
-from tests.job.conftest import SMALL_CLIPS, TINY_MODEL, run_cli
+from tests.support.jobs import SMALL_CLIPS, TINY_MODEL, run_cli
+from tests.support.outputs import read_rows
 from wfvae import WFVAE
 
 
@@ -24,7 +25,7 @@ def test_model_from_s3(ray_head, dataset, local_s3, tmp_path):
     assert manifest["model"]["source"] == "s3://job-models/tiny/"
     metadata = pq.read_schema(out / "latents" / "part-000000.parquet").metadata
     assert metadata[b"weights_sha256"].decode() == expected
-    assert pq.read_table(out / "latents" / "part-000000.parquet").num_rows == len(dataset.good["part-000000"])
+    assert len(read_rows(out, shards=["part-000000"])) == len(dataset.good["part-000000"])
     assert manifest["config"]["model_storage_options"]["secret"] == "***"
 
     bad = run_cli(ray_head, "--input", str(dataset.folder / "part-000000.tar"), "--output", str(tmp_path / "o2"),

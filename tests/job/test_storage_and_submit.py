@@ -7,41 +7,38 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import fsspec
-import pyarrow.parquet as pq
 import pytest
 
 from pipeline.output.storage import write_atomically
-
-from .conftest import REPO, SMALL_CLIPS, read_output, run_cli
+from tests.support.jobs import REPO, SMALL_CLIPS, run_cli
+from tests.support.outputs import read_rows, read_summary, shard_counts
 
 
 def test_input_and_output_on_s3(ray_head, dataset, local_s3):
     local_s3.create_bucket("videos")
     for path in sorted(dataset.folder.glob("*.tar")):
         local_s3.put("videos", f"shards/{path.name}", path.read_bytes())
-    options = json.dumps(local_s3.storage_options)
-    args = ["--input", "s3://videos/shards/part-{000000..000002}.tar", "--output", "s3://videos/latents",
-            "--storage-options", options, *SMALL_CLIPS]
-    first = run_cli(ray_head, *args)
-    assert "3/3 committed" in first.stdout
-    fs = fsspec.filesystem("s3", **local_s3.storage_options)
+    output, options = "s3://videos/latents", local_s3.storage_options
+    args = ["--input", "s3://videos/shards/part-{000000..000002}.tar", "--output", output,
+            "--storage-options", json.dumps(options), *SMALL_CLIPS]
+    run_cli(ray_head, *args)
+    assert read_summary(output, options)["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}
+    fs = fsspec.filesystem("s3", **options)
     assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls("videos/latents/_committed")) == \
         ["part-000000.json", "part-000001.json", "part-000002.json"]
-    rows = [r for p in sorted(fs.glob("videos/latents/latents/*.parquet"))
-            for r in pq.read_table(p, filesystem=fs).to_pylist()]
+    rows = read_rows(output, storage_options=options)
     assert sorted(r["key"] for r in rows) == sorted(k for keys in dataset.good.values() for k in keys)
-    errors = [r for p in fs.glob("videos/latents/errors/*.parquet") for r in pq.read_table(p, filesystem=fs).to_pylist()]
+    errors = read_rows(output, "errors", storage_options=options)
     assert sorted(e["key"] for e in errors) == sorted(k for keys in dataset.broken.values() for k in keys)
     manifest = json.loads(fs.cat("videos/latents/_job.json"))
     assert manifest["config"]["storage_options"]["secret"] == "***"  # credentials are not written out
-    second = run_cli(ray_head, *args)
-    assert "3 already committed, 0 to encode" in second.stdout
+    run_cli(ray_head, *args)
+    assert shard_counts(output, options) == (3, 3, 0)
 
 
 def test_failed_upload_leaves_no_object(local_s3):
@@ -67,10 +64,9 @@ def test_ray_job_submit_against_a_local_head(ray_head, dataset, tmp_path):
          "--address", ray_head.dashboard_url, "--working-dir", str(REPO), "--",
          "python", "jobs/encode_dataset.py", "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS],
         env=ray_head.env, capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "succeeded" in result.stdout + result.stderr
-    assert "3/3 committed" in result.stdout
-    assert len(read_output(out)) == sum(len(k) for k in dataset.good.values())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]  # 1 unless the job succeeded
+    assert read_summary(out)["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}
+    assert len(read_rows(out)) == sum(len(k) for k in dataset.good.values())
 
 
 # -- where the job runs: a dead cluster record, a dead address, a local output on several nodes --------------
@@ -88,10 +84,8 @@ def _dead_address() -> str:
 def test_a_ray_address_that_does_not_answer_fails_within_seconds(ray_head, dataset, tmp_path):
     dead = _dead_address()
     began = time.monotonic()
-    result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--input", dataset.spec,
-                             "--output", str(tmp_path / "out"), *SMALL_CLIPS, "--ray-address", dead],
-                            env=_env_without_ray_address(ray_head), capture_output=True, text=True, timeout=120,
-                            cwd=REPO)
+    result = run_cli(ray_head, "--input", dataset.spec, "--output", str(tmp_path / "out"), *SMALL_CLIPS,
+                     "--ray-address", dead, env=_env_without_ray_address(ray_head), timeout=120, check=False)
     assert result.returncode == 1 and time.monotonic() - began < 30, result.stderr
     assert f"error: nothing answers at the Ray address '{dead}' (from --ray-address) within 3 s" in result.stderr
     assert "Traceback" not in result.stderr
@@ -105,14 +99,13 @@ def test_a_stale_cluster_record_starts_a_local_runtime(ray_head, dataset, tmp_pa
         (ray_tmp / "ray").mkdir()
         dead = _dead_address()
         (ray_tmp / "ray" / "ray_current_cluster").write_text(dead)  # what a crashed runtime leaves behind
+        out = tmp_path / "out"
         began = time.monotonic()
-        result = subprocess.run([sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--input", dataset.spec,
-                                 "--output", str(tmp_path / "out"), *SMALL_CLIPS, "--num-actors", "1"],
-                                env=_env_without_ray_address(ray_head, RAY_TMPDIR=str(ray_tmp)), capture_output=True,
-                                text=True, timeout=300, cwd=REPO)
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        assert f"is stale, nothing answers there" in result.stdout and dead in result.stdout
-        assert "3/3 committed" in result.stdout and time.monotonic() - began < 240
+        result = run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1",
+                         env=_env_without_ray_address(ray_head, RAY_TMPDIR=str(ray_tmp)), timeout=300)
+        assert "is stale, nothing answers there" in result.stdout and dead in result.stdout
+        assert time.monotonic() - began < 240
+        assert read_summary(out)["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -136,15 +129,13 @@ def test_a_local_output_on_a_multi_node_cluster_needs_shared_output(dataset, tmp
         else:
             raise AssertionError("the second node did not join")
         out = tmp_path / "out"
-        args = [sys.executable, str(REPO / "jobs" / "encode_dataset.py"), "--input", dataset.spec, "--output", str(out),
-                *SMALL_CLIPS, "--num-actors", "1"]
-        refused = subprocess.run(args, env=head.env, capture_output=True, text=True, timeout=180, cwd=REPO)
+        args = ["--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1"]
+        refused = run_cli(head, *args, timeout=180, check=False)
         assert refused.returncode == 2, refused.stdout + refused.stderr
         assert (f"error: --output: {out} is a local path, but the cluster has 2 nodes: each node would write its "
                 "shards to its own disk") in refused.stderr and "--shared-output" in refused.stderr
-        shared = subprocess.run([*args, "--shared-output"], env=head.env, capture_output=True, text=True, timeout=240,
-                                cwd=REPO)
-        assert shared.returncode == 0 and "3/3 committed" in shared.stdout, shared.stdout + shared.stderr
+        run_cli(head, *args, "--shared-output")
+        assert read_summary(out)["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:

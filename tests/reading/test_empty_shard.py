@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import io
-import tarfile
 
 import pytest
 
 from pipeline.reading import ReadConfig, SampleError, read_shard
 from pipeline.reading.shards import tar_members
+from tests.support.shards import make_shard
+
+EMPTY = make_shard([])  # what tarfile writes for no members: two zero blocks, padded to 10 KiB
 
 
-def _empty_tar() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w"):
-        pass
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize("data", [_empty_tar(), _empty_tar()[:1024]], ids=["padded", "two-zero-blocks"])
+@pytest.mark.parametrize("data", [EMPTY, EMPTY[:1024]], ids=["padded", "two-zero-blocks"])
 def test_a_valid_empty_tar_has_no_members_and_no_damage(data, tmp_path):
     assert list(tar_members(io.BytesIO(data))) == []
     (tmp_path / "empty.tar").write_bytes(data)

@@ -105,17 +105,9 @@ def test_video_extension_preference_and_names_with_dots(tmp_path):
 
 
 def test_duplicate_part_is_reported_and_the_first_kept(tmp_path):
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tf:
-        for name, data in (("a.mp4", b"first"), ("a.mp4", b"second"), ("b.mp4", b"b")):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    path = tmp_path / "d.tar"
-    path.write_bytes(buffer.getvalue())
+    path = tmp_path / "d.tar"  # members a.mp4, a.mp4, b.mp4
+    path.write_bytes(make_shard([{"__key__": "a", "mp4": b"first"}, {"__key__": "a", "mp4": b"second"},
+                                 {"__key__": "b", "mp4": b"b"}]))
     items = list(iter_samples(str(path), CONFIG))
     assert [(type(x).__name__, x.key) for x in items] == [("ErrorRecord", "a"), ("Sample", "a"), ("Sample", "b")]
     assert items[0].error_type == "DuplicatePart" and items[1].video == b"first"

@@ -14,13 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
-from tests.job.conftest import TINY_MODEL
-from tests.support.shards import make_shard
-from tests.support.videos import encode, random_bytes, smooth_frames
+from tests.support.jobs import TINY_MODEL
+from tests.support.shards import write_shards
 
 TINY_ARGS = ["--model", str(TINY_MODEL), "--num-frames", "5", "--batch-size", "2", "--progress-seconds", "1"]
 LANDSCAPE, PORTRAIT = (48, 64), (64, 32)  # -> buckets 32x32 and 64x32
@@ -35,21 +32,6 @@ class EncodedOutput:
     committed: tuple[str, ...]
     given_up: tuple[str, ...]
     never_run: tuple[str, ...]
-
-
-def write_mixed_shards(folder: Path, shards: int, samples: int, broken: int) -> None:
-    """Landscape and portrait videos (two latent shapes with the buckets above); sample ``broken``
-    of every shard is random bytes."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for s in range(shards):
-        records = []
-        for i in range(samples):
-            height, width = LANDSCAPE if i % 2 == 0 else PORTRAIT
-            video = random_bytes(3000, seed=i) if i == broken else \
-                encode(np.roll(smooth_frames(12, height, width), 3 * i + s, axis=2))
-            records.append({"__key__": f"s{s}-v{i:02d}", "mp4": video, "txt": f"caption s{s}-v{i:02d}",
-                            "json": {"s": s, "i": i}})
-        (folder / f"part-{s:06d}.tar").write_bytes(make_shard(records))
 
 
 def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
@@ -127,7 +109,7 @@ def moments_output(base: Path) -> EncodedOutput:
                            ("part-000001",), ("part-000003",))
     if (result.out / "_summary.json").exists():
         return result
-    write_mixed_shards(result.shards, shards=4, samples=8, broken=5)
+    write_shards(result.shards, 8, shards=4, sizes=(LANDSCAPE, PORTRAIT), broken={5: "random"})
     (result.out / "errors" / "part-000001.parquet").mkdir(parents=True)
     summary = encode_in_process(result.input_spec, result.out, [
         *TINY_ARGS, "--buckets", "32x32,64x32", "--clips", "uniform:2", "--store", "moments",
@@ -145,23 +127,10 @@ def mean_output(base: Path) -> EncodedOutput:
                            str(root / "shards" / "part-000000.tar"), ("part-000000",), (), ())
     if (result.out / "_summary.json").exists():
         return result
-    write_mixed_shards(result.shards, shards=1, samples=4, broken=-1)
+    write_shards(result.shards, 4, sizes=(LANDSCAPE, PORTRAIT))
     encode_in_process(result.input_spec, result.out, [*TINY_ARGS, "--resolution", "32x32",
                                                       "--latent-dtype", "float16"])
     return result
-
-
-def committed_rows(output: EncodedOutput) -> list[dict]:
-    """Every row of the committed shards, read with pyarrow directly, in shard and file order."""
-    rows = []
-    for name in output.committed:
-        rows.extend(pq.read_table(output.out / "latents" / f"{name}.parquet").to_pylist())
-    return rows
-
-
-def ids(samples) -> list[tuple[str, int]]:
-    """(key, clip) of samples or rows: what identifies a clip."""
-    return [(s["key"], s["clip"]) for s in samples]
 
 
 # Session fixtures, for conftests to import (``from tests.support.encoded_outputs import moments, mean_only``).

@@ -1,12 +1,22 @@
-"""WebDataset tar shards for tests: write them, and damage them in known places."""
+"""WebDataset tar shards for tests: write them, and damage them in known places.
+
+``make_shard`` is the primitive (the bytes of one tar of given samples); ``write_shards`` is the one
+folder of tiny-video shards every job, dataset and inspection test reads.
+"""
 
 from __future__ import annotations
 
 import io
 import json
 import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import webdataset as wds
+
+from tests.support.videos import encode, random_bytes, smooth_frames, truncated
 
 
 def make_shard(samples: list[dict[str, object]]) -> bytes:
@@ -27,6 +37,66 @@ def _encode(value: object) -> bytes:
     if isinstance(value, str):
         return value.encode("utf-8")
     return json.dumps(value).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A folder of shards and what each must give, so a test checks rows against keys, not counts it worked out."""
+
+    folder: Path
+    good: dict[str, list[str]]  # shard name -> keys that must give clips, in input order
+    broken: dict[str, list[str]]  # shard name -> keys that must give an error row
+
+    @property
+    def names(self) -> list[str]:
+        """The shards' names, as the output names their files and records."""
+        return list(self.good)
+
+    @property
+    def urls(self) -> list[str]:
+        """Each shard's path, in order: what a ShardEncoder or the reader is given."""
+        return [str(self.folder / f"{name}.tar") for name in self.good]
+
+    @property
+    def spec(self) -> str:
+        """Every shard as one brace range, as a user passes --input."""
+        return str(self.folder / f"part-{{000000..{len(self.good) - 1:06d}}}.tar")
+
+
+BROKEN = {"random": lambda video, i: random_bytes(3000, seed=i),  # not a video at all
+          "truncated": lambda video, i: truncated(video, 0.3)}  # an mp4 cut before its index
+
+
+def write_shards(folder: Path, samples: int | Sequence[int], shards: int = 1, *, frames: int | Sequence[int] = 12,
+                 sizes: Sequence[tuple[int, int]] = ((48, 64),), broken: Mapping[int, str] | None = None,
+                 video: bytes | None = None) -> Shards:
+    """``shards`` tars of ``samples`` videos (or one tar per count in a list), named ``part-000000.tar`` on.
+
+    Sample ``i`` of shard ``s`` is ``s{s}-v{i:03d}``: an mp4 of ``frames[i]`` frames of ``sizes[i]``
+    (height, width), both cycled, of smooth waves shifted per sample (or ``video``'s bytes), with a
+    ``txt`` caption and a ``json`` part. ``broken`` maps sample indexes to a kind of ``BROKEN``, in every
+    shard that has them.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    counts = [samples] * shards if isinstance(samples, int) else list(samples)
+    frames = [frames] if isinstance(frames, int) else list(frames)
+    broken = broken or {}
+    good: dict[str, list[str]] = {}
+    bad: dict[str, list[str]] = {}
+    for s, count in enumerate(counts):
+        name, records = f"part-{s:06d}", []
+        good[name], bad[name] = [], []
+        for i in range(count):
+            key = f"s{s}-v{i:03d}"
+            height, width = sizes[i % len(sizes)]
+            data = video if video is not None else \
+                encode(np.roll(smooth_frames(frames[i % len(frames)], height, width), 3 * i + s, axis=2))
+            if i in broken:
+                data = BROKEN[broken[i]](data, i)
+            (bad if i in broken else good)[name].append(key)
+            records.append({"__key__": key, "mp4": data, "txt": f"caption {key}", "json": {"s": s, "i": i}})
+        (folder / f"{name}.tar").write_bytes(make_shard(records))
+    return Shards(folder, good, bad)
 
 
 def members(shard: bytes) -> list[tarfile.TarInfo]:

@@ -9,39 +9,19 @@ from __future__ import annotations
 import concurrent.futures
 from pathlib import Path
 
-import numpy as np
-import pyarrow.parquet as pq
-
 from pipeline.job.decode_capacity import DecodeWorkers
 from pipeline.job.encoder_actor import SHARDS_IN_FLIGHT
 from pipeline.job.shard_encoder import ShardEncoder
 from pipeline.output.layout import OutputLayout
 from pipeline.reading import ErrorRecord, ReadConfig, read_shard
-from tests.support.shards import make_shard
-from tests.support.videos import encode, random_bytes, smooth_frames
+from tests.support.outputs import ids, read_rows
 
 
-def write_shards(folder: Path, sizes: list[int], broken: bool = True, frames=(30, 21, 40)) -> list[str]:
-    """One shard per size, of tiny 48x64 videos of different lengths; a shard of several samples
-    also holds one broken video."""
-    folder.mkdir(parents=True, exist_ok=True)
-    urls = []
-    for s, size in enumerate(sizes):
-        records = []
-        for i in range(size):
-            key = f"s{s}-{i:02d}"
-            if broken and size > 1 and i == size - 1:
-                video = random_bytes(3000, seed=i)
-            else:
-                video = encode(np.roll(smooth_frames(frames[i % len(frames)], 48, 64), 3 * i + s, axis=2))
-            records.append({"__key__": key, "mp4": video, "txt": f"caption {key}"})
-        path = folder / f"shard-{s:06d}.tar"
-        path.write_bytes(make_shard(records))
-        urls.append(str(path))
-    return urls
+FRAMES = (30, 21, 40)  # video lengths, cycled: clips of every policy, whole videos of several lengths
 
 
 def read_config(clips: str, num_frames: int = 5) -> ReadConfig:
+    """What the dataflow tests read: 32x32 clips for the tiny model (temporal compression 4)."""
     return ReadConfig(num_frames=num_frames, temporal_compression=4, resolution=(32, 32), clips=clips)
 
 
@@ -84,7 +64,6 @@ def expected(url: str, config: ReadConfig) -> tuple[list[tuple[str, int]], list[
 
 
 def written(out: Path, url: str) -> tuple[list[tuple[str, int]], list[str]]:
+    """What ``expected`` says, from the shard's files: (key, clip index) of its rows and the keys of its error rows."""
     name = Path(url).name.removesuffix(".tar")
-    rows = pq.read_table(out / "latents" / f"{name}.parquet").to_pylist()
-    errors = pq.read_table(out / "errors" / f"{name}.parquet").to_pylist()
-    return [(r["key"], r["clip"]) for r in rows], [e["key"] for e in errors]
+    return ids(read_rows(out, "latents", [name])), [error["key"] for error in read_rows(out, "errors", [name])]
