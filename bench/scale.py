@@ -211,11 +211,11 @@ def s3_rows(count: int) -> list[dict]:
 def e2e(count: int) -> list[dict]:
     """The real job on 10 real shards alone, and beside count - 10 committed ones."""
     sys.path.insert(0, str(ROOT))
-    from tests.job.conftest import write_dataset
+    from tests.support.shards import write_shards
 
     base = Path(tempfile.mkdtemp(prefix="scale-e2e-"))
     try:
-        real = write_dataset(base / "real", shards=LEFT, samples=3)
+        real = write_shards(base / "real", 3, shards=LEFT)
         rows = []
         for listed in (LEFT, count):
             folder, out = base / f"in-{listed}", base / f"out-{listed}"
