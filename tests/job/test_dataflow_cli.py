@@ -10,6 +10,8 @@ import io
 import json
 import tarfile
 
+import pytest
+
 from .conftest import REPO, read_output, run_cli
 
 VIDEO = REPO / "demo" / "bigbuckbunny.mp4"
@@ -28,6 +30,7 @@ def _bbb_shards(folder, shards: int, samples: int) -> str:
     return str(folder / f"part-{{000000..{shards - 1:06d}}}.tar")
 
 
+@pytest.mark.slow
 def test_three_clips_per_video_with_default_decode_settings_ends_with_every_clip(ray_head, tmp_path):
     spec = _bbb_shards(tmp_path / "shards", shards=3, samples=4)
     out = tmp_path / "out"

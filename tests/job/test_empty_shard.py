@@ -6,9 +6,12 @@ import io
 import json
 import tarfile
 
+import pytest
+
 from .conftest import SMALL_CLIPS, read_output, run_cli, write_dataset
 
 
+@pytest.mark.slow
 def test_an_empty_tar_is_committed_with_zero_rows(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=2, samples=2)
     buffer = io.BytesIO()

@@ -46,6 +46,7 @@ def _encoder_actor(address: str):
     return None
 
 
+@pytest.mark.slow
 def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=2, samples=30, frames=40)
     out = tmp_path / "out"
@@ -199,6 +200,7 @@ def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_
     assert len(read_output(out)) == 4
 
 
+@pytest.mark.slow
 def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
     job, _, out, _, _ = _stuck_job(ray_head, tmp_path, shards=2, grace=600)
     try:
@@ -225,6 +227,7 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_head, tmp_path, tiny_disk):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=1)
     out = tiny_disk / "out"

@@ -22,6 +22,7 @@ def _rows(out, shard):
     return pq.read_table(out / "latents" / f"{shard}.parquet").to_pylist()
 
 
+@pytest.mark.slow
 def test_added_shards_are_encoded_and_committed_ones_left_untouched(ray_head, tmp_path):
     source = write_dataset(tmp_path / "all", shards=6, samples=3)
     shards = tmp_path / "shards"
@@ -61,6 +62,7 @@ def test_added_shards_are_encoded_and_committed_ones_left_untouched(ray_head, tm
     assert summary["clips"] == clean_summary["clips"]  # the shard left out of the input is kept, and counted
 
 
+@pytest.mark.slow
 def test_a_shard_replaced_under_its_name_is_encoded_again(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=3, samples=4)
     out = tmp_path / "out"
