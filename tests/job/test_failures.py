@@ -94,6 +94,7 @@ def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_h
     assert not list(interrupted.rglob("*.tmp-*"))
 
 
+@pytest.mark.slow
 def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(ray_head, tmp_path):
     data = write_dataset(tmp_path / "shards", shards=3, samples=2)
     missing = data.folder / "part-000002.tar"
