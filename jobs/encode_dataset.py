@@ -43,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         return 0
+    import ray
+
     from pipeline.job.driver import JobError, run_job
     from pipeline.job.stopping import StopRequest
 
     stop = StopRequest()
     stop.install()
+    joined = not ray.is_initialized()  # this run joins (or starts) Ray, unless its caller already had
     try:
         summary = run_job(config, stop=stop)
     except ConfigError as err:
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return stop.exit_code or 1
     finally:
         stop.restore()
+        if joined and ray.is_initialized():
+            # Leave Ray now rather than in its exit hook, which first waits 0.5 s for workers' log lines:
+            # the job's actors are gone and its summary (or error) is printed.
+            ray.shutdown()
     if stop.signum is not None:
         return stop.exit_code
     shards = summary["shards"]

@@ -19,12 +19,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .config import WFVAEConfig
 from .remote import fetch_model, is_remote, local_path, read_remote_config
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where weights load: reading a config (read_config) needs none
+    import torch
+
     from .model import WFVAE
 
 SAFETENSORS_NAMES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
@@ -37,8 +37,9 @@ class CheckpointError(ValueError):
 
 
 def load_pretrained(cls: type["WFVAE"], source: str | Path, *, device: str | torch.device = "cpu",
-                    dtype: torch.dtype = torch.float32, allow_pickle: bool = False,
+                    dtype: torch.dtype | None = None, allow_pickle: bool = False,
                     storage_options: dict[str, Any] | None = None, cache_dir: str | Path | None = None) -> "WFVAE":
+    """``dtype`` None: float32."""
     if not is_remote(source):
         config_path, weights_path = resolve_source(source)
         return _load(cls, config_path, weights_path, device, dtype, allow_pickle)
@@ -50,7 +51,9 @@ def load_pretrained(cls: type["WFVAE"], source: str | Path, *, device: str | tor
 
 
 def _load(cls: type["WFVAE"], config_path: Path, weights_path: Path, device: str | torch.device,
-          dtype: torch.dtype, allow_pickle: bool) -> "WFVAE":
+          dtype: torch.dtype | None, allow_pickle: bool) -> "WFVAE":
+    import torch
+
     config = WFVAEConfig.from_json(config_path)
     state_dict = read_state_dict(weights_path, allow_pickle=allow_pickle)
     with torch.device("meta"):
@@ -60,7 +63,7 @@ def _load(cls: type["WFVAE"], config_path: Path, weights_path: Path, device: str
         model.load_state_dict(state_dict, strict=True, assign=True)
     except RuntimeError as err:
         raise CheckpointError(f"{weights_path}: {err}") from None
-    model.to(device=device, dtype=dtype)
+    model.to(device=device, dtype=torch.float32 if dtype is None else dtype)
     return model.eval()
 
 
@@ -144,6 +147,8 @@ def read_state_dict(path: Path, *, allow_pickle: bool = False) -> dict[str, torc
 
 
 def _training_state_dict(path: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    import torch
+
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=True)
     except Exception as err:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where clips are decoded: the summary's use of the results needs no torch
+    import torch
 
 WORST_KEPT = 5  # worst clips kept per shard and in the summary
 _MSE_FLOOR = 1e-10  # identical clips: ~148 dB instead of infinity, so records stay plain JSON
@@ -94,24 +96,26 @@ class QualityCanary:
         """PSNR in dB of the decoded ``mean`` (C, t, h, w) against the source ``frames`` (T, H, W, 3) uint8."""
         return self.psnrs([frames], mean[None])[0]
 
-    @torch.inference_mode()
     def psnrs(self, frames: list[np.ndarray], means: torch.Tensor) -> list[float]:
         """PSNR of each of a batch of latents ``means`` (B, C, t, h, w) against its source frames,
         decoded together and computed on the model's device."""
-        latents = means if self.latent_dtype is None else means.to(self.latent_dtype)
-        decoded = self.vae.decode(latents.to(self.vae.device, self.vae.dtype), chunk_frames=self.chunk_frames)
-        pixels = decoded.float().clamp_(-1, 1).add_(1).mul_(127.5).round_()  # as uint8 frames would hold
-        values = []
-        for clip, source_frames in zip(pixels, frames, strict=True):
-            # a copy: frames fetched from Ray's object store are read-only, which torch warns about
-            source = torch.from_numpy(np.array(source_frames, dtype=np.uint8)).to(clip.device)
-            source = source.permute(3, 0, 1, 2).float()
-            length = min(source.shape[1], clip.shape[1])
-            if source.shape[0] != 3 or source.shape[2:] != clip.shape[2:] or length < 1:
-                raise ValueError(f"source frames {tuple(source_frames.shape)} do not match the decoded clip "
-                                 f"{tuple(clip.shape)} (expected (T, H, W, 3) uint8 of the encoded clip)")
-            mse = float((source[:, :length] - clip[:, :length]).square().mean())
-            values.append(10.0 * math.log10(255.0 ** 2 / max(mse, _MSE_FLOOR)))
+        import torch
+
+        with torch.inference_mode():
+            latents = means if self.latent_dtype is None else means.to(self.latent_dtype)
+            decoded = self.vae.decode(latents.to(self.vae.device, self.vae.dtype), chunk_frames=self.chunk_frames)
+            pixels = decoded.float().clamp_(-1, 1).add_(1).mul_(127.5).round_()  # as uint8 frames would hold
+            values = []
+            for clip, source_frames in zip(pixels, frames, strict=True):
+                # a copy: frames fetched from Ray's object store are read-only, which torch warns about
+                source = torch.from_numpy(np.array(source_frames, dtype=np.uint8)).to(clip.device)
+                source = source.permute(3, 0, 1, 2).float()
+                length = min(source.shape[1], clip.shape[1])
+                if source.shape[0] != 3 or source.shape[2:] != clip.shape[2:] or length < 1:
+                    raise ValueError(f"source frames {tuple(source_frames.shape)} do not match the decoded clip "
+                                     f"{tuple(clip.shape)} (expected (T, H, W, 3) uint8 of the encoded clip)")
+                mse = float((source[:, :length] - clip[:, :length]).square().mean())
+                values.append(10.0 * math.log10(255.0 ** 2 / max(mse, _MSE_FLOOR)))
         return values
 
 
@@ -142,6 +146,8 @@ class ShardCanary:
         return self.results
 
     def _check(self, group: list[tuple[str, int, np.ndarray, torch.Tensor]]) -> None:
+        import torch
+
         began = time.perf_counter()
         frames, means = [f for _, _, f, _ in group], torch.stack([m for *_, m in group])
         try:

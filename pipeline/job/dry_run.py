@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..dtypes import ITEMSIZES
 from ..output.layout import shard_name
 from ..output.index import OutputState
 from ..output.records import Totals
-from ..output.schema import LATENT_DTYPES
 from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, count_samples, iter_samples, probe_clips
 from ..reading.records import SHARD_DAMAGE
 from .config import JobConfig
@@ -159,7 +159,7 @@ def _estimate(job: JobConfig, probes: list[SampleProbe], shards: int) -> dict[st
         return {"shards": shards, "samples": None, "clips": None, "bytes": None, "based_on": based_on}
     samples = round(np.mean(counted) * shards)
     clips_per_sample = np.mean([len(p.clip_frames) for p in sampled])
-    itemsize = LATENT_DTYPES[job.latents.latent_dtype].itemsize * (2 if job.latents.store == "moments" else 1)
+    itemsize = ITEMSIZES[job.latents.latent_dtype] * (2 if job.latents.store == "moments" else 1)
     bytes_per_clip = np.mean([int(np.prod(shape)) * itemsize for p in usable for shape in p.latent_shapes] or [0])
     clips = round(samples * clips_per_sample)
     shapes = sorted({tuple(shape) for p in usable for shape in p.latent_shapes})

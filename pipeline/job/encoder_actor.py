@@ -1,26 +1,23 @@
-"""The Ray actor that owns one WF-VAE on one GPU (or CPU) and encodes shards with it."""
+"""The Ray actor that owns one WF-VAE on one GPU (or CPU) and encodes shards with it.
+
+The driver imports this module for the actor's class only: torch, the model and the encoding code
+are imported by the actor itself, so that the driver starts without them.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
-import torch
 
-from wfvae import WFVAE
-
-from ..output.layout import OutputLayout
-from ..output.sink import latents_metadata
-from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES
-from ..reading import ReadConfig
 from ..reading.records import describe
-from .canary import QualityCanary
-from .config import JobConfig
-from .decode_capacity import DecodeWorkers
-from .metrics import JobMetrics
-from .shard_encoder import ShardEncoder
+
+if TYPE_CHECKING:
+    from ..reading import ReadConfig
+    from .config import JobConfig
+    from .decode_capacity import DecodeWorkers
 
 # Shard calls an actor takes at once: while one is published, the next encodes and the one after it
 # is open, so its decoding starts as soon as the one encoding has handed out its last sample.
@@ -33,6 +30,11 @@ def resolve_dtype(name: str, on_gpu: bool) -> str:
     return ("bfloat16" if on_gpu else "float32") if name == "auto" else name
 
 
+def _piece_frames(job: JobConfig, temporal_compression: int) -> int | None:
+    """Frames per piece of a whole-video clip (which streams through the Causal Cache); None for clips."""
+    return (job.run.chunk_frames or 8 * temporal_compression) if job.read.whole_videos else None
+
+
 class EncoderActor:
     """Loads the model once; ``encode_shard`` encodes one shard at a time (further calls decode ahead
     and wait for the encoder), ``progress`` reports on the shard being encoded.
@@ -43,6 +45,30 @@ class EncoderActor:
 
     def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: DecodeWorkers,
                  fingerprint: str, run_id: str) -> None:
+        from ..output.layout import OutputLayout
+        from .dataflow import Dataflow
+        from .decode_capacity import NoDecodeCPU
+
+        # The decode workers' processes start first: they come up while this one imports torch and loads
+        # the model. (Clips are cut for the model the driver checked the settings against.)
+        layout = OutputLayout(job.where.output, job.where.storage_options)
+        piece_frames = _piece_frames(job, read_config.temporal_compression)
+        dataflow = Dataflow(read_config, layout.storage_options, piece_frames, decode_workers)
+        try:
+            dataflow.pool.resize()
+        except NoDecodeCPU:
+            pass  # the first shard reports it (the cluster may have grown by then)
+
+        import torch
+
+        from wfvae import WFVAE
+
+        from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES
+        from ..output.sink import latents_metadata
+        from .canary import QualityCanary
+        from .metrics import JobMetrics
+        from .shard_encoder import ShardEncoder
+
         on_gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
         self.device = torch.device("cuda") if on_gpu else torch.device("cpu")
         if on_gpu:
@@ -55,17 +81,20 @@ class EncoderActor:
                                              storage_options=job.where.model_options)
         except Exception as err:  # noqa: BLE001 - reported by identity(): one line, not a crashed actor's dump
             self.load_error = f"could not load the model {job.where.model} on {socket.gethostname()}: {describe(err)}"
+            dataflow.close()
             return
         tc = self.vae.temporal_compression
+        if tc != read_config.temporal_compression:  # not the model the driver read: a dataflow for this one
+            dataflow.close()
+            dataflow = None
         self.checksum = self.vae.weights_checksum()
         metadata = latents_metadata(job.where.model, self.vae, self.checksum, store=job.latents.store,
                                     latent_dtype=job.latents.latent_dtype, compute_dtype=compute_dtype,
                                     fingerprint=fingerprint)
-        layout = OutputLayout(job.where.output, job.where.storage_options)
         self.encoder = ShardEncoder(
             self.vae, read_config, layout,
             batch_size=job.run.batch_size, chunk_frames=job.run.chunk_frames,
-            piece_frames=(job.run.chunk_frames or 8 * tc) if job.read.whole_videos else None,
+            piece_frames=_piece_frames(job, tc),
             latent_dtype=job.latents.latent_dtype, store_logvar=job.latents.store == "moments",
             decode_workers=decode_workers,
             file_metadata=metadata,
@@ -75,6 +104,7 @@ class EncoderActor:
             metrics=JobMetrics(layout.url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
+            dataflow=dataflow,
         )
 
     def identity(self) -> dict[str, Any]:

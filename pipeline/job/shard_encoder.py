@@ -60,7 +60,9 @@ class ShardEncoder:
                  chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
                  decode_workers: DecodeWorkers, file_metadata: dict[str, Any],
                  record_extra: dict[str, Any], canary: QualityCanary | None = None,
-                 metrics: JobMetrics | None = None) -> None:
+                 metrics: JobMetrics | None = None, dataflow: Dataflow | None = None) -> None:
+        """``dataflow``: one made (with these settings) before the model loaded, whose decode workers are
+        starting meanwhile; by default one is made here."""
         self.vae = vae
         self.read_config = read_config
         self.layout = layout
@@ -73,7 +75,7 @@ class ShardEncoder:
         self.record_extra = record_extra
         self.canary = canary
         self.metrics = metrics
-        self.dataflow = Dataflow(read_config, layout.storage_options, piece_frames, decode_workers)
+        self.dataflow = dataflow or Dataflow(read_config, layout.storage_options, piece_frames, decode_workers)
         self.current: _ShardResults | None = None
         self._in_flight: HostLatents | None = None  # the last batch's latents, on their way to the host
         self._warm = False  # whether any decoded clip has arrived yet (before that: workers starting)

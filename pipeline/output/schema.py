@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
-import torch
 
 from ..dtypes import LATENT_DTYPES  # the project's one table; readers of the schema import it from here too
+
+if TYPE_CHECKING:  # imported where tensors are converted: writing the schema's files needs no torch
+    import torch
 
 LATENTS_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
@@ -53,6 +57,8 @@ ERRORS_SCHEMA = pa.schema([
 
 def tensor_bytes(tensor: torch.Tensor) -> bytes:
     """C-contiguous little-endian bytes of a CPU tensor (bfloat16 included)."""
+    import torch
+
     data = tensor.detach().cpu().contiguous()
     raw = data.view(torch.uint8).numpy() if data.dtype == torch.bfloat16 else data.numpy()
     if raw.dtype.byteorder == ">":  # pragma: no cover - big-endian hosts
@@ -62,6 +68,8 @@ def tensor_bytes(tensor: torch.Tensor) -> bytes:
 
 def tensor_from_bytes(payload: bytes, shape: list[int], dtype: str) -> torch.Tensor:
     """Inverse of ``tensor_bytes``."""
+    import torch
+
     if dtype not in LATENT_DTYPES:
         raise ValueError(f"unknown latent dtype {dtype!r}; expected one of {sorted(LATENT_DTYPES)}")
     buffer = np.frombuffer(payload, dtype=np.uint8).copy()

@@ -7,8 +7,10 @@ everything it encoded. Sums are kept in float64 so shards merge exactly in any o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # imported by ``add``: merging and reporting statistics needs no torch
+    import torch
 
 
 @dataclass
@@ -19,6 +21,8 @@ class LatentStats:
 
     def add(self, latents: torch.Tensor) -> None:
         """latents (C, ...) or (B, C, ...)."""
+        import torch
+
         values = latents.detach().to(torch.float64)
         channels = values.shape[-4] if values.dim() >= 4 else values.shape[0]
         per_channel = values.movedim(-4 if values.dim() >= 4 else 0, 0).reshape(channels, -1)

@@ -20,7 +20,6 @@ from typing import IO
 import braceexpand
 import fsspec
 from fsspec.core import url_to_fs
-from webdataset.tariterators import base_plus_ext
 
 from ..output.storage import is_local
 from .records import STAGE_SHARD, ErrorRecord, SampleError, describe
@@ -29,6 +28,10 @@ LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # what a folder given as --input is taken to hold
 _GLOB_CHARS = ("*", "?", "[")
 _META_MEMBER = re.compile(r"__[^/]*__($|/)")  # webdataset's rule for metadata members
+# webdataset's rule for a member's key and extensions: the key is everything up to the first dot of the
+# file name (folders included), the extensions everything after it. Spelled out here rather than imported:
+# importing webdataset imports torch, which the decode workers (and the driver) do not otherwise need.
+_KEY_AND_EXTENSIONS = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 
 
 def list_shards(spec: str | Sequence[str], storage_options: dict | None = None) -> list[str]:
@@ -127,6 +130,13 @@ def _damage(error_type: str, message: str, member: str | None) -> SampleError:
     """A damaged tar, as the one error type: its key is the sample of the member being read, or None
     when the damage was at (or instead of) a header."""
     return SampleError(ErrorRecord(STAGE_SHARD, error_type, message, key=key_of(member) if member else None))
+
+
+def base_plus_ext(name: str) -> tuple[str, str] | tuple[None, None]:
+    """(key, extensions) of a tar member, as webdataset's ``base_plus_ext`` splits it; (None, None) for a
+    name without an extension."""
+    match = _KEY_AND_EXTENSIONS.match(name)
+    return (match.group(1), match.group(2)) if match else (None, None)
 
 
 def key_of(name: str) -> str:

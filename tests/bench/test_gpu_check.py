@@ -14,6 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.py"
 NOT_ON_THE_GPU_MACHINE = ["ray", "av", "webdataset", "decord", "huggingface_hub", "yaml", "PIL", "s3fs", "boto3",
@@ -129,6 +131,7 @@ def test_tiny_check_on_cpu_without_ray_or_pyav(tmp_path):
     assert beyond_torch <= ALLOWED_BEYOND_TORCH, beyond_torch
 
 
+@pytest.mark.slow
 def test_a_section_past_its_time_is_cut_and_the_run_still_reports(tmp_path):
     """Each throughput point asks for 10^6 timed encodes: the alarm must cut the section at its deadline."""
     out = tmp_path / "cut.json"

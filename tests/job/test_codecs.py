@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.jobs import SMALL_CLIPS, run_cli
 from tests.support.outputs import read_rows
 from tests.support.shards import make_shard
 from tests.support.videos import encode, encode_av1, index_frames
 
 
+@pytest.mark.slow
 def test_an_av1_video_is_encoded_like_any_other(ray_head, tmp_path):
     frames = index_frames(12)
     samples = [

@@ -6,6 +6,8 @@ slots that earlier samples needed); the dataflow cannot.
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.jobs import REPO, run_cli
 from tests.support.outputs import ids, read_rows, read_summary
 from tests.support.shards import write_shards
@@ -13,6 +15,7 @@ from tests.support.shards import write_shards
 VIDEO = REPO / "demo" / "bigbuckbunny.mp4"
 
 
+@pytest.mark.slow
 def test_three_clips_per_video_with_default_decode_settings_ends_with_every_clip(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 4, shards=3, video=VIDEO.read_bytes())
     out = tmp_path / "out"

@@ -15,8 +15,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.cluster_script import run_cluster_script
 
+@pytest.mark.slow
 def test_losing_the_encoders_node_mid_shard_re_encodes_its_shards_elsewhere_identically(tmp_path):
     report = run_cluster_script(__file__, tmp_path, timeout=300)
     assert report["removed_node_held_encoder"] and report["encoder_moved"], report

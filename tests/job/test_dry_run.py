@@ -197,6 +197,7 @@ def test_shards_and_model_on_s3(dataset, local_s3, tmp_path):
     assert report.estimate["clips"] == 15
 
 
+@pytest.mark.slow
 def test_the_dry_run_predicts_the_shapes_and_provenance_the_job_writes(ray_head, tmp_path):
     """Rotation and pixel aspect choose the bucket: what the dry run predicts is what the job writes.
     One video a shard, since the dry run probes each shard's first sample."""

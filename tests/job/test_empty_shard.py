@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support.jobs import SMALL_CLIPS, run_cli
 from tests.support.outputs import read_rows, read_summary
 from tests.support.shards import write_shards
 
 
+@pytest.mark.slow
 def test_an_empty_tar_is_committed_with_zero_rows(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", [2, 2, 0])
     out = tmp_path / "out"

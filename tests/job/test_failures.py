@@ -45,6 +45,7 @@ def _encoder_actor(address: str):
     return None
 
 
+@pytest.mark.slow
 def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 30, shards=2, frames=40)
     out = tmp_path / "out"
@@ -89,6 +90,7 @@ def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_h
     assert not list(interrupted.rglob("*.tmp-*"))
 
 
+@pytest.mark.slow
 def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 2, shards=3)
     missing = data.folder / "part-000002.tar"
@@ -187,6 +189,7 @@ def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_
     assert len(read_rows(out)) == 4
 
 
+@pytest.mark.slow
 def test_a_second_signal_abandons_the_running_shard_at_once(ray_head, tmp_path):
     job, _, out, _, _ = _stuck_job(ray_head, tmp_path, shards=2, grace=600)
     try:
@@ -214,6 +217,7 @@ def tiny_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_head, tmp_path, tiny_disk):
     data, fifo, payload = _blocking_dataset(tmp_path, shards=1)
     out = tiny_disk / "out"

@@ -20,6 +20,7 @@ def _files(out):
             if p.is_file() and p.parent.name not in ("_runs", "_lease") and p.name != "_summary.json"}
 
 
+@pytest.mark.slow
 def test_added_shards_are_encoded_and_committed_ones_left_untouched(ray_head, tmp_path):
     source = write_shards(tmp_path / "all", 3, shards=6)
     shards = tmp_path / "shards"
@@ -58,6 +59,7 @@ def test_added_shards_are_encoded_and_committed_ones_left_untouched(ray_head, tm
     assert summary["clips"] == clean_summary["clips"]  # the shard left out of the input is kept, and counted
 
 
+@pytest.mark.slow
 def test_a_shard_replaced_under_its_name_is_encoded_again(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 4, shards=3)
     out = tmp_path / "out"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from pipeline.output.schema import read_file_metadata, tensor_from_bytes
@@ -71,6 +72,7 @@ def test_rerun_skips_committed_shards_and_rewrites_nothing(ray_head, dataset, tm
     assert len(read_rows(out)) == sum(len(k) for k in dataset.good.values())
 
 
+@pytest.mark.slow
 def test_a_different_config_is_refused_unless_overwrite(ray_head, dataset, tmp_path):
     out = tmp_path / "out"
     run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS)

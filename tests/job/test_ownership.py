@@ -7,6 +7,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from pipeline.output.layout import OutputLayout
 from pipeline.output.lease import Lease
 from tests.support.jobs import SMALL_CLIPS, run_cli, start_cli
@@ -53,6 +55,7 @@ def test_two_jobs_started_together_one_runs_the_other_is_refused_naming_it(ray_h
     assert len(read_rows(out)) == 9
 
 
+@pytest.mark.slow
 def test_overwrite_never_deletes_a_held_output_and_wait_resumes_after_it(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 2, shards=4)
     last = data.folder / "part-000003.tar"
@@ -109,6 +112,7 @@ def test_sigterm_while_waiting_for_the_output_exits_143_before_ray(ray_head, dat
     assert not (out / "_job.json").exists()
 
 
+@pytest.mark.slow
 def test_a_job_whose_lease_was_taken_over_stops(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 2, shards=2)
     fifo = data.folder / "part-000001.tar"

@@ -16,6 +16,7 @@ from tests.support.outputs import read_rows, read_summary
 SIZES = [a for a in SMALL_CLIPS if a not in ("--model", str(TINY_MODEL))]
 
 
+@pytest.mark.slow
 def test_relative_paths_mean_the_folder_the_command_was_typed_in(ray_head, dataset, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(dataset.folder, work / "shards")
@@ -64,6 +65,7 @@ def test_a_model_that_does_not_load_ends_the_job_with_one_line(ray_head, dataset
     assert "Fatal Python error" not in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_finished_output_is_answered_without_starting_ray(ray_head, dataset, tmp_path):
     out = tmp_path / "out"
     run_cli(ray_head, "--input", dataset.spec, "--output", str(out), *SMALL_CLIPS)

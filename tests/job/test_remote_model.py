@@ -4,12 +4,14 @@ actor fetches the weights into its node's cache, and the output records the same
 import json
 
 import pyarrow.parquet as pq
+import pytest
 
 from tests.support.jobs import SMALL_CLIPS, TINY_MODEL, run_cli
 from tests.support.outputs import read_rows
 from wfvae import WFVAE
 
 
+@pytest.mark.slow
 def test_model_from_s3(ray_head, dataset, local_s3, tmp_path):
     local_s3.create_bucket("job-models")
     for path in TINY_MODEL.iterdir():

@@ -57,6 +57,7 @@ def test_failed_upload_leaves_no_object(local_s3):
     assert fs.cat("partial/latents/shard.parquet") == b"complete"
 
 
+@pytest.mark.slow
 def test_ray_job_submit_against_a_local_head(ray_head, dataset, tmp_path):
     out = tmp_path / "submitted"
     result = subprocess.run(

@@ -427,6 +427,7 @@ def long_video(tmp_path_factory) -> Path:
     ("clips", "piece_frames", "pause", "frames"),
     [("whole", 16, 0.02, 997), ("first", 0, 1.0, 33), ("uniform:3", 0, 0.3, 99), ("all", 33, 0.002, 990)],
 )
+@pytest.mark.slow
 def test_process_memory_stays_flat_while_the_consumer_works(long_video, clips, piece_frames, pause, frames, decoder):
     # RSS of a fresh process, so the decoders' buffers in C count too. decord's decoder thread,
     # left running while the consumer held a piece, used to decode the rest of the video into

@@ -57,7 +57,7 @@ class RayHead:
                 raise RuntimeError(f"ray start exited: {Path(self.log.name).read_text()[-2000:]}")
             if _listening(self.dashboard_port) and _listening(self.port):
                 return self
-            time.sleep(0.5)
+            time.sleep(0.1)
         self.stop()
         raise RuntimeError("the Ray head did not come up in time")
 
@@ -67,7 +67,9 @@ class RayHead:
         pgid = os.getpgid(self.process.pid)
         os.killpg(pgid, signal.SIGTERM)
         try:
-            self.process.wait(timeout=5)
+            # `ray start --block`, gcs_server and raylet do not exit on SIGTERM (not within 30 s): waiting
+            # longer than the dashboard's processes need to stop only delays the end of the session
+            self.process.wait(timeout=1)
         except subprocess.TimeoutExpired:
             pass
         try:
