@@ -9,7 +9,6 @@ when a checkpoint carries them, checked against the built-in values on load.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
