@@ -324,6 +324,7 @@ class Dataflow:
                  decode_workers: DecodeWorkers) -> None:
         self.read_config = read_config
         self.storage_options = storage_options
+        self.piece_frames = piece_frames  # pieces of whole-video clips (None: each piece is a clip)
         self.pool = DecodePool(decode_workers, read_config, piece_frames)
         self._opened: queue.Queue = queue.Queue()
         self._turns: deque[ShardFeed] = deque()

@@ -86,17 +86,15 @@ class EncoderActor:
         tc = self.vae.temporal_compression
         if tc != read_config.temporal_compression:  # not the model the driver read: a dataflow for this one
             dataflow.close()
-            dataflow = None
+            dataflow = Dataflow(read_config, layout.storage_options, _piece_frames(job, tc), decode_workers)
         self.checksum = self.vae.weights_checksum()
         metadata = latents_metadata(job.where.model, self.vae, self.checksum, store=job.latents.store,
                                     latent_dtype=job.latents.latent_dtype, compute_dtype=compute_dtype,
                                     fingerprint=fingerprint)
         self.encoder = ShardEncoder(
-            self.vae, read_config, layout,
+            self.vae, dataflow, layout,
             batch_size=job.run.batch_size, chunk_frames=job.run.chunk_frames,
-            piece_frames=_piece_frames(job, tc),
             latent_dtype=job.latents.latent_dtype, store_logvar=job.latents.store == "moments",
-            decode_workers=decode_workers,
             file_metadata=metadata,
             canary=QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[job.latents.latent_dtype],
                                  job.run.chunk_frames // tc if job.run.chunk_frames else None)
@@ -104,7 +102,6 @@ class EncoderActor:
             metrics=JobMetrics(layout.url),
             record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
                                                       "device": str(self.device)}},
-            dataflow=dataflow,
         )
 
     def identity(self) -> dict[str, Any]:

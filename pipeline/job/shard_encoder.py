@@ -19,13 +19,12 @@ from wfvae import WFVAE, DiagonalGaussian
 from ..output.layout import OutputLayout, shard_name
 from ..output.records import CommitRecord
 from ..output.shard_writer import publish_shard
-from ..reading import ErrorRecord, ReadConfig, SampleError
+from ..reading import ErrorRecord, SampleError
 from ..reading.records import SHARD_DAMAGE, STAGE_SHARD
 from .balance import balance
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .canary import QualityCanary, ShardCanary
 from .dataflow import Dataflow, SampleDecode
-from .decode_capacity import DecodeWorkers
 from .metrics import JobMetrics
 from .rows import error_row, latent_row
 
@@ -56,26 +55,23 @@ class _ShardResults:
 
 
 class ShardEncoder:
-    def __init__(self, vae: WFVAE, read_config: ReadConfig, layout: OutputLayout, *, batch_size: int,
-                 chunk_frames: int | None, piece_frames: int | None, latent_dtype: str, store_logvar: bool,
-                 decode_workers: DecodeWorkers, file_metadata: dict[str, Any],
+    def __init__(self, vae: WFVAE, dataflow: Dataflow, layout: OutputLayout, *, batch_size: int,
+                 chunk_frames: int | None, latent_dtype: str, store_logvar: bool, file_metadata: dict[str, Any],
                  record_extra: dict[str, Any], canary: QualityCanary | None = None,
-                 metrics: JobMetrics | None = None, dataflow: Dataflow | None = None) -> None:
-        """``dataflow``: one made (with these settings) before the model loaded, whose decode workers are
-        starting meanwhile; by default one is made here."""
+                 metrics: JobMetrics | None = None) -> None:
+        """``dataflow``: the shards' decoding (made before the model loads, so its workers start meanwhile)."""
         self.vae = vae
-        self.read_config = read_config
+        self.dataflow = dataflow
         self.layout = layout
         self.batch_size = batch_size
         self.chunk_frames = chunk_frames
-        self.piece_frames = piece_frames  # set for whole-video clips, which stream through the Causal Cache
+        self.piece_frames = dataflow.piece_frames  # set for whole-video clips, which stream through the Causal Cache
         self.latent_dtype = latent_dtype
         self.store_logvar = store_logvar
         self.file_metadata = file_metadata
         self.record_extra = record_extra
         self.canary = canary
         self.metrics = metrics
-        self.dataflow = dataflow or Dataflow(read_config, layout.storage_options, piece_frames, decode_workers)
         self.current: _ShardResults | None = None
         self._in_flight: HostLatents | None = None  # the last batch's latents, on their way to the host
         self._warm = False  # whether any decoded clip has arrived yet (before that: workers starting)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 from pathlib import Path
 
+from pipeline.job.dataflow import Dataflow
 from pipeline.job.decode_capacity import DecodeWorkers
 from pipeline.job.encoder_actor import SHARDS_IN_FLIGHT
 from pipeline.job.shard_encoder import ShardEncoder
@@ -29,11 +30,11 @@ def make_encoder(out: Path, vae, config: ReadConfig, decode_workers: DecodeWorke
                  batch_size: int) -> ShardEncoder:
     """A ShardEncoder set up as EncoderActor sets it up (whole videos stream in pieces of 8 frames)."""
     whole = config.clip_policy == "whole"
-    return ShardEncoder(vae, config, OutputLayout(str(out)), batch_size=batch_size, chunk_frames=8 if whole else None,
-                        piece_frames=8 if whole else None, latent_dtype="float32", store_logvar=False,
-                        decode_workers=decode_workers if isinstance(decode_workers, DecodeWorkers)
-                        else DecodeWorkers(decode_workers), file_metadata={"test": True},
-                        record_extra={"run_id": "test"})
+    workers = decode_workers if isinstance(decode_workers, DecodeWorkers) else DecodeWorkers(decode_workers)
+    dataflow = Dataflow(config, None, 8 if whole else None, workers)
+    return ShardEncoder(vae, dataflow, OutputLayout(str(out)), batch_size=batch_size,
+                        chunk_frames=8 if whole else None, latent_dtype="float32", store_logvar=False,
+                        file_metadata={"test": True}, record_extra={"run_id": "test"})
 
 
 def encode_shards(encoder: ShardEncoder, urls: list[str], deadline: float) -> list[dict]:
