@@ -56,12 +56,14 @@ class Dispatch:
         self.running: dict[Any, tuple[int, str]] = {}  # shard call -> (actor, shard url)
         self.busy: Counter[int] = Counter()  # shard calls in flight per actor
         self.probes: dict[Any, int] = {}  # health probe -> actor being restarted
+        self.gone: set[int] = set()  # actors Ray will not restart
         self.sent = [0] * len(actors)  # shard calls sent to each actor since it (re)started: their order
         self.metrics = JobMetrics(sink.url)
 
     def send(self) -> None:
         """Fills the free shard slots of the actors that are up, one shard per actor per round."""
-        up = [i for i in range(len(self.actors)) if i not in self.probes.values()]
+        restarting = set(self.probes.values())
+        up = [i for i in range(len(self.actors)) if i not in restarting and i not in self.gone]
         while self.queue and up:
             free = [i for i in up if self.busy[i] < SHARDS_IN_FLIGHT]
             if not free:
@@ -92,6 +94,7 @@ class Dispatch:
                 raise JobError(identity["error"])
             self.sent[index] = 0  # a restarted actor counts its calls afresh
         except ActorDiedError as err:
+            self.gone.add(index)
             self.log(f"encoder actor {index} is gone for good: {describe(err)}")
         except RayActorError:
             time.sleep(PROBE_PAUSE)  # still restarting
