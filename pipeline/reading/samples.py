@@ -1,22 +1,20 @@
 """From a shard's tar members to samples: video bytes, caption and metadata.
 
-Grouping follows webdataset (`group_by_keys`, `base_plus_ext`; spelled out here, as
-importing webdataset imports torch): a sample is the run of consecutive files that
-share a key. When a shard is damaged, every sample read whole before the damage is
-still yielded; the sample the damage cut into is dropped and named in the shard's
-error record.
+Grouping follows webdataset (`group_by_keys`, `base_plus_ext`): a sample is the
+run of consecutive files that share a key. When a shard is damaged, every sample
+read whole before the damage is still yielded; the sample the damage cut into is
+dropped and named in the shard's error record.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from .config import ReadConfig
 from .records import STAGE_SAMPLE, STAGE_SHARD, ErrorRecord, Sample, SampleError, describe
-from .shards import base_plus_ext, key_of, open_shard, tar_members
+from .shards import key_of, open_shard, tar_members
 
 
 def iter_samples(
@@ -44,6 +42,10 @@ def count_samples(shard_url: str, config: ReadConfig, storage_options: dict | No
 
 def _samples(shard_url: str, config: ReadConfig, storage_options: dict | None, state: _GroupingState,
              read_data: bool) -> Iterator[Sample | ErrorRecord]:
+    # imported here, by the process that reads shards: importing webdataset imports torch (~1 s), which
+    # the driver and the decode workers otherwise do without
+    from webdataset.tariterators import group_by_keys
+
     try:
         with open_shard(shard_url, storage_options, config.shard_block_size) as stream:
             members = _member_dicts(tar_members(stream, read_data), shard_url, state)
@@ -68,42 +70,6 @@ def _samples(shard_url: str, config: ReadConfig, storage_options: dict | None, s
             message += f"; sample {state.dropped_key!r} was cut and dropped"
         yield ErrorRecord(STAGE_SHARD, damage.error_type, message, shard=shard_url, key=state.dropped_key,
                           samples_read=state.samples_read)
-
-
-def group_by_keys(members: Iterable[dict[str, Any]],
-                  handler: Callable[[BaseException], bool]) -> Iterator[dict[str, Any]]:
-    """webdataset's ``group_by_keys`` (lower-case extensions, every extension kept): consecutive members
-    ``{"fname", "data", "__url__"}`` with one key make one sample ``{"__key__", "__url__", ext: data, ...}``.
-    A member without an extension is skipped. A second member with a sample's extension is a ValueError
-    given to ``handler``: True keeps the first one and goes on, False ends the grouping. An error raised
-    by ``members`` itself propagates (the sample in progress is dropped)."""
-    current: dict[str, Any] | None = None
-    for member in members:
-        try:
-            name, value = member["fname"], member["data"]
-            prefix, suffix = base_plus_ext(name)
-            if prefix is None:
-                continue
-            suffix = suffix.lower()
-            if current is None or prefix != current["__key__"]:
-                if _valid(current):
-                    yield current
-                current = {"__key__": prefix, "__url__": member["__url__"]}
-            if suffix in current:
-                raise ValueError(f"{name}: duplicate file name in tar file {suffix} {current.keys()}")
-            current[suffix] = value
-        except Exception as exc:  # noqa: BLE001 - webdataset's handler protocol
-            exc.args = exc.args + (member.get("stream"), member.get("url"))
-            if handler(exc):
-                continue
-            break
-    if _valid(current):
-        yield current
-
-
-def _valid(sample: dict[str, Any] | None) -> bool:
-    """webdataset's ``valid_sample``: a sample whose ``__bad__`` part is set is dropped."""
-    return sample is not None and not sample.get("__bad__", False)
 
 
 @dataclass

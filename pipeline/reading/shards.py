@@ -28,10 +28,6 @@ LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # what a folder given as --input is taken to hold
 _GLOB_CHARS = ("*", "?", "[")
 _META_MEMBER = re.compile(r"__[^/]*__($|/)")  # webdataset's rule for metadata members
-# webdataset's rule for a member's key and extensions: the key is everything up to the first dot of the
-# file name (folders included), the extensions everything after it. Spelled out here rather than imported:
-# importing webdataset imports torch, which the decode workers (and the driver) do not otherwise need.
-_KEY_AND_EXTENSIONS = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 
 
 def list_shards(spec: str | Sequence[str], storage_options: dict | None = None) -> list[str]:
@@ -132,15 +128,10 @@ def _damage(error_type: str, message: str, member: str | None) -> SampleError:
     return SampleError(ErrorRecord(STAGE_SHARD, error_type, message, key=key_of(member) if member else None))
 
 
-def base_plus_ext(name: str) -> tuple[str, str] | tuple[None, None]:
-    """(key, extensions) of a tar member, as webdataset's ``base_plus_ext`` splits it; (None, None) for a
-    name without an extension."""
-    match = _KEY_AND_EXTENSIONS.match(name)
-    return (match.group(1), match.group(2)) if match else (None, None)
-
-
 def key_of(name: str) -> str:
-    """The sample key of a tar member, by webdataset's rule."""
+    """The sample key of a tar member, by webdataset's rule (imported here: see ``samples._samples``)."""
+    from webdataset.tariterators import base_plus_ext
+
     key, _ = base_plus_ext(name)
     return key if key is not None else name
 
