@@ -45,6 +45,14 @@ def _encoder_actor(address: str):
     return None
 
 
+def _no_encoder_actor(address: str) -> bool:
+    """Whether no encoder actor is alive: a killed driver's actors die with it, but not at once (one may
+    still commit the shard it was publishing)."""
+    from ray.util.state import list_actors
+
+    return not list_actors(address=address, filters=[("class_name", "=", "EncoderActor"), ("state", "=", "ALIVE")])
+
+
 @pytest.mark.slow
 def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_head, tmp_path):
     data = write_shards(tmp_path / "shards", 30, shards=2, frames=40)
@@ -78,6 +86,7 @@ def test_killed_driver_rerun_encodes_only_the_rest_and_matches_a_clean_run(ray_h
         job.wait(timeout=30)
     finally:
         job.kill()
+    _wait_for(lambda: _no_encoder_actor(ray_head.address), 60, "the killed driver's actors to end", interval=0.5)
     first = {p.stem for p in (interrupted / "_committed").glob("*.json")}
     assert 2 <= len(first) < 6, "the driver must die mid-job for this test to mean anything"
     run_cli(ray_head, *args, "--output", str(interrupted))
