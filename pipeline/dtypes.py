@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import torch
 
 NAMES = ("float32", "float16", "bfloat16")
-ITEMSIZES = {"float32": 4, "float16": 2, "bfloat16": 2}  # bytes per value, as torch.dtype.itemsize says
+ITEMSIZES = {name: int(name.rpartition("float")[2]) // 8 for name in NAMES}  # bytes per value: bits in the name
 
 
 class _Dtypes(Mapping[str, "torch.dtype"]):

@@ -9,9 +9,7 @@ file's key-value metadata, measured statistics in ``_summary.json``).
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa

@@ -14,3 +14,12 @@ def test_the_driver_and_the_decode_workers_do_not_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_torch_free_precision_table_agrees_with_torch():
+    import torch
+
+    from pipeline.dtypes import DTYPES, ITEMSIZES
+
+    assert {name: (DTYPES[name], ITEMSIZES[name]) for name in DTYPES} == \
+        {name: (getattr(torch, name), getattr(torch, name).itemsize) for name in ("float32", "float16", "bfloat16")}
