@@ -46,11 +46,19 @@ def _encoder_actor(address: str):
 
 
 def _no_encoder_actor(address: str) -> bool:
-    """Whether no encoder actor is alive: a killed driver's actors die with it, but not at once (one may
-    still commit the shard it was publishing)."""
+    """Whether no encoder actor's process is left: a killed driver's actors die with it, but not at once (one
+    may still commit the shard it was publishing, even after Ray has marked it dead)."""
     from ray.util.state import list_actors
 
-    return not list_actors(address=address, filters=[("class_name", "=", "EncoderActor"), ("state", "=", "ALIVE")])
+    for actor in list_actors(address=address, filters=[("class_name", "=", "EncoderActor")], detail=True):
+        if actor.state == "ALIVE":
+            return False
+        try:
+            os.kill(actor.pid, 0)
+            return False  # marked dead, but its process still runs
+        except (ProcessLookupError, TypeError):
+            pass
+    return True
 
 
 @pytest.mark.slow
