@@ -8,19 +8,21 @@ one's samples are handed out, while its last batches still encode.
 
 Why it cannot deadlock, whatever the clip policy, worker count, call, batch or shard size: calls are
 handed out in input order and each worker runs its calls in the order it was handed them. A call is
-*open* until the encoder has closed all its samples, and a worker holds at most ``DEPTH`` open calls.
-So the call with the oldest open sample is its worker's first open call: every call before it was
-received whole (the worker is done with it), or was given up, and then the worker was replaced and its
-open calls handed to the fresh process first, in order. That call is decoded now, held back only by the
-parcels the encoder is reading; the feeder waits only for room that the encoder's reading gives back.
+*open* until the encoder has closed all its samples, and a worker is handed a call only while it holds
+fewer than ``DEPTH``. So the call with the oldest open sample is its worker's first open call: every call
+before it was received whole (the worker is done with it), or was given up, and then the worker was
+replaced and its open calls handed to the fresh process first, in order (together with another worker's,
+in input order, should the fresh one find no CPU). That call is decoded now, held back only by the parcels
+the encoder is reading; the feeder waits only for room that the encoder's reading gives back.
 
-Memory stays bounded: at most ``DEPTH`` open calls per worker hold compressed bytes (a call holds at most
-``MAX_CALL_SAMPLES`` samples, more than one only while under ``MAX_CALL_BYTES``), and each call holds at
-most ``BYTES_AHEAD`` of decoded pixels ahead of the encoder.
+Memory stays bounded: at most ``DEPTH`` open calls per worker of the pool hold compressed bytes (a call
+holds at most ``MAX_CALL_SAMPLES`` samples, more than one only while under ``MAX_CALL_BYTES``), and each
+call holds at most ``BYTES_AHEAD`` of decoded pixels ahead of the encoder.
 """
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -38,9 +40,10 @@ from .crash_blame import CRASH_MESSAGE, blame
 from .decode_capacity import DecodeWorkers, NoDecodeCPU
 from .decode_workers import CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORKER, Part, parcel_plan, worker_died
 
-DEPTH = 2  # open calls per worker: the one it decodes and the next, so it never waits for work
+DEPTH = 3  # open calls per worker: the one it decodes and two more, so it does not wait for work while the
+# encoder is busy a moment longer than a call takes to decode (2 left the worker idle 12-17% decode-bound)
 PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
-# when none is up and no CPU is free, NoDecodeCPU ends the job
+# a replacement's calls then go to another worker; when none is up and no CPU is free, NoDecodeCPU ends the job
 OPEN_ORDER_SECONDS = 2.0  # how long a shard call waits for the one sent before it to arrive
 _END = object()
 
@@ -75,6 +78,7 @@ class Call:
 
     def __init__(self, pool: DecodePool, feed: ShardFeed, samples: list[Sample]) -> None:
         self.pool, self.feed = pool, feed
+        self.seq = next(pool.calls_made)  # calls are made in input order, by the feeder
         self.decodes = [SampleDecode(self, index, sample) for index, sample in enumerate(samples)]
         self.worker: _Worker | None = None
         self.gen = None  # its stream of parcels; None once ended
@@ -133,24 +137,25 @@ class _Worker:
     """One worker actor (placed on the encoder's node if it has room, else wherever the cluster has a CPU)
     and its open calls, in the order they were handed to it."""
 
-    def __init__(self, placement, wake: threading.Event, calls: list[Call]) -> None:
-        self.actor = WORKER.options(scheduling_strategy=placement).remote()
+    def __init__(self, pool: DecodePool, calls: list[Call]) -> None:
+        self.actor = WORKER.options(scheduling_strategy=pool.placement).remote()
         self.node: str | None = None  # where it runs, once it is up
         self.pid: int | None = None
         self.failed = False  # died before it was up
-        self.since = time.monotonic()
+        self.overdue = False  # not up ``PLACE_SECONDS`` after it was started
         self.calls = calls
-        self.actor.where.remote().future().add_done_callback(lambda done: self._placed(done, wake))
+        self.actor.where.remote().future().add_done_callback(lambda done: self._placed(done, pool.wake))
+        self.deadline = threading.Timer(PLACE_SECONDS, pool.unplaced, (self,))
+        self.deadline.daemon = True
+        self.deadline.start()
 
     def _placed(self, future, wake: threading.Event) -> None:
         """Ray's callback, on one of its threads: it takes no lock."""
         if future.exception() is None:
             self.node, self.pid = future.result()
+            self.deadline.cancel()
         self.failed = self.node is None
         wake.set()
-
-    def overdue(self) -> bool:
-        return self.node is None and time.monotonic() - self.since > PLACE_SECONDS
 
 
 class DecodePool:
@@ -164,6 +169,7 @@ class DecodePool:
         self.placement = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True,
                                                         _spill_on_unavailable=True)
         self.workers: list[_Worker] = []
+        self.calls_made = itertools.count()
         self.sample_seconds: float | None = None  # running mean of a sample's decoding time
 
     def resize(self) -> None:
@@ -175,7 +181,7 @@ class DecodePool:
                 raise
             return  # keeps what it has
         with self.lock:
-            self.workers += [_Worker(self.placement, self.wake, []) for _ in range(target - len(self.workers))]
+            self.workers += [_Worker(self, []) for _ in range(target - len(self.workers))]
             for worker in [w for w in self.workers if not w.calls][:max(0, len(self.workers) - target)]:
                 self.workers.remove(worker)
                 ray.kill(worker.actor, no_restart=True)
@@ -191,7 +197,7 @@ class DecodePool:
         with self.lock:
             nodes = Counter(w.node for w in self.workers if w.node)
             return {"workers": len(self.workers), "nodes": dict(nodes),
-                    "unplaced": sum(w.overdue() for w in self.workers)}
+                    "unplaced": sum(w.overdue for w in self.workers)}
 
     # -- under the lock ------------------------------------------------------------------------------
     def _submit(self, call: Call, again: bool) -> None:
@@ -211,10 +217,26 @@ class DecodePool:
         if worker not in self.workers:
             return  # the pool was closed: nothing is decoded any more
         ray.kill(worker.actor, no_restart=True)
-        fresh = self.workers[self.workers.index(worker)] = _Worker(self.placement, self.wake, worker.calls)
+        fresh = self.workers[self.workers.index(worker)] = _Worker(self, worker.calls)
         for call in fresh.calls:
             call.worker = fresh
             self._submit(call, again=True)
+
+    def unplaced(self, worker: _Worker) -> None:
+        """A worker's ``PLACE_SECONDS`` are up and it is not (the feeder is woken to see whether any is). A
+        replacement's open calls, which the encoder waits for, then go with another worker's, in input order,
+        to one fresh process in that worker's place: its node went away and no CPU is free for it (the pool
+        is one smaller until the next shard re-sizes it; while none is up, they wait for a CPU)."""
+        with self.lock:
+            worker.overdue = worker.node is None
+            hosts = [w for w in self.workers if w.node]
+            if worker.overdue and worker.calls and hosts and worker in self.workers:
+                host = min(hosts, key=lambda w: len(w.calls))
+                self.workers.remove(worker)
+                ray.kill(worker.actor, no_restart=True)
+                host.calls = sorted(host.calls + worker.calls, key=lambda call: call.seq)
+                self._replace(host)
+        self.wake.set()
 
     # -- the feeder ----------------------------------------------------------------------------------
     def assign(self, call: Call, stop: Callable[[], bool]) -> bool:
@@ -233,11 +255,9 @@ class DecodePool:
                     call.worker.calls.append(call)
                     self._submit(call, again=False)
                     return True
-                if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
+                if all(w.overdue for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
                     raise self.settings.no_cpu()
-                due = [w.since + PLACE_SECONDS - time.monotonic() for w in self.workers if not w.node]
-            # woken by a placement or a closed call, or when a worker's time to be placed is up
-            self.wake.wait(min((d for d in due if d > 0), default=None))
+            self.wake.wait()  # for a placement, a closed call, or a worker's time to be placed running out
 
     # -- the encoder ---------------------------------------------------------------------------------
     def failed(self, call: Call, decode: SampleDecode, err: Exception) -> None:

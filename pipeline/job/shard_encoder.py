@@ -78,7 +78,8 @@ class ShardEncoder:
 
     def progress(self) -> dict[str, Any]:
         current = self.current
-        return current.progress() if current else {}
+        unplaced = self.dataflow.pool.placed()["unplaced"]  # decode workers waiting for a CPU
+        return {**(current.progress() if current else {}), **({"unplaced_workers": unplaced} if unplaced else {})}
 
     def close(self) -> None:
         self.dataflow.close()
