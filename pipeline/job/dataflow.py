@@ -199,6 +199,11 @@ class DecodePool:
             return {"workers": len(self.workers), "nodes": dict(nodes),
                     "unplaced": sum(w.overdue for w in self.workers)}
 
+    def waiting_for_cpu(self) -> int:
+        """Workers not up that hold calls: the encoder waits for them (a replacement after a lost node)."""
+        with self.lock:
+            return sum(1 for w in self.workers if w.calls and not w.node)
+
     # -- under the lock ------------------------------------------------------------------------------
     def _submit(self, call: Call, again: bool) -> None:
         """Hands the call's unfinished samples (the first from its first undelivered piece) to its worker."""

@@ -143,21 +143,21 @@ class Dispatch:
         elapsed = time.perf_counter() - started
         asked = [self.actors[index].progress.remote() for index in {index for index, _ in self.running.values()}]
         answered, _ = ray.wait(asked, num_returns=len(asked), timeout=PROGRESS_TIMEOUT) if asked else ([], [])
-        partial = unplaced = 0
+        partial = waiting = 0
         for ref in answered:  # an actor that is slow or restarting is left out
             try:
                 progress = ray.get(ref)
             except RayActorError:
                 continue
             partial += progress.get("clips", 0)
-            unplaced += progress.get("unplaced_workers", 0)
+            waiting += progress.get("workers_waiting_for_cpu", 0)
         clips = sum(r["rows"] for r in encoded) + partial
         errors = sum(r["errors"] for r in encoded)
         done = len(encoded)
         eta = f"{elapsed / done * (self.total - done - given_up):.0f} s" if done else "unknown"
         return (f"[{elapsed:7.1f} s] shards {done}/{self.total} done, {len(self.running)} running, {given_up} given "
                 f"up; {clips} clips ({clips / elapsed:.2f} clips/s), {errors} errors; ETA {eta}"
-                + (f"; {unplaced} decode worker(s) waiting for a CPU" if unplaced else ""))
+                + (f"; {waiting} decode worker(s) waiting for a CPU" if waiting else ""))
 
 
 def dispatch(actors: list, todo: list[str], sink: OutputSink, run: Run, log: Callable[[str], None],

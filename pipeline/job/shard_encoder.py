@@ -78,8 +78,8 @@ class ShardEncoder:
 
     def progress(self) -> dict[str, Any]:
         current = self.current
-        unplaced = self.dataflow.pool.placed()["unplaced"]  # decode workers waiting for a CPU
-        return {**(current.progress() if current else {}), **({"unplaced_workers": unplaced} if unplaced else {})}
+        waiting = self.dataflow.pool.waiting_for_cpu()
+        return {**(current.progress() if current else {}), **({"workers_waiting_for_cpu": waiting} if waiting else {})}
 
     def close(self) -> None:
         self.dataflow.close()

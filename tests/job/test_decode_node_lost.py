@@ -27,6 +27,7 @@ def test_a_lost_decode_node_with_no_cpu_left_costs_nothing_and_the_shard_goes_on
     assert report["finished"], report
     assert report["committed"] == 1 and report["attempt"] == 1, report  # the shard was not failed and retried
     assert report["workers_on_lost_node"] == 1, report
+    assert report["most_waiting_for_cpu"] == 1, report  # the encoder's progress said what it waited for
     assert report["identical"], report
 
 
@@ -62,8 +63,9 @@ def main(folder: Path) -> None:
         _encoder_mid_shard(deadline=time.monotonic() + 120)
         on_lost = _decode_workers_on(lost.node_id)
         cluster.remove_node(lost, allow_graceful=False)
-        runner.join(timeout=240)
-        report = {"finished": not runner.is_alive(), "workers_on_lost_node": on_lost, "kept_node": kept.node_id}
+        most_waiting = _most_waiting_for_cpu(runner, deadline=time.monotonic() + 240)
+        report = {"finished": not runner.is_alive(), "workers_on_lost_node": on_lost, "kept_node": kept.node_id,
+                  "most_waiting_for_cpu": most_waiting}
         if report["finished"]:
             records = list(OutputLayout(str(folder / "cut")).commit_records().values())
             run_job(job(str(folder / "clean")), lambda line: None)
@@ -89,6 +91,21 @@ def _encoder_mid_shard(deadline: float) -> None:
                     continue
         time.sleep(0.05)
     raise AssertionError("the encoder was never seen mid-shard")
+
+
+def _most_waiting_for_cpu(runner: threading.Thread, deadline: float) -> int:
+    """The most decode workers the encoder reported waiting for a CPU while the job ran on."""
+    import ray
+
+    most = 0
+    while runner.is_alive() and time.monotonic() < deadline:
+        try:
+            encoder = ray.get_actor(next(n for n in ray.util.list_named_actors() if n.startswith("encoder-")))
+            most = max(most, ray.get(encoder.progress.remote(), timeout=5).get("workers_waiting_for_cpu", 0))
+        except Exception:  # noqa: BLE001 - the job is ending
+            pass
+        runner.join(timeout=0.5)
+    return most
 
 
 def _decode_workers_on(node_id: str) -> int:
