@@ -142,7 +142,7 @@ class _Worker:
         self.node: str | None = None  # where it runs, once it is up
         self.pid: int | None = None
         self.failed = False  # died before it was up
-        self.overdue = False  # not up ``PLACE_SECONDS`` after it was started
+        self.late = False  # its ``PLACE_SECONDS`` ran out (it may be up since)
         self.calls = calls
         self.actor.where.remote().future().add_done_callback(lambda done: self._placed(done, pool.wake))
         self.deadline = threading.Timer(PLACE_SECONDS, pool.unplaced, (self,))
@@ -156,6 +156,9 @@ class _Worker:
             self.deadline.cancel()
         self.failed = self.node is None
         wake.set()
+
+    def overdue(self) -> bool:
+        return self.late and self.node is None
 
 
 class DecodePool:
@@ -197,7 +200,7 @@ class DecodePool:
         with self.lock:
             nodes = Counter(w.node for w in self.workers if w.node)
             return {"workers": len(self.workers), "nodes": dict(nodes),
-                    "unplaced": sum(w.overdue for w in self.workers)}
+                    "unplaced": sum(w.overdue() for w in self.workers)}
 
     def waiting_for_cpu(self) -> int:
         """Workers not up that hold calls: the encoder waits for them (a replacement after a lost node)."""
@@ -233,9 +236,9 @@ class DecodePool:
         to one fresh process in that worker's place: its node went away and no CPU is free for it (the pool
         is one smaller until the next shard re-sizes it; while none is up, they wait for a CPU)."""
         with self.lock:
-            worker.overdue = worker.node is None
+            worker.late = True
             hosts = [w for w in self.workers if w.node]
-            if worker.overdue and worker.calls and hosts and worker in self.workers:
+            if worker.overdue() and worker.calls and hosts and worker in self.workers:
                 host = min(hosts, key=lambda w: len(w.calls))
                 self.workers.remove(worker)
                 ray.kill(worker.actor, no_restart=True)
@@ -260,7 +263,7 @@ class DecodePool:
                     call.worker.calls.append(call)
                     self._submit(call, again=False)
                     return True
-                if all(w.overdue for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
+                if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
                     raise self.settings.no_cpu()
             self.wake.wait()  # for a placement, a closed call, or a worker's time to be placed running out
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_script import run_cluster_script
+from tests.support.cluster_script import encoder_mid_shard, run_cluster_script
 
 @pytest.mark.slow
 def test_losing_the_encoders_node_mid_shard_re_encodes_its_shards_elsewhere_identically(tmp_path):
@@ -56,7 +56,7 @@ def main(folder: Path) -> None:
         runner = threading.Thread(target=lambda: outcome.update(summary=run_job(job(str(folder / "cut")), logs.append)),
                                   daemon=True)
         runner.start()
-        progress = _encoder_mid_shard(deadline=time.monotonic() + 120)
+        progress = encoder_mid_shard(deadline=time.monotonic() + 120)
         victim = next(node for node in nodes if node.node_id == progress["node_id"])
         cluster.remove_node(victim, allow_graceful=False)
         runner.join(timeout=180)
@@ -73,22 +73,6 @@ def main(folder: Path) -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
-
-
-def _encoder_mid_shard(deadline: float) -> dict:
-    import ray
-
-    while time.monotonic() < deadline:
-        for name in ray.util.list_named_actors():
-            if name.startswith("encoder-"):
-                try:
-                    progress = ray.get(ray.get_actor(name).progress.remote(), timeout=5)
-                except Exception:  # noqa: BLE001 - still starting
-                    continue
-                if progress.get("clips", 0) >= 1:
-                    return progress
-        time.sleep(0.05)
-    raise AssertionError("the encoder was never seen mid-shard")
 
 
 def _records(out: Path) -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_script import run_cluster_script
+from tests.support.cluster_script import encoder_mid_shard, run_cluster_script
 
 
 @pytest.mark.slow
@@ -60,7 +60,7 @@ def main(folder: Path) -> None:
         runner = threading.Thread(target=lambda: outcome.update(summary=run_job(job(str(folder / "cut")), print)),
                                   daemon=True)
         runner.start()
-        _encoder_mid_shard(deadline=time.monotonic() + 120)
+        encoder_mid_shard(deadline=time.monotonic() + 120)
         on_lost = _decode_workers_on(lost.node_id)
         cluster.remove_node(lost, allow_graceful=False)
         most_waiting = _most_waiting_for_cpu(runner, deadline=time.monotonic() + 240)
@@ -76,21 +76,6 @@ def main(folder: Path) -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
-
-
-def _encoder_mid_shard(deadline: float) -> None:
-    import ray
-
-    while time.monotonic() < deadline:
-        for name in ray.util.list_named_actors():
-            if name.startswith("encoder-"):
-                try:
-                    if ray.get(ray.get_actor(name).progress.remote(), timeout=5).get("clips", 0) >= 1:
-                        return
-                except Exception:  # noqa: BLE001 - still starting
-                    continue
-        time.sleep(0.05)
-    raise AssertionError("the encoder was never seen mid-shard")
 
 
 def _most_waiting_for_cpu(runner: threading.Thread, deadline: float) -> int:

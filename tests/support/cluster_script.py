@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,3 +21,20 @@ def run_cluster_script(script: str, folder: Path, timeout: float) -> dict[str, A
                                            "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def encoder_mid_shard(deadline: float) -> dict[str, Any]:
+    """The progress of the job's encoder actor once it has encoded a clip (called inside ``main``)."""
+    import ray
+
+    while time.monotonic() < deadline:
+        for name in ray.util.list_named_actors():
+            if name.startswith("encoder-"):
+                try:
+                    progress = ray.get(ray.get_actor(name).progress.remote(), timeout=5)
+                except Exception:  # noqa: BLE001 - still starting
+                    continue
+                if progress.get("clips", 0) >= 1:
+                    return progress
+        time.sleep(0.05)
+    raise AssertionError("the encoder was never seen mid-shard")
