@@ -15,7 +15,8 @@
    start-up) excluded.
 Capacities are measured before and after the job and averaged (the machine may be shared). Decode
 capacity is measured once more beside the encoder running flat out in another process: where cores slow
-each other down when both compute (2 vCPUs: 15-20%), the job's worker lies between the two figures. The
+each other down when both compute, the job's worker lies between the two figures (on the 2-vCPU dev
+machine they differed by 0-3%, see docs/benchmarks.md). The
 target: steady >= 0.8 x min(decode capacity x workers, encode capacity) when the job has a core
 for each side; the summary's balance line says which side limited it.
 
@@ -155,7 +156,8 @@ def decode_capacity_beside_encoder(args: argparse.Namespace, spec: str, tc: int)
     encoder = context.Process(target=_encode_until, args=(args, spec, tc, ready, stop), daemon=True)
     encoder.start()
     try:
-        ready.wait(600)
+        if not ready.wait(600):
+            raise RuntimeError("the encoder process beside the decode measurement did not start")
         return decode_capacity(args, spec, tc)
     finally:
         stop.set()
