@@ -20,6 +20,10 @@ machine they differed by 0-3%, see docs/benchmarks.md). The
 target: steady >= 0.8 x min(decode capacity x workers, encode capacity) when the job has a core
 for each side; the summary's balance line says which side limited it.
 
+``--pin`` gives the decode worker the last core to itself and puts everything else (this process, Ray,
+the encoder) on the others, as on a GPU node whose decode workers have cores of their own; decode
+capacity is then measured on that core.
+
 ``--standin`` makes the CPU encoder about as fast, relative to one decode core, as a GPU encoder
 is relative to a GPU node's decode cores: the tiny test model (tests/fixtures/wfvae/tiny-4x),
 17x64x64 clips, 12 small real videos per shard.
@@ -87,10 +91,14 @@ def decode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
     torch.set_num_threads(1)
     config = job_config(args, spec).read.for_model(tc)
     samples = [s for url in list_shards(spec)[1:] for s in iter_samples(url, config) if isinstance(s, Sample)]
+    cores = os.sched_getaffinity(0)
+    if args.decode_core is not None:
+        os.sched_setaffinity(0, {args.decode_core})  # where the job's decode worker runs
     started, clips = time.perf_counter(), 0
     for sample in samples:
         clips += sum(1 for _ in decode_clips(sample, config))
     seconds = time.perf_counter() - started
+    os.sched_setaffinity(0, cores)
     return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 2)}
 
 
@@ -164,7 +172,24 @@ def decode_capacity_beside_encoder(args: argparse.Namespace, spec: str, tc: int)
         encoder.join(600)
 
 
+def pin_decode_workers(stop, core: int) -> None:
+    """Until ``stop``: moves every thread of every decode worker process to ``core`` (``--pin``)."""
+    pinned: set[int] = set()
+    while not stop.wait(0.1):
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and int(proc.name) not in pinned and \
+                        b"DecodeWorker" in (proc / "cmdline").read_bytes():
+                    for task in (proc / "task").iterdir():
+                        os.sched_setaffinity(int(task.name), {core})
+                    pinned.add(int(proc.name))
+            except OSError:
+                pass  # gone meanwhile
+
+
 def the_job(args: argparse.Namespace, spec: str, out: Path) -> dict:
+    import threading
+
     import ray
 
     from pipeline.job.balance import run_balance
@@ -174,11 +199,15 @@ def the_job(args: argparse.Namespace, spec: str, out: Path) -> dict:
     # A private local Ray instance with exactly --cpus CPUs (never another process's cluster).
     ray.init(address="local", num_cpus=args.cpus, num_gpus=1 if args.device == "cuda" else 0,
              namespace=NAMESPACE, logging_level="warning", include_dashboard=False)
+    stop = threading.Event()
+    if args.decode_core is not None:
+        threading.Thread(target=pin_decode_workers, args=(stop, args.decode_core), daemon=True).start()
     try:
         started = time.perf_counter()
         summary = run_job(job_config(args, spec, out), log=lambda line: None)
         wall = time.perf_counter() - started
     finally:
+        stop.set()
         ray.shutdown()
     records = sorted(OutputLayout(str(out)).commit_records().values(), key=lambda r: r["committed_at"])
     steady = records[1:]  # the first shard also pays for starting the actor and the decode workers
@@ -216,6 +245,8 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, help="run the job with the quality canary (--check-every N) and "
                                                         "report its share of the encoder's time")
     parser.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance (encoder + workers)")
+    parser.add_argument("--pin", action="store_true", help="one decode worker on the last core, all else on the "
+                        "others (the decode cores of a GPU node): the decode-bound case without CPU sharing")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/pipeline-<mode>.json)")
     args = parser.parse_args()
     defaults = STANDIN if args.standin else {"model": str(ROOT / "demo" / "model"), "resolution": 256,
@@ -229,6 +260,13 @@ def main() -> None:
     from wfvae.loading import resolve_source
 
     tc = WFVAEConfig.from_json(resolve_source(args.model)[0]).temporal_compression
+    args.decode_core = None
+    if args.pin:  # this process, Ray and the encoder on all cores but the last, which the decode worker gets alone
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2 or args.decode_workers != 1:
+            parser.error("--pin needs at least 2 cores and --decode-workers 1")
+        os.sched_setaffinity(0, cores[:-1])
+        args.decode_core = cores[-1]
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         spec = build_shards(Path(tmp) / "shards", args.shards, args.samples, args.num_frames, args.source_height)
         before = decode_capacity(args, spec, tc), encode_capacity(args, spec, tc)

@@ -40,8 +40,8 @@ from .crash_blame import CRASH_MESSAGE, blame
 from .decode_capacity import DecodeWorkers, NoDecodeCPU
 from .decode_workers import CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORKER, Part, parcel_plan, worker_died
 
-DEPTH = 3  # open calls per worker: the one it decodes and two more, so it does not wait for work while the
-# encoder is busy a moment longer than a call takes to decode (2 left the worker idle 12-17% decode-bound)
+DEPTH = 4  # open calls per worker: the one it decodes and three more, so it does not run dry while the encoder
+# encodes a batch (decode-bound stand-in, docs/benchmarks.md: 2 left it idle 12-17%; 4 is 4% faster than 3)
 PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
 # a replacement's calls then go to another worker; when none is up and no CPU is free, NoDecodeCPU ends the job
 OPEN_ORDER_SECONDS = 2.0  # how long a shard call waits for the one sent before it to arrive
@@ -140,7 +140,6 @@ class _Worker:
     def __init__(self, pool: DecodePool, calls: list[Call]) -> None:
         self.actor = WORKER.options(scheduling_strategy=pool.placement).remote()
         self.node: str | None = None  # where it runs, once it is up
-        self.pid: int | None = None
         self.failed = False  # died before it was up
         self.late = False  # its ``PLACE_SECONDS`` ran out (it may be up since)
         self.calls = calls
@@ -152,7 +151,7 @@ class _Worker:
     def _placed(self, future, wake: threading.Event) -> None:
         """Ray's callback, on one of its threads: it takes no lock."""
         if future.exception() is None:
-            self.node, self.pid = future.result()
+            self.node = future.result()
             self.deadline.cancel()
         self.failed = self.node is None
         wake.set()

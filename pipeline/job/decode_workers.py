@@ -13,7 +13,6 @@ another encoder's oldest sample waits for a CPU.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,9 +43,9 @@ class Part:
 class DecodeWorker:
     """The worker process."""
 
-    def where(self) -> tuple[str, int]:
-        """(node id, pid): answered once the worker is placed and its process is up."""
-        return ray.get_runtime_context().get_node_id(), os.getpid()
+    def where(self) -> str:
+        """Its node's id: answered once the worker is placed and its process is up."""
+        return ray.get_runtime_context().get_node_id()
 
     def decode(self, samples: list[Sample], config: ReadConfig, piece_frames: int | None, skip: int,
                parcel_bytes: int, each_sample: bool) -> Iterator[list[Part]]:

@@ -17,6 +17,7 @@ import signal
 import time
 
 import pytest
+from ray.util.state import list_actors
 
 from pipeline.job import decode_workers
 from pipeline.job.decode_capacity import DecodeWorkers
@@ -54,17 +55,20 @@ def _wait_for(what: str, condition, timeout: float = 60):
 def _kill_while_reading_long(encoder, killed: set[int]) -> int:
     """SIGKILLs the encoder's one decode worker (not one killed before) once the encoder has read some of
     the long video's clips from it."""
-    def fresh_worker():
-        workers = encoder.dataflow.pool.workers  # one, once the shard is open
-        return workers and workers[0].pid not in (None, *killed) and workers[0]
+    def fresh_worker() -> int | None:
+        """The pid of the one decode worker alive (the encoder's: others' were killed with their encoders)."""
+        alive = list_actors(filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")])
+        pids = [actor.pid for actor in alive if actor.pid not in killed]
+        assert len(pids) <= 1, f"decode workers of another encoder are alive: {pids}"
+        return pids[0] if pids else None
 
-    worker = _wait_for("a fresh decode worker up", fresh_worker)
+    pid = _wait_for("a fresh decode worker up", fresh_worker)
     progress = encoder.progress()
     clips = progress["clips"] if progress.get("samples") == 2 else 2
     _wait_for("the encoder reading the long video", lambda: encoder.progress().get("samples") == 2
               and encoder.progress()["clips"] >= clips + 2)
-    os.kill(worker.pid, signal.SIGKILL)
-    return worker.pid
+    os.kill(pid, signal.SIGKILL)
+    return pid
 
 
 @pytest.mark.parametrize("call_samples", [1, 4], ids=["one-sample-calls", "four-sample-calls"])
