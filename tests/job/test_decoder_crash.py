@@ -56,11 +56,11 @@ def _kill_while_reading_long(encoder, killed: set[int]) -> int:
     """SIGKILLs the encoder's one decode worker (not one killed before) once the encoder has read some of
     the long video's clips from it."""
     def fresh_worker() -> int | None:
-        """The pid of the one decode worker alive (the encoder's: others' were killed with their encoders)."""
+        """The pid of the one decode worker alive, once Ray's state shows just one (a test before this one
+        killed its encoder's workers, which the state may show alive for a moment)."""
         alive = list_actors(filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")])
         pids = [actor.pid for actor in alive if actor.pid not in killed]
-        assert len(pids) <= 1, f"decode workers of another encoder are alive: {pids}"
-        return pids[0] if pids else None
+        return pids[0] if len(pids) == 1 else None
 
     pid = _wait_for("a fresh decode worker up", fresh_worker)
     progress = encoder.progress()
