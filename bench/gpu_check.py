@@ -18,10 +18,10 @@ outside still leaves what it measured.
 3. ``memory``: peak CUDA memory of a whole-clip fp32 encode at the large size against the paper's
    7,170 MB, and of a whole against a chunked (Causal Cache) encode of a long clip.
 4. ``fidelity``: bf16 against fp32 latents, chunked against whole-clip latents, CUDA against CPU.
-5. ``job_loop``: the encoder actor's own loop (``pipeline.job.batching``: ClipBatcher, to_video
-   through pinned uint8 staging, encode, DeviceStats, HostLatents landing one batch late) fed uint8
+5. ``job_loop``: the encoder actor's own loop (``pipeline.encode.shard_loop``: batching, to_video
+   through pinned uint8 staging, encode, statistics, latents landing one batch late, rows) fed uint8
    clips from memory, against the bare model on clips already on the device, interleaved.
-6. ``canary``: the quality canary (``pipeline.job.canary``) at ``--check-every`` in that loop.
+6. ``canary``: the quality canary (``pipeline.encode.canary``) at ``--check-every`` in that loop.
 
 Weights are random (speed and memory do not depend on their values); the clips are smooth moving
 patterns, so fidelity is measured on content with structure rather than on noise.
@@ -53,9 +53,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.machine import describe_machine  # noqa: E402
-from pipeline.job.batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video  # noqa: E402
-from pipeline.job.canary import QualityCanary  # noqa: E402
-from pipeline.output.schema import LATENT_DTYPES, tensor_bytes  # noqa: E402
+from pipeline.encode.batching import to_video  # noqa: E402
+from pipeline.encode.canary import QualityCanary  # noqa: E402
+from pipeline.encode.shard_loop import EncodeSettings, ShardLoop  # noqa: E402
+from pipeline.output.schema import LATENT_DTYPES  # noqa: E402
+from pipeline.reading.records import ClipInfo, ClipPiece  # noqa: E402
 from wfvae import PRESETS, WFVAE, WFVAEConfig  # noqa: E402
 
 TINY_CONFIG = ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x" / "config.json"
@@ -424,7 +426,7 @@ class Check:
         self.device.sync()
         out.update(batch=s.loop_batch, clips_per_round=batches * s.loop_batch, compute_dtype="bfloat16",
                    input_layout="as to_video makes it: (B, T, H, W, 3) permuted, i.e. channels_last_3d strides",
-                   latent_dtype=LATENT_DTYPE, rows=loop.rows_made_by, target=JOB_LOOP_TARGET,
+                   latent_dtype=LATENT_DTYPE, target=JOB_LOOP_TARGET,
                    bare_clips_per_s=[], loop_clips_per_s=[])
         for _ in range(3):
             began = time.perf_counter()
@@ -475,83 +477,35 @@ def _rel_error(value: torch.Tensor, reference: torch.Tensor) -> float:
     return float((value.float() - reference.float()).norm() / reference.float().norm())
 
 
-@dataclass
-class StandInClipInfo:
-    """The fields of pipeline.reading.ClipInfo that a latent row reads (that module needs PyAV)."""
+class MemorySample:
+    """A clip held in memory, as the encode loop reads a decoded sample (the job's come from decode workers)."""
 
-    key: str
-    clip_index: int
-    frame_indices: list[int]
-    timestamps: list[float]
-    num_frames: int
-    height: int
-    width: int
-    fps: float = 16.0
-    caption: str | None = None
-    meta: str | None = None
-    source_fps: float = 30.0
-    source_height: int = 720
-    source_width: int = 1280
-    source_num_frames: int = 300
-    source_frames_estimated: bool = False
+    def __init__(self, number: int, frames: np.ndarray) -> None:
+        count, height, width = frames.shape[:3]
+        self.key, self.decode_seconds = f"{number:06d}", 0.0
+        info = ClipInfo("check", self.key, 0, list(range(count)), [t / 16 for t in range(count)], 30.0, 720, 1280,
+                        300, height, width, count, 16.0, None, None)
+        self.piece = ClipPiece(info, frames, 0, True)
 
+    def pieces(self):
+        yield self.piece
 
-def _row_builder() -> tuple[Callable[..., dict], str]:
-    """The job's latent_row where it imports without PyAV; otherwise its costly part, the bytes."""
-    try:
-        from pipeline.job.rows import latent_row
-        return latent_row, "pipeline.job.rows.latent_row"
-    except ImportError:
-        def latent_bytes(info: Any, shard: str, mean: torch.Tensor, logvar: Any, latent_dtype: str) -> dict:
-            return {"key": info.key, "latent": tensor_bytes(mean.to(LATENT_DTYPES[latent_dtype]))}
-        return latent_bytes, "tensor_bytes only: pipeline.job.rows imports pipeline.reading, which needs PyAV"
+    def close(self) -> None:
+        pass
 
 
 class JobLoop:
-    """What ShardEncoder._encode_batch / _collect / _land do with a shard's decoded clips, minus the
-    dataflow (Ray) and the Parquet writer: the same functions, chained the same way."""
+    """The encoder actor's own loop (pipeline.encode.shard_loop.ShardLoop) on clips from memory: batching,
+    to_video through pinned uint8 staging, encode, statistics, latents landing one batch late, rows."""
 
     def __init__(self, vae: WFVAE, batch_size: int, canary: QualityCanary | None = None) -> None:
-        self.vae, self.batch_size, self.canary = vae, batch_size, canary
-        self.make_row, self.rows_made_by = _row_builder()
+        self.loop = ShardLoop(vae, EncodeSettings(batch_size, LATENT_DTYPE), canary)
         self.last_rows: list = []
 
     def run(self, clips: list[np.ndarray]):
-        batcher, stats, rows = ClipBatcher(self.batch_size), DeviceStats(), []
-        shard_canary = self.canary.for_shard() if self.canary else None
-        in_flight: list[HostLatents | None] = [None]
-
-        def land() -> None:
-            latents, in_flight[0] = in_flight[0], None
-            if latents is None:
-                return
-            latents.wait()
-            for index, (order, info) in enumerate(latents.items):
-                rows.append((order, self.make_row(info, "check", latents.mean[index], None, LATENT_DTYPE)))
-
-        def encode_batch(batch: list[PendingClip]) -> None:
-            video = to_video([clip.frames for clip in batch], self.vae.device, self.vae.dtype)
-            posterior = self.vae.encode(video)
-            stats.add(posterior.mean)
-            latents = HostLatents([(clip.order, clip.info) for clip in batch], posterior.mean, None, LATENT_DTYPE)
-            land()
-            in_flight[0] = latents
-            if shard_canary:
-                for index, clip in enumerate(batch):
-                    shard_canary.observe(clip.info.key, clip.info.clip_index, clip.frames, posterior.mean[index])
-
-        for number, frames in enumerate(clips):
-            frames_count, height, width = frames.shape[:3]
-            info = StandInClipInfo(f"{number:06d}", 0, list(range(frames_count)),
-                                   [t / 16 for t in range(frames_count)], frames_count, height, width)
-            if batch := batcher.add(PendingClip((number, 0), info, frames)):
-                encode_batch(batch)
-        for batch in batcher.drain():
-            encode_batch(batch)
-        land()
-        stats.to_stats()  # the shard's statistics come to the host once, at its end
-        self.last_rows = rows
-        return shard_canary.finish() if shard_canary else None
+        encoded = self.loop.encode("check", (MemorySample(number, frames) for number, frames in enumerate(clips)))
+        self.last_rows = encoded.rows
+        return encoded.record.canary
 
 
 # -- the run ----------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.job.stopping import StopRequest
 
     stop = StopRequest()
-    stop.install()
+    stop.install()  # kept until Ray is left: a signal during the shutdown changes nothing of the run
     joined = not ray.is_initialized()  # this run joins (or starts) Ray, unless its caller already had
     try:
         summary = run_job(config, stop=stop)
@@ -60,15 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return stop.exit_code or 1
     finally:
-        stop.restore()
         if joined and ray.is_initialized():
             # Leave Ray now rather than in its exit hook, which first waits 0.5 s for workers' log lines:
             # the job's actors are gone and its summary (or error) is printed.
             ray.shutdown()
-    if stop.signum is not None:
+        stop.restore()
+    if summary.this_run.stopped_by:
         return stop.exit_code
-    shards = summary["shards"]
-    return 0 if shards["committed"] == shards["total"] else 3
+    status = 0 if summary.shards.committed == summary.shards.total else 3
+    if stop.signum is not None:  # it came after the run had ended: its outcome stands
+        print(f"{stop.name} received after the run ended; exit status {status}, as the run left the output",
+              file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inspect_latents.py", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="inspect_latents.py", description=__doc__.split("\n\n")[0], allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("output", metavar="OUT", help="the job's output folder or URL")
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_report(report))
     if args.model is None:
         if args.json:
-            print(json.dumps(report, indent=2, default=str))
+            print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0
     try:
         check = check_decoding(args.output, args.model, args.input, storage_options, clips=args.clips,
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     check.sheet.image.save(args.sheet)
     if args.json:
-        report["decode_check"] = {"sheet": args.sheet, "same_weights": check.same_weights,
-                                  "clips": [vars(clip) for clip in check.clips]}
-        print(json.dumps(report, indent=2, default=str))
+        print(json.dumps({**report.to_dict(), "decode_check": {
+            "sheet": args.sheet, "same_weights": check.same_weights, "clips": [vars(clip) for clip in check.clips]}},
+            indent=2, default=str))
         return 0
     print()
     if not check.same_weights:

@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from ..output.layout import OutputLayout
+from ..output.manifest import Manifest
 from ..output.reader import OutputNotReadable, read_job_output
 from ..output.schema import read_file_metadata
 from ..output.stats import LatentStats
@@ -34,7 +35,7 @@ class CommittedOutput:
 
     url: str
     storage_options: dict[str, Any]
-    manifest: dict[str, Any]
+    manifest: Manifest
     shards: tuple[CommittedShard, ...]
     file_metadata: dict[str, Any]  # key-value metadata of the first non-empty latents file
     stats: LatentStats  # merged from the commit records: the same figures as _summary.json

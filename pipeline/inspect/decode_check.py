@@ -73,9 +73,9 @@ def check_decoding(output_url: str, model: str, input_spec: str | None = None,
     output = open_output(output_url, storage_options)
     rows = _read_rows(output, pick_rows(output, clips))
     vae = WFVAE.from_pretrained(model, storage_options=storage_options)
-    same_weights = vae.weights_checksum() == output.manifest.get("model", {}).get("weights_sha256")
+    same_weights = vae.weights_checksum() == output.manifest.model.weights_sha256
     wanted = [(row["shard"], row["key"], row["clip"]) for row in rows]
-    sources = read_source_clips(wanted, input_spec or output.manifest["config"]["input"],
+    sources = read_source_clips(wanted, input_spec or output.manifest.config["input"],
                                 job_read_config(output.manifest), storage_options)
     sheet_clips, checks = [], []
     for row, clip_id in zip(rows, wanted):

@@ -1,4 +1,5 @@
-"""The state of an output folder as one table: shards, rows, errors, bytes, latent shapes, config.
+"""The state of an output folder as one table: the output's summary (the same record as the job's closing
+summary), its given-up shards and why, its latent shapes, and the job that made it.
 
 The run files' totals answer most of it without opening a commit record or a latents file (see
 output/index.py); shapes and dtypes come from the two small ``latent_shape``/``latent_dtype``
@@ -9,66 +10,67 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from ..dataset.source import open_parquet
 from ..dataset.tensors import latent_shapes
-from ..job.canary import format_quality, quality_summary
 from ..output.layout import OutputLayout, shard_name
+from ..output.manifest import Manifest
+from ..output.quality import format_quality
 from ..output.reader import read_job_output
-from ..output.storage import read_json
+from ..output.summary import OutputSummary
 from ..reading import list_shards
 
 
+@dataclass(frozen=True)
+class ShapeCount:
+    shape: list[int]
+    dtype: str
+    rows: int
+
+
+@dataclass
+class OutputReport:
+    summary: OutputSummary  # pending shards counted when the input could be listed
+    manifest: Manifest
+    input: str | None
+    input_error: str | None  # why the input could not be listed
+    pending: list[str] | None
+    given_up: dict[str, str]  # shard -> its last error
+    uncommitted_files: list[str]  # latents files without a commit marker (leftovers of interrupted attempts)
+    latents: list[ShapeCount]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "summary": self.summary.to_dict(), "manifest": self.manifest.to_dict()}
+
+
 def describe_output(url: str, storage_options: dict[str, Any] | None = None,
-                    input_spec: str | None = None) -> dict[str, Any]:
+                    input_spec: str | None = None) -> OutputReport:
     """Pending shards are the input's shards neither committed nor given up; the input is the
     job's own unless ``input_spec`` is given, and is reported unknown if it cannot be listed."""
     output = read_job_output(OutputLayout(url, storage_options))
-    layout, manifest, committed = output.layout, output.manifest, output.shards
-    given_up = {name: read_json(layout.fs, layout.given_up(name)) for name in output.given_up}
-    input_spec = input_spec or manifest.get("config", {}).get("input")
-    pending: list[str] | None = None
-    input_error = None
+    layout, manifest = output.layout, output.manifest
+    input_spec = input_spec or manifest.config.get("input")
+    inputs, input_error = None, None
     if not input_spec:
         input_error = "_job.json names no input; pass --input"
     else:
         try:
             inputs = [shard_name(u) for u in list_shards(input_spec, storage_options)]
-            pending = [name for name in inputs if name not in committed and name not in given_up]
         except (ValueError, OSError) as err:
             input_error = f"{type(err).__name__}: {err}"
-    stats = output.stats
-    files = {path.rsplit("/", 1)[-1][: -len(".parquet")] for path in layout.fs.glob(layout.latents("*"))}
-    return {
-        "output": layout.url,
-        "created_at": manifest.get("created_at"),
-        "code_version": manifest.get("code_version"),
-        "fingerprint": manifest.get("fingerprint"),
-        "model": {"source": manifest.get("model", {}).get("source"),
-                  "weights_sha256": manifest.get("model", {}).get("weights_sha256")},
-        "config": manifest.get("config", {}),
-        "shards": {"committed": len(committed), "given_up": len(given_up),
-                   "pending": None if pending is None else len(pending), "input": input_spec,
-                   "input_error": input_error},
-        "pending": pending,
-        "given_up": {name: info.get("last_error") for name, info in given_up.items()},
-        "uncommitted_files": sorted(files - set(committed)),
-        "rows": output.rows,
-        "samples_failed": output.errors,
-        "errors_by_type": output.errors_by_type,
-        "bytes": output.bytes,
-        "stored": manifest.get("config", {}).get("store"),
-        "latents": _shapes(layout, sorted(name for name, (rows, _) in committed.items() if rows)),
-        "latent_stats": {"mean": stats.mean, "std": stats.std},
-        # the merged canary results already carry their shards' names (no label is added)
-        "quality": quality_summary({"": {"canary": output.totals.canary}}) if output.totals.canary else None,
-    }
+    summary = output.summary(inputs)
+    given_up = {name: record.last_error for name, record in layout.read_given_up(list(output.given_up)).items()}
+    pending = None if inputs is None else [n for n in inputs if n not in output.shards and n not in given_up]
+    return OutputReport(summary, manifest, input_spec, input_error, pending, given_up,
+                        sorted(set(layout.latents_files()) - set(output.shards)),
+                        _shapes(layout, sorted(name for name, (rows, _) in output.shards.items() if rows)))
 
 
-def _shapes(layout: OutputLayout, shards: list[str]) -> list[dict[str, Any]]:
+def _shapes(layout: OutputLayout, shards: list[str]) -> list[ShapeCount]:
     counts: Counter = Counter()
     for name in shards:
         file = open_parquet(layout, layout.latents(name))
@@ -81,44 +83,45 @@ def _shapes(layout: OutputLayout, shards: list[str]) -> list[dict[str, Any]]:
         for dtype in set(dtypes.tolist()):
             unique, count = np.unique(shapes[dtypes == dtype], axis=0, return_counts=True)
             counts.update({(dtype, tuple(shape)): int(n) for shape, n in zip(unique.tolist(), count.tolist())})
-    return [{"shape": list(shape), "dtype": dtype, "rows": n} for (dtype, shape), n in sorted(counts.items())]
+    return [ShapeCount(list(shape), dtype, n) for (dtype, shape), n in sorted(counts.items())]
 
 
-def format_report(report: dict[str, Any]) -> str:
-    shards = report["shards"]
+def format_report(report: OutputReport) -> str:
+    summary, manifest = report.summary, report.manifest
+    shards = summary.shards
     lines: list[tuple[str, str]] = [
-        ("output", report["output"]),
-        ("created", _when(report.get("created_at")) + f"  code {report.get('code_version')}  fingerprint "
-                                                       f"{report.get('fingerprint')}"),
-        ("model", f"{report['model']['source']}  weights sha256 {str(report['model']['weights_sha256'])[:16]}…"),
-        ("shards committed", str(shards["committed"])),
-        ("shards pending", "unknown (" + str(shards["input_error"]) + ")" if shards["pending"] is None
-         else f"{shards['pending']}  (input: {shards['input']})"),
-        ("shards given up", str(shards["given_up"])),
+        ("output", summary.output),
+        ("created", _when(manifest.created_at) + f"  code {manifest.code_version}  fingerprint "
+                                                 f"{manifest.identity.fingerprint}"),
+        ("model", f"{manifest.model.source}  weights sha256 {str(manifest.model.weights_sha256)[:16]}…"),
+        ("shards committed", str(shards.committed)),
+        ("shards pending", "unknown (" + str(report.input_error) + ")" if report.pending is None
+         else f"{len(report.pending)}  (input: {report.input})"),
+        ("shards given up", str(len(report.given_up))),
     ]
-    lines += [("  " + name, str(error)) for name, error in report["given_up"].items()]
-    if report["uncommitted_files"]:
-        lines.append(("ignored", f"{len(report['uncommitted_files'])} latents file(s) without a commit marker: "
-                                 + ", ".join(report["uncommitted_files"])))
-    errors = report["errors_by_type"]
+    lines += [("  " + name, error) for name, error in report.given_up.items()]
+    if report.uncommitted_files:
+        lines.append(("ignored", f"{len(report.uncommitted_files)} latents file(s) without a commit marker: "
+                                 + ", ".join(report.uncommitted_files)))
+    errors = summary.errors_by_type
     lines += [
-        ("rows", f"{report['rows']} clips"),
-        ("samples failed", str(report["samples_failed"]) + (
+        ("rows", f"{summary.clips} clips"),
+        ("samples failed", str(summary.samples_failed) + (
             "  (" + ", ".join(f"{k}: {v}" for k, v in errors.items()) + ")" if errors else "")),
-        ("bytes", f"latents {_mib(report['bytes']['latents'])}, errors {_mib(report['bytes']['errors'])}"),
-        ("stored", f"{report['stored']}"),
+        ("bytes", ", ".join(f"{kind} {_mib(size)}" for kind, size in summary.bytes.items())),
+        ("stored", f"{manifest.config.get('store')}"),
     ]
-    lines += [("latents" if i == 0 else "", f"{entry['shape']}  {entry['dtype']}  {entry['rows']} rows")
-              for i, entry in enumerate(report["latents"])]
-    stats = report["latent_stats"]
-    if stats["mean"]:
-        lines.append(("channel mean", " ".join(f"{v:+.3f}" for v in stats["mean"])))
-        lines.append(("channel std", " ".join(f"{v:.3f}" for v in stats["std"])))
-    lines.append(("quality", format_quality(report.get("quality"))))
-    lines += [("  worst" if i == 0 else "", f"{e['psnr']:.2f} dB  {e.get('shard', '?')}  {e['key']} clip {e['clip']}")
-              for i, e in enumerate((report.get("quality") or {}).get("worst", []))]
+    lines += [("latents" if i == 0 else "", f"{entry.shape}  {entry.dtype}  {entry.rows} rows")
+              for i, entry in enumerate(report.latents)]
+    stats = summary.latent_stats
+    if stats.count:
+        lines.append(("channel mean", " ".join(f"{v:+.3f}" for v in stats.mean)))
+        lines.append(("channel std", " ".join(f"{v:.3f}" for v in stats.std)))
+    lines.append(("quality", format_quality(summary.quality)))
+    lines += [("  worst" if i == 0 else "", f"{clip.psnr:.2f} dB  {clip.shard or '?'}  {clip.key} clip {clip.clip}")
+              for i, clip in enumerate(summary.quality.worst if summary.quality else [])]
     lines.append(("config", ""))
-    lines += [("  " + key, _value(key, value)) for key, value in sorted(report["config"].items())]
+    lines += [("  " + key, _value(key, value)) for key, value in sorted(manifest.config.items())]
     width = max(len(label) for label, _ in lines) + 2
     return "\n".join(f"{label:<{width}}{value}".rstrip() for label, value in lines)
 

@@ -14,15 +14,16 @@ import numpy as np
 
 from ..job.config import make_config
 from ..output.layout import shard_name
+from ..output.manifest import Manifest
 from ..reading import Clip, ErrorRecord, ReadConfig, iter_samples, list_shards, sample_clips
 
 ClipId = tuple[str, str, int]  # (shard name, key, clip index)
 
 
-def job_read_config(manifest: dict[str, Any]) -> ReadConfig:
+def job_read_config(manifest: Manifest) -> ReadConfig:
     """The ReadConfig the job used, from its _job.json (credentials there are redacted, and unused here)."""
-    job = make_config({**manifest["config"], "storage_options": {}})
-    return job.read.for_model(int(manifest["model"]["temporal_compression"]))
+    job = make_config({**manifest.config, "storage_options": {}})
+    return job.read.for_model(manifest.model.temporal_compression)
 
 
 def read_source_clips(wanted: list[ClipId], input_spec: str, config: ReadConfig,

@@ -8,7 +8,7 @@ the encoder was behind). A one-line hint says what to change, and on which nodes
 
 from __future__ import annotations
 
-from typing import Any
+from ..output.records import Balance, CommitRecord
 
 # An encoder waiting more than this share of its time is starved by decoding.
 WAITING = 0.25
@@ -17,7 +17,7 @@ IDLE = 0.25
 
 
 def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, workers: int,
-            nodes: dict[str, int] | None = None, unplaced: int = 0) -> dict[str, Any]:
+            nodes: dict[str, int] | None = None, unplaced: int = 0) -> Balance:
     """The limiting side from one shard's (or a run's summed) timings; ``nodes``: decode workers up per node
     id, ``unplaced``: workers that found no CPU."""
     nodes = nodes or {}
@@ -45,29 +45,26 @@ def balance(encoder_seconds: float, wait_seconds: float, decode_seconds: float, 
     where = ", ".join(f"{count} on {node[:8]}" for node, count in sorted(nodes.items()))
     hint += f". Decoding ran on {len(nodes)} node(s): {where}" if nodes else ""
     hint += f"; {unplaced} decode worker(s) found no CPU: add CPU nodes" if unplaced else ""
-    return {"encoder_waiting_share": round(waited, 3), "decode_idle_share": round(idle, 3),
-            "decode_workers": workers, "decode_nodes": nodes, "unplaced_workers": unplaced, "limit": limit,
-            "hint": hint}
+    return Balance(round(waited, 3), round(idle, 3), workers, nodes, unplaced, limit, hint)
 
 
-def run_balance(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+def run_balance(records: list[CommitRecord]) -> Balance | None:
     """The balance over several commit records (shares weighted by time; per node, the most workers a
     shard saw there), None if they carry no timings."""
     encoder = wait = decode = capacity = 0.0
     nodes: dict[str, int] = {}
     unplaced = 0
     for record in records:
-        timings, shard = record.get("timings", {}), record.get("balance", {})
-        workers = shard.get("decode_workers")
-        if "encoder_seconds" not in timings or not workers:
+        timings, shard = record.timings, record.balance
+        if shard is None or not timings.encoder_seconds or not shard.decode_workers:
             continue
-        encoder += timings["encoder_seconds"]
-        wait += timings.get("decode_wait_seconds", 0.0)
-        decode += timings.get("decode_seconds", 0.0)
-        capacity += workers * timings["encoder_seconds"]
-        for node, count in shard.get("decode_nodes", {}).items():
+        encoder += timings.encoder_seconds
+        wait += timings.decode_wait_seconds
+        decode += timings.decode_seconds
+        capacity += shard.decode_workers * timings.encoder_seconds
+        for node, count in shard.decode_nodes.items():
             nodes[node] = max(nodes.get(node, 0), count)
-        unplaced = max(unplaced, shard.get("unplaced_workers", 0))
+        unplaced = max(unplaced, shard.unplaced_workers)
     if encoder <= 0:
         return None
     workers = max(1, round(capacity / encoder))

@@ -256,7 +256,7 @@ def shown_default(f: dataclasses.Field) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="encode_dataset.py",
+        prog="encode_dataset.py", allow_abbrev=False,
         description="Encode WebDataset video shards to WF-VAE latents in Parquet, on a Ray cluster or locally. "
                     "Re-running the same command resumes: committed shards are skipped.")
     parser.add_argument("--config", type=Path,

@@ -4,7 +4,8 @@ One ``Dataflow`` per encoder. ``open(url)`` queues a shard; a feeder thread read
 after another, cuts their samples into *calls* (runs of consecutive samples) and hands each to a worker
 with room; the encoder takes ``turn``s in the order the shards were opened and reads each shard's items
 (error records and ``SampleDecode``s) in input order. The next shard is decoded as soon as the current
-one's samples are handed out, while its last batches still encode.
+one's samples are handed out, while its last batches still encode. (The driver sends an encoder its next
+shard only once the one before is open, so shards open in the order they were sent.)
 
 Why it cannot deadlock, whatever the clip policy, worker count, call, batch or shard size: calls are
 handed out in input order and each worker runs its calls in the order it was handed them. A call is
@@ -18,6 +19,10 @@ the encoder is reading; the feeder waits only for room that the encoder's readin
 Memory stays bounded: at most ``DEPTH`` open calls per worker of the pool hold compressed bytes (a call
 holds at most ``MAX_CALL_SAMPLES`` samples, more than one only while under ``MAX_CALL_BYTES``), and each
 call holds at most ``BYTES_AHEAD`` of decoded pixels ahead of the encoder.
+
+A worker's state changes only under the pool's lock (Ray's placement callback posts the news for the
+next locked section to apply), and nothing under the lock waits for the cluster: workers are killed, and
+the cluster's free CPUs asked for, after it is released.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,10 +47,9 @@ from .decode_workers import CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORK
 
 DEPTH = 4  # open calls per worker: the one it decodes and three more, so it does not run dry while the encoder
 # encodes a batch (decode-bound stand-in, docs/benchmarks.md: 2 left it idle 12-17%; 4 is 4% faster than 3)
-PLACE_SECONDS = 30  # a worker not up after this long is reported (a process starts in seconds, even on a busy node);
-# a replacement's calls then go to another worker; when none is up and no CPU is free, NoDecodeCPU ends the job
-OPEN_ORDER_SECONDS = 2.0  # how long a shard call waits for the one sent before it to arrive
-_END = object()
+PLACE_SECONDS = 30  # a worker not up after this long is late (a process starts in seconds, even on a busy node);
+# a late replacement's calls then go to another worker; when none is up and no CPU is free, NoDecodeCPU ends the job
+FIRST_CALL_SAMPLES = 1  # samples per call until a sample's decoding time is known
 
 
 class SampleDecode:
@@ -114,15 +118,18 @@ class Call:
                 pass
             except Exception as err:  # noqa: BLE001 - every failure is a sample's, or its worker's
                 error = err
-            with lock:
-                if self.gen is not gen:
-                    continue  # handed to a fresh worker meanwhile: the old stream's news is stale
-                if parcel is not None:
-                    self.parts.extend(parcel)
-                elif error is None:
-                    self.gen = None
-                else:
-                    self.pool.failed(self, decode, error)
+            try:
+                with lock:
+                    if self.gen is not gen:
+                        continue  # handed to a fresh worker meanwhile: the old stream's news is stale
+                    if parcel is not None:
+                        self.parts.extend(parcel)
+                    elif error is None:
+                        self.gen = None
+                    else:
+                        self.pool.failed(self, decode, error)
+            finally:
+                self.pool.release()
 
 
 def failure(err: BaseException, decode: SampleDecode) -> ErrorRecord:
@@ -134,30 +141,17 @@ def failure(err: BaseException, decode: SampleDecode) -> ErrorRecord:
 
 
 class _Worker:
-    """One worker actor (placed on the encoder's node if it has room, else wherever the cluster has a CPU)
-    and its open calls, in the order they were handed to it."""
+    """One worker actor (placed on the encoder's node if it has room, else wherever the cluster has a CPU),
+    its open calls in the order they were handed to it, and its state: "starting", "up" (on ``node``),
+    "late" (not up after ``PLACE_SECONDS``), "failed" (died before it was up) or "gone" (retired)."""
 
     def __init__(self, pool: DecodePool, calls: list[Call]) -> None:
         self.actor = WORKER.options(scheduling_strategy=pool.placement).remote()
-        self.node: str | None = None  # where it runs, once it is up
-        self.failed = False  # died before it was up
-        self.late = False  # its ``PLACE_SECONDS`` ran out (it may be up since)
-        self.calls = calls
-        self.actor.where.remote().future().add_done_callback(lambda done: self._placed(done, pool.wake))
-        self.deadline = threading.Timer(PLACE_SECONDS, pool.unplaced, (self,))
+        self.state, self.node, self.calls = "starting", None, calls
+        self.deadline = threading.Timer(PLACE_SECONDS, pool.late, (self,))
         self.deadline.daemon = True
         self.deadline.start()
-
-    def _placed(self, future, wake: threading.Event) -> None:
-        """Ray's callback, on one of its threads: it takes no lock."""
-        if future.exception() is None:
-            self.node = future.result()
-            self.deadline.cancel()
-        self.failed = self.node is None
-        wake.set()
-
-    def overdue(self) -> bool:
-        return self.late and self.node is None
+        self.actor.where.remote().future().add_done_callback(lambda done: pool.placed_news(self, done))
 
 
 class DecodePool:
@@ -167,12 +161,14 @@ class DecodePool:
         self.settings, self.config, self.piece_frames = settings, config, piece_frames
         self.parcel_bytes, self.parcels_ahead = parcel_plan(config, piece_frames)
         self.lock = threading.Lock()
-        self.wake = threading.Event()  # set when a worker is placed or a call closes (the feeder waits for it)
+        self.wake = threading.Event()  # set when a worker is placed or late, or a call closes (the feeder waits)
         self.placement = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True,
                                                         _spill_on_unavailable=True)
         self.workers: list[_Worker] = []
         self.calls_made = itertools.count()
         self.sample_seconds: float | None = None  # running mean of a sample's decoding time
+        self._news: queue.SimpleQueue = queue.SimpleQueue()  # (worker, node or None): placements to apply
+        self._retired: list[_Worker] = []  # to kill once the lock is released
 
     def resize(self) -> None:
         """As many workers as the settings say now (idle ones leave first). NoDecodeCPU if there are none."""
@@ -185,28 +181,68 @@ class DecodePool:
         with self.lock:
             self.workers += [_Worker(self, []) for _ in range(target - len(self.workers))]
             for worker in [w for w in self.workers if not w.calls][:max(0, len(self.workers) - target)]:
-                self.workers.remove(worker)
-                ray.kill(worker.actor, no_restart=True)
+                self._retire(worker)
+        self.release()
 
     def group_size(self) -> int:
         """Samples for the next call: as many as make a call last about ``CALL_SECONDS`` (one until one is seen)."""
-        if self.settings.call_samples or self.sample_seconds is None:
-            return self.settings.call_samples or 1
+        if self.sample_seconds is None:
+            return FIRST_CALL_SAMPLES
         return max(1, min(MAX_CALL_SAMPLES, int(CALL_SECONDS / max(self.sample_seconds, 1e-4))))
 
     def placed(self) -> dict[str, Any]:
         """Workers, how many are up per node, and how many found no CPU in ``PLACE_SECONDS``."""
         with self.lock:
-            nodes = Counter(w.node for w in self.workers if w.node)
+            self._apply_news()
+            nodes = Counter(w.node for w in self.workers if w.state == "up")
             return {"workers": len(self.workers), "nodes": dict(nodes),
-                    "unplaced": sum(w.overdue() for w in self.workers)}
+                    "unplaced": sum(w.state == "late" for w in self.workers)}
 
     def waiting_for_cpu(self) -> int:
         """Workers not up that hold calls: the encoder waits for them (a replacement after a lost node)."""
         with self.lock:
-            return sum(1 for w in self.workers if w.calls and not w.node)
+            self._apply_news()
+            return sum(1 for w in self.workers if w.calls and w.state != "up")
 
-    # -- under the lock ------------------------------------------------------------------------------
+    # -- news from Ray's and the timers' threads -------------------------------------------------------
+    def placed_news(self, worker: _Worker, future) -> None:
+        """Ray's callback, on one of its threads: it only posts the news (the next locked section applies it)."""
+        self._news.put((worker, future.result() if future.exception() is None else None))
+        self.wake.set()
+
+    def late(self, worker: _Worker) -> None:
+        """A worker's ``PLACE_SECONDS`` are up. If it is still not up and holds calls (the encoder waits for them:
+        a replacement whose node went away, and no CPU is free for it), they go with the open calls of the up
+        worker holding fewest, in input order, to one fresh process in that worker's place (the pool is one
+        smaller until the next shard re-sizes it; while none is up, they wait for a CPU)."""
+        with self.lock:
+            self._apply_news()
+            if worker.state == "starting":
+                worker.state = "late"
+            hosts = [w for w in self.workers if w.state == "up"]
+            if worker.state == "late" and worker.calls and hosts:
+                host = min(hosts, key=lambda w: len(w.calls))
+                self._retire(worker)
+                host.calls = sorted(host.calls + worker.calls, key=lambda call: call.seq)
+                self._replace(host)
+        self.release()
+        self.wake.set()
+
+    # -- under the lock ----------------------------------------------------------------------------------
+    def _apply_news(self) -> None:
+        while not self._news.empty():
+            worker, node = self._news.get()
+            if worker.state in ("starting", "late"):
+                worker.state, worker.node = ("up", node) if node else ("failed", None)
+                worker.deadline.cancel()
+
+    def _retire(self, worker: _Worker) -> None:
+        worker.state = "gone"
+        worker.deadline.cancel()
+        if worker in self.workers:
+            self.workers.remove(worker)
+        self._retired.append(worker)
+
     def _submit(self, call: Call, again: bool) -> None:
         """Hands the call's unfinished samples (the first from its first undelivered piece) to its worker."""
         todo = call.unfinished()
@@ -223,53 +259,50 @@ class DecodePool:
         """A fresh process in the worker's place; its open calls go to it first, in order."""
         if worker not in self.workers:
             return  # the pool was closed: nothing is decoded any more
-        ray.kill(worker.actor, no_restart=True)
-        fresh = self.workers[self.workers.index(worker)] = _Worker(self, worker.calls)
+        index = self.workers.index(worker)
+        self._retire(worker)
+        fresh = _Worker(self, worker.calls)
+        self.workers.insert(index, fresh)
         for call in fresh.calls:
             call.worker = fresh
             self._submit(call, again=True)
 
-    def unplaced(self, worker: _Worker) -> None:
-        """A worker's ``PLACE_SECONDS`` are up and it is not (the feeder is woken to see whether any is). A
-        replacement's open calls, which the encoder waits for, then go with another worker's, in input order,
-        to one fresh process in that worker's place: its node went away and no CPU is free for it (the pool
-        is one smaller until the next shard re-sizes it; while none is up, they wait for a CPU)."""
+    def release(self) -> None:
+        """Kills the workers retired under the lock (after it: a kill waits for the cluster)."""
         with self.lock:
-            worker.late = True
-            hosts = [w for w in self.workers if w.node]
-            if worker.overdue() and worker.calls and hosts and worker in self.workers:
-                host = min(hosts, key=lambda w: len(w.calls))
-                self.workers.remove(worker)
-                ray.kill(worker.actor, no_restart=True)
-                host.calls = sorted(host.calls + worker.calls, key=lambda call: call.seq)
-                self._replace(host)
-        self.wake.set()
+            retired, self._retired = self._retired, []
+        for worker in retired:
+            ray.kill(worker.actor, no_restart=True)
 
     # -- the feeder ----------------------------------------------------------------------------------
-    def assign(self, call: Call, stop: Callable[[], bool]) -> bool:
+    def assign(self, call: Call, stopped) -> bool:
         """Hands the call to the up worker with the fewest open calls once one has room; False if stopped first.
-        NoDecodeCPU if no worker is up ``PLACE_SECONDS`` after they were started and no CPU is free."""
+        NoDecodeCPU if every worker is late and the cluster has no free CPU."""
         while True:
             self.wake.clear()
             with self.lock:
-                if stop():
+                if stopped():
                     return False
-                for worker in [w for w in self.workers if w.failed]:
+                self._apply_news()
+                for worker in [w for w in self.workers if w.state == "failed"]:
                     self._replace(worker)
-                ready = [w for w in self.workers if w.node and len(w.calls) < DEPTH]
+                ready = [w for w in self.workers if w.state == "up" and len(w.calls) < DEPTH]
                 if ready:
                     call.worker = min(ready, key=lambda w: len(w.calls))
                     call.worker.calls.append(call)
                     self._submit(call, again=False)
-                    return True
-                if all(w.overdue() for w in self.workers) and ray.available_resources().get("CPU", 0) < 1:
-                    raise self.settings.no_cpu()
+                all_late = all(w.state == "late" for w in self.workers)
+            self.release()
+            if call.worker is not None:
+                return True
+            if all_late and ray.available_resources().get("CPU", 0) < 1:
+                raise self.settings.no_cpu()
             self.wake.wait()  # for a placement, a closed call, or a worker's time to be placed running out
 
     # -- the encoder ---------------------------------------------------------------------------------
     def failed(self, call: Call, decode: SampleDecode, err: Exception) -> None:
-        """The stream failed while ``decode`` waited: its unfinished samples go to a fresh process. Raises
-        SampleError for ``decode`` if the failure is its own (an error of the call, or see ``crash_blame``)."""
+        """Under the lock: the stream failed while ``decode`` waited: its unfinished samples go to a fresh process.
+        Raises SampleError for ``decode`` if the failure is its own (an error of the call, or see crash_blame)."""
         record = None
         if call.worker not in self.workers or not worker_died(err):  # closed, or an error of the call
             record = failure(err, decode)
@@ -299,22 +332,26 @@ class DecodePool:
             call.worker.calls.remove(call)
             if call.gen is not None and not all(d.ended for d in call.decodes):
                 self._replace(call.worker)
+        self.release()
         self.wake.set()
 
     def close(self) -> None:
         with self.lock:
-            for worker in self.workers:
-                ray.kill(worker.actor, no_restart=True)
-            self.workers = []
+            for worker in list(self.workers):
+                self._retire(worker)
+        self.release()
 
 
 class ShardFeed:
-    """One opened shard: its items in input order, for the encoder."""
+    """One opened shard: its items in input order, for the encoder; iterating it ends with the shard (or raises
+    what ended it: NoDecodeCPU)."""
 
     def __init__(self, url: str) -> None:
         self.url, self.abandoned = url, False
         self._items: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
+        self._ended = False
+        self._failure: BaseException | None = None
         self.decode_started_at: float | None = None  # time.time() when its first sample went to a worker
         self.calls = self.retried = 0  # worker calls its samples took; samples decoded again after a worker died
 
@@ -325,15 +362,19 @@ class ShardFeed:
         if isinstance(item, SampleDecode):
             item.close()
 
-    def get(self) -> Any:
-        """The next item (ErrorRecord or SampleDecode), or None at the end of the shard."""
-        item = self._items.get()
-        if item is _END:
-            self._items.put(_END)  # later calls see the end too
-            return None
-        if isinstance(item, NoDecodeCPU):
-            raise item
-        return item
+    def end(self, failure: BaseException | None = None) -> None:
+        self._failure = failure
+        self._items.put(None)
+
+    def __iter__(self) -> Iterator[ErrorRecord | SampleDecode]:
+        while not self._ended:
+            item = self._items.get()
+            if item is None:
+                self._ended = True
+                if self._failure is not None:
+                    raise self._failure
+                return
+            yield item
 
     def abandon(self) -> None:
         """Stops reading the shard and gives back whatever of it was not read."""
@@ -356,26 +397,16 @@ class Dataflow:
         self._opened: queue.Queue = queue.Queue()
         self._turns: deque[ShardFeed] = deque()
         self._turn_changed = threading.Condition()
-        self._next_order = 0  # the order of the shard call expected next (see open)
         self._closing = threading.Event()
         self._feeder = threading.Thread(target=self._feed, name="dataflow-feeder", daemon=True)
         self._feeder.start()
 
-    def open(self, url: str, order: int | None = None) -> ShardFeed:
-        """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out.
-
-        ``order``: the shard's place among the calls its encoder was sent. Calls that arrive together
-        start on the actor's threads in any order, so a shard waits (briefly: a gap left by an actor's
-        restart must not stall it) for the one sent before it to be opened first.
-        """
+    def open(self, url: str) -> ShardFeed:
+        """Queues a shard: it is read and decoded as soon as the shards opened before it are handed out."""
         feed = ShardFeed(url)
         with self._turn_changed:
-            if order is not None:
-                self._turn_changed.wait_for(lambda: order <= self._next_order, timeout=OPEN_ORDER_SECONDS)
-                self._next_order = max(self._next_order, order + 1)
             self._turns.append(feed)
             self._opened.put(feed)
-            self._turn_changed.notify_all()
         return feed
 
     @contextmanager
@@ -402,25 +433,26 @@ class Dataflow:
     # -- the feeder thread ---------------------------------------------------------------------------
     def _feed(self) -> None:
         while (feed := self._opened.get()) is not None:
+            failure = None
             try:
                 self.pool.resize()  # nodes may have joined or left since the last shard (NoDecodeCPU: none)
                 self._read(feed)
             except NoDecodeCPU as err:
-                feed.put(err)
+                failure = err
             except Exception as err:  # noqa: BLE001 - iter_samples does not raise; Ray calls might
                 feed.put(ErrorRecord.of(err, STAGE_SHARD, feed.url))
             finally:
-                feed.put(_END)
+                feed.end(failure)
 
     def _read(self, feed: ShardFeed) -> None:
         """Hands the shard's samples out in calls of ``group_size()`` consecutive samples (fewer at its end,
         or when they hold ``MAX_CALL_BYTES``); error records keep their place among them."""
-        def stop() -> bool:
+        def stopped() -> bool:
             return feed.abandoned or self._closing.is_set()
 
         pending: list = []  # samples not handed out yet, and error records read after the first of them
         for item in iter_samples(feed.url, self.read_config, self.storage_options):
-            if stop():
+            if stopped():
                 return
             if isinstance(item, ErrorRecord) and not pending:
                 feed.put(item)
@@ -428,16 +460,16 @@ class Dataflow:
             pending.append(item)
             samples = [i for i in pending if isinstance(i, Sample)]
             if len(samples) >= self.pool.group_size() or sum(len(s.video) for s in samples) >= MAX_CALL_BYTES:
-                if not self._hand_out(feed, pending, stop):
+                if not self._hand_out(feed, pending, stopped):
                     return
                 pending = []
-        if pending and not stop():
-            self._hand_out(feed, pending, stop)
+        if pending and not stopped():
+            self._hand_out(feed, pending, stopped)
 
-    def _hand_out(self, feed: ShardFeed, items: list, stop: Callable[[], bool]) -> bool:
+    def _hand_out(self, feed: ShardFeed, items: list, stopped) -> bool:
         """One call for the samples among ``items``, all put in the feed in order; False if stopped first."""
         call = Call(self.pool, feed, [i for i in items if isinstance(i, Sample)])
-        if not self.pool.assign(call, stop):
+        if not self.pool.assign(call, stopped):
             return False
         feed.calls += 1
         if feed.decode_started_at is None:

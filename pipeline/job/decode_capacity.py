@@ -40,11 +40,10 @@ def alive_nodes() -> list[dict[str, float]]:
 @dataclass(frozen=True)
 class DecodeWorkers:
     """An encoder's decode workers: ``count`` (--decode-workers), else its share of the cluster's spare CPUs
-    among ``encoders``. ``call_samples``: samples per call (None: as many as make a call last about 50 ms)."""
+    among ``encoders``."""
 
     count: int | None = None
     encoders: int = 1
-    call_samples: int | None = None
 
     def now(self) -> int:
         return self.count or workers_per_encoder(alive_nodes(), self.encoders)

@@ -18,11 +18,11 @@ import numpy as np
 
 from ..dtypes import ITEMSIZES
 from ..output.layout import shard_name
-from ..output.index import OutputState
-from ..output.records import Totals
+from ..output.sink import OutputConflict, OutputSink, OutputUnwritable
 from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, count_samples, iter_samples, probe_clips
 from ..reading.records import SHARD_DAMAGE
-from .config import JobConfig
+from .config import ConfigError, JobConfig
+from .plan import Plan
 
 PROBED_SHARDS = 3
 
@@ -68,36 +68,23 @@ class DryRun:
 def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
     """Raises ConfigError, with the run's message, for what the real run would refuse (no shards,
     unreadable model, an output holding a different job, ...): the caller exits as the run does."""
-    from .driver import Plan  # imports Ray's API, starts nothing
-
     plan = Plan(job)  # the same checks as a real run, before Ray
-    model, config, layout = plan.model, plan.read_config, plan.layout
-    state = _output_state(plan)
-    # what the run would find: committed shards (stale ones re-encoded), as the driver decides it
-    output = OutputState({}, Totals(), None) if job.where.overwrite else plan.sink.state()
-    resume = plan.sink.resume(plan.urls, plan.names, output, job.where.storage_options)
-    names = set(plan.names)
-    done = set(output.shards) - set(resume.stale)
-    given_up = [] if job.where.overwrite else [n for n in layout.given_up_shards() if n in names]
-    to_encode = resume.todo
+    model, config = plan.model, plan.read_config
+    sink = OutputSink(job.where.output, job.where.storage_options)
+    try:
+        state = "overwritten (--overwrite deletes what it holds)" if job.where.overwrite and sink.exists() \
+            else sink.check(plan.identity())  # the run's own check and words: exit 2
+    except (OutputConflict, OutputUnwritable) as err:
+        raise ConfigError(str(err)) from None
+    left = sink.survey(plan.urls, plan.names, job.where.overwrite)  # what the run would find, stale shards included
     probes = [probe_shard(url, config, job.where.storage_options, model.spatial_compression, model.latent_dim)
-              for url in to_encode[:probe_shards]]
-    return DryRun(job.where.input, layout.url, state, len(plan.urls), sorted(done & names),
-                  given_up, [shard_name(u) for u in to_encode],
+              for url in left.todo[:probe_shards]]
+    return DryRun(job.where.input, sink.url, state, len(plan.urls), left.committed, left.given_up,
+                  [shard_name(u) for u in left.todo],
                   {"source": job.where.model, "latent_channels": model.latent_dim,
                    "temporal_compression": model.temporal_compression,
                    "spatial_compression": model.spatial_compression},
-                  probes, _estimate(job, probes, len(to_encode)))
-
-
-def _output_state(plan) -> str:
-    if not plan.layout.exists():
-        return "new"
-    if plan.job.where.overwrite:
-        return "overwritten (--overwrite deletes what it holds)"
-    from .driver import check_identity_before_ray
-
-    return check_identity_before_ray(plan)  # the run's own check and words: ConfigError, exit 2
+                  probes, _estimate(job, probes, len(left.todo)))
 
 
 # -- probing -------------------------------------------------------------------------------

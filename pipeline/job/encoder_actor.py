@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import ray
 
+from ..output.manifest import ModelIdentity
+from ..output.records import ActorInfo
 from ..reading.records import describe
 
 if TYPE_CHECKING:
+    from ..output.sink import OutputSink
     from ..reading import ReadConfig
     from .config import JobConfig
     from .decode_capacity import DecodeWorkers
@@ -23,6 +27,31 @@ if TYPE_CHECKING:
 # is open, so its decoding starts as soon as the one encoding has handed out its last sample.
 SHARDS_IN_FLIGHT = 3
 CONCURRENCY_GROUPS = {"progress": 1, "shards": SHARDS_IN_FLIGHT}
+OPENED = "opened"  # what a shard call yields first: the driver may now send this encoder its next shard
+
+
+@dataclass(frozen=True)
+class ActorIdentity:
+    """What the driver learns from an actor once its model is loaded (``error``: why it was not)."""
+
+    model: ModelIdentity | None = None
+    pid: int = 0
+    device: str = ""
+    dtype: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ActorProgress:
+    """Where an actor runs and the shard it is encoding (its samples, clips and errors so far)."""
+
+    pid: int
+    node_id: str
+    shard: str | None = None
+    samples: int = 0
+    clips: int = 0
+    errors: int = 0
+    workers_waiting_for_cpu: int = 0  # decode workers holding samples, not up (the encoder waits for them)
 
 
 def resolve_dtype(name: str, on_gpu: bool) -> str:
@@ -30,7 +59,7 @@ def resolve_dtype(name: str, on_gpu: bool) -> str:
     return ("bfloat16" if on_gpu else "float32") if name == "auto" else name
 
 
-def _piece_frames(job: JobConfig, temporal_compression: int) -> int | None:
+def piece_frames(job: JobConfig, temporal_compression: int) -> int | None:
     """Frames per piece of a whole-video clip (which streams through the Causal Cache); None for clips."""
     return (job.run.chunk_frames or 8 * temporal_compression) if job.read.whole_videos else None
 
@@ -43,17 +72,15 @@ class EncoderActor:
     actors it owns: they die with it.
     """
 
-    def __init__(self, job: JobConfig, read_config: ReadConfig, *, compute_dtype: str, decode_workers: DecodeWorkers,
-                 fingerprint: str, run_id: str) -> None:
-        from ..output.layout import OutputLayout
+    def __init__(self, job: JobConfig, read_config: ReadConfig, sink: OutputSink, *, compute_dtype: str,
+                 decode_workers: DecodeWorkers, fingerprint: str, run_id: str) -> None:
         from .dataflow import Dataflow
         from .decode_capacity import NoDecodeCPU
 
         # The decode workers' processes start first: they come up while this one imports torch and loads
         # the model. (Clips are cut for the model the driver checked the settings against.)
-        layout = OutputLayout(job.where.output, job.where.storage_options)
-        piece_frames = _piece_frames(job, read_config.temporal_compression)
-        dataflow = Dataflow(read_config, layout.storage_options, piece_frames, decode_workers)
+        options = sink.layout.storage_options
+        dataflow = Dataflow(read_config, options, piece_frames(job, read_config.temporal_compression), decode_workers)
         try:
             dataflow.pool.resize()
         except NoDecodeCPU:
@@ -64,8 +91,9 @@ class EncoderActor:
         from wfvae import WFVAE
 
         from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES
+        from ..encode.canary import QualityCanary
+        from ..encode.shard_loop import EncodeSettings, ShardLoop
         from ..output.sink import latents_metadata
-        from .canary import QualityCanary
         from .metrics import JobMetrics
         from .shard_encoder import ShardEncoder
 
@@ -84,38 +112,38 @@ class EncoderActor:
             dataflow.close()
             return
         tc = self.vae.temporal_compression
+        pieces = piece_frames(job, tc)
         if tc != read_config.temporal_compression:  # not the model the driver read: a dataflow for this one
             dataflow.close()
-            dataflow = Dataflow(read_config, layout.storage_options, _piece_frames(job, tc), decode_workers)
-        self.checksum = self.vae.weights_checksum()
-        metadata = latents_metadata(job.where.model, self.vae, self.checksum, store=job.latents.store,
-                                    latent_dtype=job.latents.latent_dtype, compute_dtype=compute_dtype,
-                                    fingerprint=fingerprint)
-        self.encoder = ShardEncoder(
-            self.vae, dataflow, layout,
-            batch_size=job.run.batch_size, chunk_frames=job.run.chunk_frames,
-            latent_dtype=job.latents.latent_dtype, store_logvar=job.latents.store == "moments",
-            file_metadata=metadata,
-            canary=QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[job.latents.latent_dtype],
-                                 job.run.chunk_frames // tc if job.run.chunk_frames else None)
-            if job.run.check_every else None,
-            metrics=JobMetrics(layout.url),
-            record_extra={"run_id": run_id, "actor": {"pid": os.getpid(), "host": socket.gethostname(),
-                                                      "device": str(self.device)}},
-        )
+            dataflow = Dataflow(read_config, options, pieces, decode_workers)
+        self.model = ModelIdentity.of(self.vae, job.where.model)
+        latents = job.latents
+        settings = EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments",
+                                  job.run.chunk_frames, pieces)
+        canary = QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[latents.latent_dtype],
+                               job.run.chunk_frames // tc if job.run.chunk_frames else None) \
+            if job.run.check_every else None
+        metadata = latents_metadata(self.vae, self.model, store=latents.store, latent_dtype=latents.latent_dtype,
+                                    compute_dtype=compute_dtype, fingerprint=fingerprint)
+        self.encoder = ShardEncoder(ShardLoop(self.vae, settings, canary), dataflow, sink, metadata, run_id=run_id,
+                                    actor=ActorInfo(os.getpid(), socket.gethostname(), str(self.device)),
+                                    metrics=JobMetrics(sink.url))
 
-    def identity(self) -> dict[str, Any]:
+    def identity(self) -> ActorIdentity:
         """What the driver checks before handing out shards; ``error`` if the model did not load."""
         if self.load_error:
-            return {"error": self.load_error}
-        return {"weights_sha256": self.checksum, "config": self.vae.config.to_dict(), "pid": os.getpid(),
-                "device": str(self.device), "dtype": str(self.vae.dtype).removeprefix("torch."),
-                "temporal_compression": self.vae.temporal_compression}
+            return ActorIdentity(error=self.load_error)
+        return ActorIdentity(self.model, os.getpid(), str(self.device), str(self.vae.dtype).removeprefix("torch."))
 
-    @ray.method(concurrency_group="shards")
-    def encode_shard(self, url: str, attempt: int, order: int) -> dict[str, Any]:
-        return self.encoder.encode_shard(url, attempt, order)
+    @ray.method(concurrency_group="shards", num_returns="streaming")
+    def encode_shard(self, url: str, attempt: int):
+        """Yields ``OPENED`` once the shard is queued for decoding, then its CommitRecord."""
+        yield from self.encoder.encode_shard(url, attempt)
 
     @ray.method(concurrency_group="progress")
-    def progress(self) -> dict[str, Any]:
-        return {**self.encoder.progress(), "pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id()}
+    def progress(self) -> ActorProgress:
+        shard, waiting = self.encoder.progress()
+        here = os.getpid(), ray.get_runtime_context().get_node_id()
+        if shard is None:
+            return ActorProgress(*here, workers_waiting_for_cpu=waiting)
+        return ActorProgress(*here, shard.shard, shard.samples, shard.clips, shard.errors, waiting)

@@ -55,13 +55,13 @@ class JobMetrics:
         self.committed.inc(1, self._tags)
         self._inc(self.clips, record.rows)
         timings = record.timings
-        self._inc(self.wait, timings.get("decode_wait_seconds", 0.0))
-        self._inc(self.encode, timings.get("encode_seconds", 0.0))
-        self._inc(self.decode, timings.get("decode_seconds", 0.0))
+        self._inc(self.wait, timings.decode_wait_seconds)
+        self._inc(self.encode, timings.encode_seconds)
+        self._inc(self.decode, timings.decode_seconds)
         for (error_type, stage), count in Tally((e["error_type"], e["stage"]) for e in errors).items():
             self.failed.inc(count, {**self._tags, "error_type": error_type, "stage": stage})
-        if record.canary and record.canary.get("psnr_min") is not None:
-            self.psnr.set(record.canary["psnr_min"], self._tags)
+        if record.canary and record.canary.psnr_min is not None:
+            self.psnr.set(record.canary.psnr_min, self._tags)
 
     def shard_given_up(self) -> None:
         self.given_up.inc(1, self._tags)

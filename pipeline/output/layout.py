@@ -6,7 +6,7 @@
     OUT/errors/<shard>.parquet        one row per failed sample
     OUT/_committed/<shard>.json       written last: the shard is complete
     OUT/_given_up/<shard>.json        a shard that failed max-shard-attempts times
-    OUT/_runs/<started>-<run>.json    each run's commit records added up (see index.py)
+    OUT/_runs/<started>-<run>[.<part>].json   each run's commit records added up (see index.py)
     OUT/_summary.json                 totals and per-channel latent statistics
 
 A shard counts as done only through its commit marker; files without one are leftovers
@@ -20,10 +20,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .records import CommitRecord
+from .records import CommitRecord, GivenUp
 from .storage import filesystem, is_local
 
 READ_BATCH = 1000  # commit records read concurrently at a time (bounded memory)
+FOLDERS = ("latents", "errors", "_committed", "_given_up", "_runs")  # what a job writes, besides its files
 
 
 def shard_name(url: str) -> str:
@@ -93,18 +94,24 @@ class OutputLayout:
     def run_index_files(self) -> list[str]:
         return [f"{name}.json" for name in self._names_in("_runs", ".json")]
 
-    def commit_records(self, names: list[str] | None = None) -> dict[str, dict[str, Any]]:
-        """Commit markers by shard (all committed ones without ``names``), as stored."""
+    def read_commit_records(self, names: list[str] | None = None) -> Iterator[CommitRecord]:
+        """The commit records of ``names`` (every committed shard's without), READ_BATCH at a time, fetched
+        concurrently (object stores: one request each); a marker removed since it was listed is skipped."""
         names = self.committed_shards() if names is None else names
-        return {name: record for name, record in self._read_json_files([self.committed(n) for n in names], names)}
-
-    def read_commit_records(self, names: list[str]) -> Iterator[CommitRecord]:
-        """The commit records of ``names``, READ_BATCH at a time, fetched concurrently (object stores:
-        one request each); a marker removed since it was listed is skipped."""
         for start in range(0, len(names), READ_BATCH):
             batch = names[start:start + READ_BATCH]
             for _, data in self._read_json_files([self.committed(n) for n in batch], batch):
                 yield CommitRecord.from_dict(data)
+
+    def read_given_up(self, names: list[str] | None = None) -> dict[str, GivenUp]:
+        """The given-up records of ``names`` (all without), by shard."""
+        names = self.given_up_shards() if names is None else names
+        return {name: GivenUp.from_dict(data)
+                for name, data in self._read_json_files([self.given_up(n) for n in names], names)}
+
+    def latents_files(self) -> list[str]:
+        """The shard names of every latents file, committed or not (one listing)."""
+        return self._names_in("latents", ".parquet")
 
     def _read_json_files(self, paths: list[str], names: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         if not paths:
@@ -120,6 +127,21 @@ class OutputLayout:
 
     def exists(self) -> bool:
         return self.fs.exists(self.job_manifest)
+
+    def has_results(self) -> bool:
+        """Latents or commit markers, with or without a ``_job.json``."""
+        return any(self.fs.exists(f"{self.root}/{folder}") for folder in ("latents", "_committed"))
+
+    def clear(self) -> None:
+        """Delete a job's output (not the lease of the job doing it)."""
+        for folder in FOLDERS:
+            path = f"{self.root}/{folder}"
+            if self.fs.exists(path):
+                self.fs.rm(path, recursive=True)
+        for path in (self.job_manifest, self.summary):
+            if self.fs.exists(path):
+                self.fs.rm(path)
+        self.refresh()
 
     def refresh(self) -> None:
         """Forget cached listings (object stores cache directory listings)."""

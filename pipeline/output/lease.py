@@ -1,6 +1,6 @@
 """One job per output folder: a lease taken by an atomic create-if-absent and kept by a heartbeat.
 
-    OUT/_lease/<generation>.json      {"run_id", "host", "pid", "started_at", "renewed_at", "seconds", ...}
+    OUT/_lease/<generation>.json      a LeaseRecord: run id, host, pid, started, last heartbeat, seconds, ...
 
 The lease is the file of the highest generation. A job takes it by creating the next
 generation's file with ``create_exclusively`` (``link(2)`` locally, a conditional put on object
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .layout import OutputLayout
@@ -38,42 +38,67 @@ class LeaseLost(RuntimeError):
     """This job's lease lapsed and another job took the output over."""
 
 
+@dataclass
+class LeaseRecord:
+    """A lease file's content: who holds the output, and since when."""
+
+    run_id: str
+    host: str
+    pid: int
+    seconds: float
+    started_at: float
+    renewed_at: float = 0.0
+    boot_id: str | None = None
+    process_start: int | None = None  # with the pid, names one process even after the pid is reused
+    command: str = ""
+    input: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LeaseRecord:
+        """An unreadable record reads as one that lapsed long ago."""
+        return cls(str(data.get("run_id")), str(data.get("host")), int(data.get("pid") or 0),
+                   float(data.get("seconds", 0)), float(data.get("started_at", 0)), float(data.get("renewed_at", 0)),
+                   data.get("boot_id"), data.get("process_start"), str(data.get("command", "")), data.get("input"))
+
+
 @dataclass(frozen=True)
 class Holder:
     generation: int
-    record: dict[str, Any]
+    record: LeaseRecord
 
     def expired(self, now: float) -> bool:
-        lapsed = now > float(self.record.get("renewed_at", 0)) + float(self.record.get("seconds", 0))
-        return lapsed or self.died_here()
+        return now > self.record.renewed_at + self.record.seconds or self.died_here()
 
     def died_here(self) -> bool:
         """The holder ran on this machine and its process is gone."""
         r = self.record
-        if r.get("host") != socket.gethostname() or r.get("boot_id") != _boot_id() or not r.get("pid"):
+        if r.host != socket.gethostname() or r.boot_id != _boot_id() or not r.pid:
             return False
-        return _process_start(int(r["pid"])) != r.get("process_start")
+        return _process_start(r.pid) != r.process_start
 
     def describe(self, now: float | None = None) -> str:
         r = self.record
         now = time.time() if now is None else now
-        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(r.get("started_at", 0))))
-        return (f"run {r.get('run_id')} (pid {r.get('pid')} on {r.get('host')}, started {started}, last heartbeat "
-                f"{now - float(r.get('renewed_at', 0)):.0f} s ago)")
+        started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r.started_at))
+        return (f"run {r.run_id} (pid {r.pid} on {r.host}, started {started}, last heartbeat "
+                f"{now - r.renewed_at:.0f} s ago)")
 
 
 class Lease:
     """This job's hold on ``layout``: ``acquire`` it, ``start_heartbeat``, ``release`` when done."""
 
     def __init__(self, layout: OutputLayout, run_id: str, seconds: float, log: Callable[[str], None] = print,
-                 **about: Any) -> None:
+                 input: str | None = None) -> None:
         self.layout = layout
         self.seconds = float(seconds)
         self.log = log
         self.generation: int | None = None
-        self.record = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(), "seconds": self.seconds,
-                       "boot_id": _boot_id(), "process_start": _process_start(os.getpid()),
-                       "started_at": time.time(), "command": " ".join(sys.argv), **about}
+        self.record = LeaseRecord(run_id, socket.gethostname(), os.getpid(), self.seconds, time.time(),
+                                  boot_id=_boot_id(), process_start=_process_start(os.getpid()),
+                                  command=" ".join(sys.argv), input=input)
         self.lost = threading.Event()
         self.lost_reason = ""
         self._stop_heartbeat = threading.Event()
@@ -105,7 +130,7 @@ class Lease:
                 continue  # released or cleaned up meanwhile
             except json.JSONDecodeError:
                 record = {}  # unreadable: treated as lapsed
-            found.append(Holder(int(stem), record))
+            found.append(Holder(int(stem), LeaseRecord.from_dict(record)))
         return found
 
     def acquire(self, wait: bool = False, stop: threading.Event | None = None, poll: float | None = None) -> None:
@@ -116,7 +141,7 @@ class Lease:
             holders = self.holders()
             current = holders[-1] if holders else None
             now = time.time()
-            if current is not None and current.record.get("run_id") == self.record["run_id"]:
+            if current is not None and current.record.run_id == self.record.run_id:
                 self.generation = current.generation  # our own create whose reply was lost
                 return
             if current is not None and not current.expired(now):
@@ -132,8 +157,8 @@ class Lease:
                     time.sleep(poll)
                 continue
             generation = current.generation + 1 if current else 1
-            self.record["renewed_at"] = time.time()
-            if create_exclusively(self.layout.fs, self._path(generation), json_bytes(self.record)):
+            self.record.renewed_at = time.time()
+            if create_exclusively(self.layout.fs, self._path(generation), json_bytes(self.record.to_dict())):
                 self.generation = generation
                 if current is not None:
                     why = "its process is gone" if current.died_here() else "its lease had lapsed"
@@ -150,8 +175,8 @@ class Lease:
         if not mine or holders[-1].generation != self.generation:
             taker = holders[-1].describe() if holders else "nobody (the lease files are gone)"
             raise LeaseLost(f"this job's lease on {self.layout.url} lapsed and it was taken over by {taker}")
-        self.record["renewed_at"] = time.time()
-        write_json(self.layout.fs, self._path(self.generation), self.record)
+        self.record.renewed_at = time.time()
+        write_json(self.layout.fs, self._path(self.generation), self.record.to_dict())
 
     def start_heartbeat(self) -> None:
         self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)

@@ -10,11 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
-
-from .layout import OutputLayout
-from .storage import create_exclusively, json_bytes, read_json
 
 ROOT = Path(__file__).resolve().parents[2]
 # 2: input and model identified by content, not spelling; 3: the input's shards are not part of the
@@ -42,79 +40,97 @@ def code_version() -> str:
     return f"{package}+{digest.hexdigest()[:12]}"
 
 
-def fingerprint(output_settings: dict[str, Any]) -> str:
-    """A short hash of the settings that define an output, for file metadata and reports."""
-    return hashlib.sha256(json.dumps(output_settings, sort_keys=True).encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The model that makes an output's latents: its config (read before anything starts) and the checksum of
+    its weights (known once an encoder has loaded them)."""
+
+    source: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    temporal_compression: int | None = None
+    weights_sha256: str | None = None
+
+    @classmethod
+    def of(cls, vae: Any, source: str) -> ModelIdentity:
+        """A loaded ``wfvae.WFVAE``'s identity (its weights hashed)."""
+        return cls(source, vae.config.to_dict(), vae.temporal_compression, vae.weights_checksum())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ModelIdentity:
+        data = data or {}
+        tc = data.get("temporal_compression")
+        return cls(str(data.get("source", "")), dict(data.get("config") or {}), None if tc is None else int(tc),
+                   data.get("weights_sha256"))
 
 
-def make_manifest(config: dict[str, Any], output_settings: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
-    """``output_settings`` define the output; ``model`` is its
-    config and weight checksum; ``config`` is every setting, for the record."""
-    return {"version": MANIFEST_VERSION, "fingerprint": fingerprint(output_settings),
-            "output_settings": output_settings, "config": config, "model": model, "code_version": code_version(),
-            "created_at": time.time()}
+@dataclass(frozen=True)
+class OutputIdentity:
+    """What defines an output: its settings (``JobConfig.output_settings``, with the compute ``dtype`` once the
+    cluster's devices resolve it) and its model."""
+
+    settings: dict[str, Any]
+    model: ModelIdentity
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the settings, for file metadata and reports."""
+        return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
+
+    def differences(self, new: OutputIdentity) -> list[str]:
+        """What makes ``new`` a different job. Settings without ``dtype`` (before the cluster resolves it) are
+        compared without it, a model without weights (not loaded yet) on its config alone."""
+        found = []
+        keys = (set(self.settings) | set(new.settings)) - set(IGNORED_SETTINGS)
+        if "dtype" not in new.settings:
+            keys.discard("dtype")
+        for key in sorted(keys):
+            then, now = self.settings.get(key), new.settings.get(key)
+            if then != now:
+                found.append(f"{key}: {then!r} then, {now!r} now")
+        if new.model.config and self.model.config != new.model.config:
+            found.append("the model's config differs")
+        if new.model.weights_sha256 and self.model.weights_sha256 != new.model.weights_sha256:
+            found.append("the model's weights differ")
+        return found
+
+    def with_weights(self, model: ModelIdentity) -> OutputIdentity:
+        return replace(self, model=model)
 
 
-def check_or_create(layout: OutputLayout, manifest: dict[str, Any]) -> str:
-    """Returns "created" or "resumed"; raises OutputConflict for a different job's output.
+@dataclass(frozen=True)
+class Manifest:
+    """``_job.json``: an output's identity, every setting of the job that created it (for the record, secrets
+    redacted) and the code that wrote it."""
 
-    ``_job.json`` is created with a create-if-absent: of two jobs racing (which the output's
-    lease already prevents), one creates it and the other compares against it.
-    """
-    if not layout.exists() and _has_results(layout):
-        raise OutputConflict(f"{layout.url} already holds files but no _job.json; choose an empty output "
-                             "folder, or pass --overwrite to replace its contents")
-    if create_exclusively(layout.fs, layout.job_manifest, json_bytes(manifest)):
-        return "created"
-    refuse_differences(layout, read_json(layout.fs, layout.job_manifest), manifest)
-    return "resumed"
+    identity: OutputIdentity
+    config: dict[str, Any]
+    code_version: str = field(default_factory=code_version)
+    created_at: float = field(default_factory=time.time)
+    version: int = MANIFEST_VERSION
 
+    @property
+    def model(self) -> ModelIdentity:
+        return self.identity.model
 
-def refuse_differences(layout: OutputLayout, existing: dict[str, Any], new: dict[str, Any]) -> None:
-    """Raises OutputConflict naming what makes ``new`` define other latents than ``existing``."""
-    version = existing.get("version", 1)
-    if not isinstance(version, int) or version > MANIFEST_VERSION:
-        raise OutputConflict(f"{layout.url} was written by a newer version of this job (_job.json version "
-                             f"{version}, this one reads up to {MANIFEST_VERSION}); use that version, another "
-                             "--output, or --overwrite to delete it and start over")
-    differences = describe_differences(existing, new)
-    if differences:
-        raise OutputConflict(f"{layout.url} holds the output of a different job ({'; '.join(differences)}). "
-                             "Re-run with the original settings to resume it, use another --output, or pass "
-                             "--overwrite to delete it and start over")
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "fingerprint": self.identity.fingerprint,
+                "output_settings": self.identity.settings, "config": self.config, "model": asdict(self.model),
+                "code_version": self.code_version, "created_at": self.created_at}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        identity = OutputIdentity(dict(data.get("output_settings", {})), ModelIdentity.from_dict(data.get("model")))
+        return cls(identity, dict(data.get("config", {})), str(data.get("code_version", "")),
+                   float(data.get("created_at", 0.0)), data.get("version", 1))
 
-def describe_differences(existing: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What makes ``new`` a different job: output settings, model config or weights. A model section
-    without weights (not loaded yet) is compared on its config alone; a new section without dtype
-    (resolved on the cluster) is compared without it."""
-    old_model, new_model = existing.get("model", {}), new.get("model", {})
-    found = []
-    old_settings, new_settings = existing.get("output_settings", {}), new["output_settings"]
-    keys = (set(old_settings) | set(new_settings)) - set(IGNORED_SETTINGS)
-    if "dtype" not in new_settings:
-        keys.discard("dtype")
-    for key in sorted(keys):
-        if old_settings.get(key) != new_settings.get(key):
-            found.append(f"{key}: {old_settings.get(key)!r} then, {new_settings.get(key)!r} now")
-    if "config" in new_model and old_model.get("config") != new_model.get("config"):
-        found.append("the model's config differs")
-    if new_model.get("weights_sha256") and old_model.get("weights_sha256") != new_model["weights_sha256"]:
-        found.append("the model's weights differ")
-    return found
-
-
-def clear(layout: OutputLayout) -> None:
-    """Delete a job's output (not the lease of the job doing it)."""
-    for folder in ("latents", "errors", "_committed", "_given_up", "_runs"):
-        path = f"{layout.root}/{folder}"
-        if layout.fs.exists(path):
-            layout.fs.rm(path, recursive=True)
-    for path in (layout.job_manifest, layout.summary):
-        if layout.fs.exists(path):
-            layout.fs.rm(path)
-    layout.refresh()
-
-
-def _has_results(layout: OutputLayout) -> bool:
-    return any(layout.fs.exists(f"{layout.root}/{folder}") for folder in ("latents", "_committed"))
+    def refuse(self, url: str, new: OutputIdentity) -> None:
+        """Raises OutputConflict naming what makes ``new`` define other latents than this output holds."""
+        if not isinstance(self.version, int) or self.version > MANIFEST_VERSION:
+            raise OutputConflict(f"{url} was written by a newer version of this job (_job.json version "
+                                 f"{self.version}, this one reads up to {MANIFEST_VERSION}); use that version, another "
+                                 "--output, or --overwrite to delete it and start over")
+        differences = self.identity.differences(new)
+        if differences:
+            raise OutputConflict(f"{url} holds the output of a different job ({'; '.join(differences)}). Re-run with "
+                                 "the original settings to resume it, use another --output, or pass --overwrite to "
+                                 "delete it and start over")

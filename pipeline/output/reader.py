@@ -1,5 +1,5 @@
-"""Reading a job's output folder: the one place that turns ``_job.json``, the run files, the
-commit records and the given-up markers into the output's state and totals. The job's summary,
+"""Reading a job's output folder: the one place that turns ``_job.json``, the run files, the commit
+records and the given-up markers into the output's state and summary. The job's summary,
 ``inspect_latents``' report and the training dataset all read it through here, so they always
 agree.
 
@@ -11,13 +11,12 @@ number of shards.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .index import OutputState
 from .layout import OutputLayout
-from .records import Totals
+from .manifest import Manifest
 from .stats import LatentStats
-from .storage import read_json
+from .summary import OutputSummary, summarize
 
 
 class OutputNotReadable(ValueError):
@@ -29,7 +28,7 @@ class JobOutput:
     """A snapshot of an output folder: what had been committed and given up when it was read."""
 
     layout: OutputLayout
-    manifest: dict[str, Any]  # {} when the folder has no _job.json yet
+    manifest: Manifest | None  # None when the folder has no _job.json yet
     state: OutputState
     given_up: tuple[str, ...]
 
@@ -39,42 +38,25 @@ class JobOutput:
         return self.state.shards
 
     @property
-    def totals(self) -> Totals:
-        return self.state.totals
-
-    @property
-    def rows(self) -> int:
-        return self.totals.rows
-
-    @property
-    def errors(self) -> int:
-        """Samples that failed (error rows) in committed shards."""
-        return self.totals.errors
-
-    @property
-    def errors_by_type(self) -> dict[str, int]:
-        return dict(sorted(self.totals.errors_by_type.items()))
-
-    @property
-    def bytes(self) -> dict[str, int]:
-        return dict(self.totals.bytes)
-
-    @property
     def stats(self) -> LatentStats:
         """Per-channel latent statistics over every committed shard (float64 sums: any order agrees to ~1e-15)."""
-        return self.totals.stats
+        return self.state.totals.stats
+
+    def summary(self, inputs: list[str] | None = None) -> OutputSummary:
+        """The output summed up (``inputs``: the input's shard names, to count the pending ones)."""
+        return summarize(self.layout.url, self.state, list(self.given_up), inputs)
 
 
 def read_job_output(layout: OutputLayout, require_manifest: bool = True) -> JobOutput:
     """The folder's state; ``require_manifest``: raise OutputNotReadable unless a job has started on it."""
     from .sink import OutputSink
 
+    sink = OutputSink(layout.url, layout.storage_options)
     if not layout.exists():
         if require_manifest:
             raise OutputNotReadable(f"{layout.url} has no _job.json: it is not an output folder of "
                                     "jobs/encode_dataset.py, or that job has not started writing to it")
-        manifest: dict[str, Any] = {}
+        manifest = None
     else:
-        manifest = read_json(layout.fs, layout.job_manifest)
-    sink = OutputSink(layout.url, layout.storage_options)
+        manifest = sink.manifest()
     return JobOutput(sink.layout, manifest, sink.state(), tuple(layout.given_up_shards()))

@@ -1,9 +1,11 @@
-"""The records an output folder keeps, as dataclasses: each written and read in one place.
+"""The records an output folder keeps, as dataclasses: each is a dict only in its own ``to_dict`` /
+``from_dict``, at the file's edge (``from_dict`` also reads the records of older versions).
 
-    CommitRecord   _committed/<shard>.json   one shard's rows, errors, bytes, statistics, source, timings
-    RunRecord      _summary.json "this_run"  what one run did
-    Totals         _runs/<run>.json          a run's commit records added up, so a summary never
-                                             needs to read every commit record again (see index.py)
+    CommitRecord   _committed/<shard>.json   one shard: rows, errors, bytes, statistics, source, timings
+    GivenUp        _given_up/<shard>.json    a shard given up after max attempts
+    Totals         _runs/*.json              commit records added up, so that a summary never reads every
+                                             commit record again (see index.py)
+    RunRecord      _summary.json this_run    what one run did
 """
 
 from __future__ import annotations
@@ -12,12 +14,82 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from .quality import CanaryResults
 from .stats import LatentStats
+
+BYTE_KINDS = ("latents", "errors")
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of ``cls`` (older and newer records carry others)."""
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class ActorInfo:
+    """The encoder process that wrote a shard."""
+
+    pid: int
+    host: str
+    device: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ActorInfo | None:
+        return cls(int(data["pid"]), str(data["host"]), str(data["device"])) if data else None
+
+
+@dataclass(frozen=True)
+class Balance:
+    """Which side limited a shard (or a run): the encoder waiting for clips, or decode workers waiting for the
+    encoder; and where decoding ran (``pipeline.job.balance`` works it out)."""
+
+    encoder_waiting_share: float
+    decode_idle_share: float
+    decode_workers: int
+    decode_nodes: dict[str, int]  # decode workers up per node id
+    unplaced_workers: int
+    limit: str  # "decode", "input", "encode" or "balanced"
+    hint: str
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Balance | None:
+        if not data:
+            return None
+        return cls(float(data["encoder_waiting_share"]), float(data["decode_idle_share"]),
+                   int(data["decode_workers"]), dict(data.get("decode_nodes", {})),
+                   int(data.get("unplaced_workers", 0)), str(data["limit"]), str(data["hint"]))
+
+
+@dataclass(frozen=True)
+class Decoding:
+    calls: int  # worker calls the shard's samples took
+    retried: int  # samples decoded again in a fresh worker after one died
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Decoding | None:
+        return cls(int(data.get("calls", 0)), int(data.get("retried", 0))) if data else None
+
+
+@dataclass
+class ShardTimings:
+    """Seconds an encoder spent on one shard."""
+
+    turn_wait_seconds: float = 0.0  # opened, waiting for the shard before it to be encoded
+    startup_seconds: float = 0.0  # the encoder's first wait for its decode workers' processes to start
+    decode_wait_seconds: float = 0.0  # waiting for decoded clips
+    encode_seconds: float = 0.0
+    decode_seconds: float = 0.0  # the decode workers' own time on its samples
+    encoder_seconds: float = 0.0  # the encoder's time on the shard, less ``startup_seconds``
+    total_seconds: float = 0.0  # from its opening to its last batch encoded
+    write_seconds: float = 0.0  # publishing
+
+    def to_dict(self) -> dict[str, float]:
+        return {name: round(value, 3) for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ShardTimings:
+        return cls(**{k: float(v) for k, v in _known(cls, data or {}).items()})
 
 
 @dataclass
@@ -29,34 +101,58 @@ class CommitRecord:
     rows: int = 0
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
-    bytes: dict[str, int] = field(default_factory=lambda: {"latents": 0, "errors": 0})
+    bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BYTE_KINDS, 0))
     stats: LatentStats = field(default_factory=LatentStats)
     # the source tar's identity when it was encoded (sources.py): a different one means stale latents
     source: str | None = None
     samples: int = 0
     run_id: str | None = None
     attempt: int = 1
-    actor: dict[str, Any] | None = None
-    canary: dict[str, Any] | None = None  # canary.CanaryResults.to_dict() with --check-every
-    balance: dict[str, Any] | None = None
-    decoding: dict[str, int] | None = None  # worker calls the shard took, and samples decoded again after a crash
-    timings: dict[str, float] = field(default_factory=dict)
-    decode_started_at: float | None = None
+    actor: ActorInfo | None = None
+    canary: CanaryResults | None = None  # with --check-every
+    balance: Balance | None = None
+    decoding: Decoding | None = None
+    timings: ShardTimings = field(default_factory=ShardTimings)
+    decode_started_at: float | None = None  # time.time() when its first sample went to a decode worker
     encoding_started_at: float | None = None
     encoded_at: float | None = None
     committed_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["stats"] = self.stats.to_dict()
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(stats=self.stats.to_dict(), timings=self.timings.to_dict(),
+                    actor=asdict(self.actor) if self.actor else None,
+                    canary=self.canary.to_dict() if self.canary else None,
+                    balance=asdict(self.balance) if self.balance else None,
+                    decoding=asdict(self.decoding) if self.decoding else None)
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CommitRecord":
+    def from_dict(cls, data: dict[str, Any]) -> CommitRecord:
         known = _known(cls, data)
-        known["stats"] = LatentStats.from_dict(data.get("stats"))
-        known.setdefault("bytes", {"latents": 0, "errors": 0})
+        known.update(stats=LatentStats.from_dict(data.get("stats")), timings=ShardTimings.from_dict(data.get("timings")),
+                     actor=ActorInfo.from_dict(data.get("actor")), canary=CanaryResults.from_dict(data.get("canary")),
+                     balance=Balance.from_dict(data.get("balance")), decoding=Decoding.from_dict(data.get("decoding")),
+                     bytes={**dict.fromkeys(BYTE_KINDS, 0), **data.get("bytes", {})})
         return cls(**known)
+
+
+@dataclass(frozen=True)
+class GivenUp:
+    """A shard that failed ``--max-shard-attempts`` times; a re-run tries it again."""
+
+    url: str
+    attempts: int
+    last_error: str
+    at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GivenUp:
+        return cls(str(data.get("url", "")), int(data.get("attempts", 0)), str(data.get("last_error", "")),
+                   float(data.get("at", 0.0)))
 
 
 @dataclass
@@ -75,14 +171,14 @@ class RunRecord:
     write_failures: list[str] = field(default_factory=list)
     # committed shards whose source tar changed since they were encoded: retracted and re-encoded
     stale: list[str] = field(default_factory=list)
-    balance: dict[str, Any] | None = None
+    balance: Balance | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "balance": asdict(self.balance) if self.balance else None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunRecord":
-        return cls(**_known(cls, data))
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        return cls(**{**_known(cls, data), "balance": Balance.from_dict(data.get("balance"))})
 
 
 @dataclass
@@ -93,38 +189,33 @@ class Totals:
     rows: int = 0
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
-    bytes: dict[str, int] = field(default_factory=lambda: {"latents": 0, "errors": 0})
+    bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BYTE_KINDS, 0))
     stats: LatentStats = field(default_factory=LatentStats)
-    canary: dict[str, Any] | None = None  # merged CanaryResults, worst clips labelled with their shard
+    canary: CanaryResults | None = None  # merged, the worst clips labelled with their shard
 
     def add(self, record: CommitRecord) -> None:
-        one = Totals(1, record.rows, record.errors, dict(record.errors_by_type), dict(record.bytes), record.stats,
-                     None)
+        one = Totals(1, record.rows, record.errors, dict(record.errors_by_type), dict(record.bytes), record.stats)
         if record.canary:
-            from ..job.canary import CanaryResults  # the canary's own merge rule
-
-            one.canary = CanaryResults().merge(CanaryResults.from_dict(record.canary), shard=record.shard).to_dict()
+            one.canary = CanaryResults().merge(record.canary, shard=record.shard)
         self.merge(one)
 
-    def merge(self, other: "Totals") -> None:
+    def merge(self, other: Totals) -> None:
         self.shards += other.shards
         self.rows += other.rows
         self.errors += other.errors
         self.errors_by_type = dict(sorted((Counter(self.errors_by_type) + Counter(other.errors_by_type)).items()))
-        self.bytes = {kind: int(self.bytes.get(kind, 0)) + int(other.bytes.get(kind, 0))
-                      for kind in ("latents", "errors")}
+        self.bytes = {kind: self.bytes.get(kind, 0) + other.bytes.get(kind, 0)
+                      for kind in sorted({*self.bytes, *other.bytes})}
         self.stats = self.stats.merge(other.stats)
         if other.canary:
-            from ..job.canary import CanaryResults
-
-            self.canary = CanaryResults.from_dict(self.canary).merge(CanaryResults.from_dict(other.canary)).to_dict()
+            self.canary = other.canary if self.canary is None else self.canary.merge(other.canary)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stats": self.stats.to_dict()}
+        return {**asdict(self), "stats": self.stats.to_dict(), "canary": self.canary.to_dict() if self.canary else None}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Totals":
+    def from_dict(cls, data: dict[str, Any] | None) -> Totals:
         data = data or {}
-        known = _known(cls, data)
-        known["stats"] = LatentStats.from_dict(data.get("stats"))
-        return cls(**known)
+        return cls(**{**_known(cls, data), "stats": LatentStats.from_dict(data.get("stats")),
+                      "canary": CanaryResults.from_dict(data.get("canary")),
+                      "bytes": {**dict.fromkeys(BYTE_KINDS, 0), **data.get("bytes", {})}})

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 
 def duplicate_names(names: list[str]) -> list[str]:
@@ -16,11 +15,11 @@ def duplicate_names(names: list[str]) -> list[str]:
 @dataclass
 class ResumePlan:
     todo: list[str] = field(default_factory=list)  # URLs to encode, in input order
+    committed: list[str] = field(default_factory=list)  # the input's shards committed and current: left untouched
     stale: list[str] = field(default_factory=list)  # committed shards whose source changed: to re-encode
-    skipped: int = 0  # committed and current: left untouched
     not_in_input: int = 0  # committed shards the input no longer lists: kept, and counted
     tokens: dict[str, str | None] = field(default_factory=dict)  # URL -> its source token at planning
-    before: Any = None  # the output's state it was planned from (index.OutputState)
+    given_up: list[str] = field(default_factory=list)  # the input's shards given up before (a run retries them)
 
 
 def plan_resume(urls: list[str], names: list[str], committed: dict[str, tuple[int, str | None]],
@@ -39,7 +38,7 @@ def plan_resume(urls: list[str], names: list[str], committed: dict[str, tuple[in
             plan.stale.append(name)
             plan.todo.append(url)
         else:
-            plan.skipped += 1
+            plan.committed.append(name)
     inputs = set(names)
     plan.not_in_input = sum(1 for name in committed if name not in inputs)
     return plan

@@ -36,26 +36,22 @@ def _write_table(layout: OutputLayout, path: str, table: pa.Table) -> int:
                                                         compression=compression, use_dictionary=dictionary))
 
 
-def publish_shard(layout: OutputLayout, shard: str, latent_rows: list[dict[str, Any]],
-                  error_rows: list[dict[str, Any]], metadata: dict[str, Any], record: CommitRecord | dict[str, Any],
-                  storage_options: dict[str, Any] | None = None) -> CommitRecord:
+def publish_shard(layout: OutputLayout, record: CommitRecord, latent_rows: list[dict[str, Any]],
+                  error_rows: list[dict[str, Any]], metadata: dict[str, Any]) -> CommitRecord:
     """Write ``latents/<shard>.parquet``, ``errors/<shard>.parquet``, then ``_committed/<shard>.json``;
-    returns the commit record as written. Its ``source`` is the tar's token now, unless given
-    (``storage_options``: the input's, for that one request)."""
+    returns the commit record as written. Its ``source`` is the tar's token now, unless given."""
     started = time.perf_counter()
-    if isinstance(record, dict):
-        record = CommitRecord.from_dict({**record, "shard": shard})
-    schema = LATENTS_SCHEMA.with_metadata(file_metadata(metadata))
-    latents = pa.Table.from_pylist(latent_rows, schema=schema)
+    shard = record.shard
+    latents = pa.Table.from_pylist(latent_rows, schema=LATENTS_SCHEMA.with_metadata(file_metadata(metadata)))
     errors = pa.Table.from_pylist(error_rows, schema=ERRORS_SCHEMA.with_metadata(file_metadata(metadata)))
     latent_bytes = _write_table(layout, layout.latents(shard), latents)
     error_bytes = _write_table(layout, layout.errors(shard), errors)
     source = record.source
     if source is None and record.url:
-        source = source_token(record.url, layout.storage_options if storage_options is None else storage_options)
+        source = source_token(record.url, layout.storage_options)
     committed = replace(record, rows=latents.num_rows, errors=errors.num_rows, source=source,
                         bytes={"latents": latent_bytes, "errors": error_bytes},
-                        timings={**record.timings, "write_seconds": round(time.perf_counter() - started, 3)},
+                        timings=replace(record.timings, write_seconds=time.perf_counter() - started),
                         committed_at=time.time())
     write_json(layout.fs, layout.committed(shard), committed.to_dict())
     if layout.fs.exists(layout.given_up(shard)):

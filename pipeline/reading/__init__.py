@@ -13,28 +13,27 @@ and, for a pre-flight check, the same answers without the work:
 Nothing here raises out of a reader: bad shards, samples and videos become
 ErrorRecords and reading goes on. An ErrorRecord is the one shape of a problem, from
 the reader to the job's error table.
+
+Names are imported when first used: the records (``records.py``) need neither PyAV nor decord, so code
+that only handles them (the encode loop, bench/gpu_check.py) imports without the decoders.
 """
 
-from .config import ReadConfig
-from .decode import decode_clips, probe_clips, sample_clips
-from .reader import read_shard
-from .records import Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError
-from .samples import count_samples, iter_samples
-from .shards import list_shards
+from importlib import import_module
 
-__all__ = [
-    "Clip",
-    "ClipInfo",
-    "ClipPiece",
-    "ErrorRecord",
-    "ReadConfig",
-    "Sample",
-    "SampleError",
-    "count_samples",
-    "decode_clips",
-    "iter_samples",
-    "list_shards",
-    "probe_clips",
-    "read_shard",
-    "sample_clips",
-]
+_WHERE = {
+    "ReadConfig": ".config",
+    "decode_clips": ".decode", "probe_clips": ".decode", "sample_clips": ".decode",
+    "decoded_samples": ".reader", "read_shard": ".reader",
+    "Clip": ".records", "ClipInfo": ".records", "ClipPiece": ".records", "ErrorRecord": ".records",
+    "Sample": ".records", "SampleError": ".records",
+    "count_samples": ".samples", "iter_samples": ".samples",
+    "list_shards": ".shards",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_WHERE[name], __name__), name)

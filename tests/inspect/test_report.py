@@ -16,27 +16,27 @@ def _records(output):
 
 def test_report_counts_shards_rows_errors_bytes_and_shapes(moments):
     report = describe_output(str(moments.out), input_spec=moments.all_input_spec)
-    records = _records(moments)
-    assert report["shards"]["committed"] == 2 and report["shards"]["given_up"] == 1
-    assert report["shards"]["pending"] == 1 and report["pending"] == list(moments.never_run)
-    assert list(report["given_up"]) == list(moments.given_up) and report["given_up"]["part-000001"]
-    assert report["uncommitted_files"] == list(moments.given_up)
-    assert report["rows"] == 28 == sum(r["rows"] for r in records)
-    assert report["samples_failed"] == 2 and sum(report["errors_by_type"].values()) == 2
-    assert report["bytes"]["latents"] == sum(r["bytes"]["latents"] for r in records) > 0
+    summary, records = report.summary, _records(moments)
+    assert summary.shards.committed == 2 and len(report.given_up) == 1
+    assert summary.shards.pending == 1 and report.pending == list(moments.never_run)
+    assert list(report.given_up) == list(moments.given_up) and report.given_up["part-000001"]
+    assert report.uncommitted_files == list(moments.given_up)
+    assert summary.clips == 28 == sum(r["rows"] for r in records)
+    assert summary.samples_failed == 2 and sum(summary.errors_by_type.values()) == 2
+    assert summary.bytes["latents"] == sum(r["bytes"]["latents"] for r in records) > 0
     # per shard 4 landscape and 3 portrait videos (one broken), 2 clips each
-    assert report["latents"] == [{"shape": [4, 2, 4, 4], "dtype": "bfloat16", "rows": 16},
-                                 {"shape": [4, 2, 8, 4], "dtype": "bfloat16", "rows": 12}]
+    assert [(entry.shape, entry.dtype, entry.rows) for entry in report.latents] == \
+        [([4, 2, 4, 4], "bfloat16", 16), ([4, 2, 8, 4], "bfloat16", 12)]
     manifest = json.loads((moments.out / "_job.json").read_text())
-    assert report["config"] == manifest["config"] and report["stored"] == "moments"
-    summary = json.loads((moments.out / "_summary.json").read_text())
-    assert report["latent_stats"]["mean"] == summary["latent_stats"]["mean"]
+    assert report.manifest.config == manifest["config"] and report.manifest.config["store"] == "moments"
+    written = json.loads((moments.out / "_summary.json").read_text())
+    assert summary.latent_stats.mean == written["latent_stats"]["mean"]
 
 
 def test_without_input_the_jobs_own_input_decides_what_is_pending(moments):
-    assert describe_output(str(moments.out))["shards"]["pending"] == 0
+    assert describe_output(str(moments.out)).summary.shards.pending == 0
     unreachable = describe_output(str(moments.out), input_spec=str(moments.shards / "nothing-*.tar"))
-    assert unreachable["shards"]["pending"] is None and "no shards match" in unreachable["shards"]["input_error"]
+    assert unreachable.summary.shards.pending is None and "no shards match" in unreachable.input_error
     assert "unknown (ValueError" in format_report(unreachable)
 
 
@@ -62,7 +62,7 @@ def test_cli_prints_the_table_and_json(moments):
     assert "shards committed" in result.stdout and "given up" in result.stdout
     as_json = _cli(str(moments.out), "--json")
     assert as_json.returncode == 0, as_json.stderr
-    assert json.loads(as_json.stdout)["rows"] == 28
+    assert json.loads(as_json.stdout)["summary"]["clips"] == 28
 
 
 def test_cli_refuses_a_folder_that_is_not_an_output(tmp_path):

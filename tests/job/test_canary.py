@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.job.batching import to_video
-from pipeline.job.canary import CanaryResults, QualityCanary, format_quality, merge_records, quality_summary
+from pipeline.encode.batching import to_video
+from pipeline.encode.canary import QualityCanary
+from pipeline.output.quality import CanaryResults, format_quality
+from pipeline.output.records import CommitRecord, Totals
 from wfvae import WFVAE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +74,7 @@ def test_every_nth_clip_of_a_shard_is_checked_first_included(vae, frames):
     assert shard.results.checked == 2  # clips 0 and 3 decoded as a batch; clip 6 waits for a partner
     results = shard.finish()
     assert (results.seen, results.checked) == (7, 3)  # clips 0, 3 and 6
-    assert [e["key"] for e in sorted(results.worst, key=lambda e: e["key"])] == ["k0", "k3", "k6"]
+    assert sorted(clip.key for clip in results.worst) == ["k0", "k3", "k6"]
     assert results.seconds > 0 and results.psnr_min == pytest.approx(results.psnr_mean)
     assert CanaryResults.from_dict(json.loads(json.dumps(results.to_dict()))) == \
         CanaryResults.from_dict(results.to_dict())
@@ -90,28 +92,26 @@ def test_a_batch_decodes_to_the_same_psnr_as_single_clips(vae, frames):
         alone.append(canary.psnr(clip, mean))
         shard.observe(f"c{i}", 0, clip, mean)
     assert shard.results.checked == 3  # the first shape's batch is full; the second's waits
-    by_key = {e["key"]: e["psnr"] for e in shard.finish().worst}
+    by_key = {clip.key: clip.psnr for clip in shard.finish().worst}
     assert [by_key[f"c{i}"] for i in range(5)] == pytest.approx(alone, abs=1e-2)
 
 
 def test_records_merge_into_mean_minimum_and_worst_keys():
-    records = {}
+    totals = Totals()
     for s, values in enumerate([[30.0, 28.0], [12.5], [], [31.0, 29.0, 27.0]]):
         results = CanaryResults(every=10)
         for i, value in enumerate(values):
             results.add(f"s{s}-{i}", 0, value)
-        records[f"part-{s}"] = {"rows": 3, "canary": results.to_dict()}
-    records["part-old"] = {"rows": 2}  # committed by a run without the canary
-    merged = merge_records(records)
-    assert merged.checked == 6 and merged.psnr_min == 12.5
-    summary = quality_summary(records)
-    assert summary["psnr_mean"] == pytest.approx((30 + 28 + 12.5 + 31 + 29 + 27) / 6, abs=1e-3)
-    assert summary["psnr_min"] == 12.5 and summary["every"] == 10
-    assert [(e["shard"], e["key"]) for e in summary["worst"][:2]] == [("part-1", "s1-0"), ("part-3", "s3-2")]
-    assert len(summary["worst"]) == 5
-    line = format_quality(summary)
+        totals.add(CommitRecord(f"part-{s}", rows=3, canary=results))
+    totals.add(CommitRecord("part-old", rows=2))  # committed by a run without the canary
+    merged = totals.canary
+    assert merged.checked == 6 and merged.psnr_min == 12.5 and merged.every == 10
+    assert merged.psnr_mean == pytest.approx((30 + 28 + 12.5 + 31 + 29 + 27) / 6)
+    assert [(clip.shard, clip.key) for clip in merged.worst[:2]] == [("part-1", "s1-0"), ("part-3", "s3-2")]
+    assert len(merged.worst) == 5
+    line = format_quality(merged)
     assert "min 12.50 dB" in line and "part-1/s1-0#0 12.5" in line
-    assert quality_summary({"a": {"rows": 1}}) is None and "not checked" in format_quality(None)
+    assert Totals().canary is None and "not checked" in format_quality(None)
 
 
 def test_identical_clips_and_bad_input(vae, frames):

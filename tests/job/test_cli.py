@@ -10,8 +10,8 @@ import pytest
 
 from jobs.encode_dataset import main
 from pipeline.job.config import ConfigError, JobConfig, build_parser, config_from_args, make_config
-from pipeline.job.driver import Plan
-from pipeline.output.manifest import fingerprint
+from pipeline.job.plan import Plan
+from pipeline.output.manifest import ModelIdentity, OutputIdentity
 
 from tests.support.jobs import TINY_MODEL, run_cli
 from tests.support.shards import write_shards
@@ -110,7 +110,7 @@ def test_bad_flags_exit_2_on_the_command_line():
 def test_settings_checked_against_the_model(valid):
     config = config_from_args(valid)
     plan = Plan(config)
-    assert plan.read_config.temporal_compression == 4 and plan.input_shards["count"] == 1
+    assert plan.read_config.temporal_compression == 4 and len(plan.urls) == 1
     with pytest.raises(ConfigError, match=r"--num-frames: must be 1 \+ a multiple of the model's temporal "
                                           r"compression \(4\), e.g. 17 or 21; got 18"):
         Plan(JobConfig.from_flags(**{**config.to_dict(), "num_frames": 18}))
@@ -168,7 +168,7 @@ EARLIER_OUTPUT_SETTINGS = [
 def test_output_settings_are_those_earlier_outputs_were_written_with(settings, earlier, earlier_fingerprint):
     settings = make_config(settings).output_settings()
     assert settings == earlier and list(settings) == list(earlier)
-    assert fingerprint(settings) == earlier_fingerprint
+    assert OutputIdentity(settings, ModelIdentity()).fingerprint == earlier_fingerprint
 
 
 def test_job_json_config_builds_the_same_job():

@@ -8,7 +8,7 @@ import pytest
 from pipeline.job.decode_capacity import DecodeWorkers, NoDecodeCPU, workers_per_encoder
 from wfvae import WFVAE
 
-from tests.support.dataflow import FRAMES, encode_shards, expected, make_encoder, read_config, written
+from tests.support.dataflow import FRAMES, calls_of, encode_shards, expected, make_encoder, read_config, written
 from tests.support.jobs import TINY_MODEL
 from tests.support.shards import write_shards
 
@@ -29,18 +29,22 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=[(1, 1), (2, 3), (None, None)],
                 ids=["1-worker-1-sample-calls", "2-workers-3-sample-calls", "default-workers-and-calls"])
-def workers(request, ray_head) -> DecodeWorkers:
+def workers(request, ray_head) -> tuple[DecodeWorkers, int | None]:
     """A count of decode workers (None: what a job gets for one encoder) and samples per call (None: sized from
     the decoding times seen, as in a job)."""
     count, call_samples = request.param
-    return DecodeWorkers(count, call_samples=call_samples)
+    return DecodeWorkers(count), call_samples
 
 
 @pytest.mark.parametrize("batch_size", [1, 4])
 @pytest.mark.parametrize("clips", POLICIES)
 def test_every_policy_worker_count_batch_and_shard_size_ends_with_the_expected_rows(vae, shards, workers, clips,
-                                                                                     batch_size, tmp_path):
+                                                                                     batch_size, tmp_path,
+                                                                                     monkeypatch):
     config = read_config(clips)
+    workers, call_samples = workers
+    if call_samples:
+        calls_of(call_samples, monkeypatch)
     encoder = make_encoder(tmp_path, vae, config, workers, batch_size)
     try:
         records = encode_shards(encoder, shards, DEADLINE)
@@ -50,21 +54,23 @@ def test_every_policy_worker_count_batch_and_shard_size_ends_with_the_expected_r
     for url, record in zip(shards, records):
         clips_expected, errors_expected = expected(url, config)
         assert written(tmp_path, url) == (clips_expected, errors_expected)
-        assert record["rows"] == len(clips_expected) > 0 and record["errors"] == len(errors_expected)
-        assert record["balance"]["decode_workers"] == workers.now()
-        assert 0 <= record["balance"]["encoder_waiting_share"] <= 1 and record["balance"]["hint"]
+        assert record.rows == len(clips_expected) > 0 and record.errors == len(errors_expected)
+        assert record.balance.decode_workers == workers.now()
+        assert 0 <= record.balance.encoder_waiting_share <= 1 and record.balance.hint
 
 
-def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
+def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path, monkeypatch):
     """Shards of 1 and 4 samples in calls of up to 3 samples: 1 + 2 calls; and a pool left to size its
     calls hands these tiny videos out several at a time once it has seen a few decoded."""
     urls = write_shards(tmp_path / "shards", [1, 4], frames=FRAMES, broken={3: "random"}).urls
-    encoder = make_encoder(tmp_path / "out", vae, read_config("first"), DecodeWorkers(1, call_samples=3), 2)
-    try:
-        records = encode_shards(encoder, urls, DEADLINE)
-    finally:
-        encoder.close()
-    assert [record["decoding"]["calls"] for record in records] == [1, 2]
+    with monkeypatch.context() as patched:
+        calls_of(3, patched)
+        encoder = make_encoder(tmp_path / "out", vae, read_config("first"), DecodeWorkers(1), 2)
+        try:
+            records = encode_shards(encoder, urls, DEADLINE)
+        finally:
+            encoder.close()
+    assert [record.decoding.calls for record in records] == [1, 2]
     for url in urls:
         assert written(tmp_path / "out", url) == expected(url, read_config("first"))
 
@@ -74,7 +80,7 @@ def test_quick_samples_are_decoded_several_to_a_call(ray_head, vae, tmp_path):
         first, second = encode_shards(encoder, urls, DEADLINE)
     finally:
         encoder.close()
-    assert second["decoding"]["calls"] < 12  # tiny videos: several to a call once a few were seen
+    assert second.decoding.calls < 12  # tiny videos: several to a call once a few were seen
 
 
 def test_the_next_shard_decodes_while_the_current_one_encodes(vae, ray_head, tmp_path):
@@ -86,16 +92,19 @@ def test_the_next_shard_decodes_while_the_current_one_encodes(vae, ray_head, tmp
         encoder.close()
     for current, following in ((first, second), (second, third)):
         # the following shard's first sample went to a decode worker before the current one's encoding ended
-        assert following["decode_started_at"] < current["encoded_at"], (current, following)
+        assert following.decode_started_at < current.encoded_at, (current, following)
         # one shard encodes at a time, and the encoder is free for the next before the current one is
         # committed: its decoded samples were waiting, published or not
-        assert current["encoded_at"] <= following["encoding_started_at"]
-        assert following["decode_started_at"] < current["committed_at"]
+        assert current.encoded_at <= following.encoding_started_at
+        assert following.decode_started_at < current.committed_at
 
 
 def test_the_summary_and_records_say_which_side_limited_the_run(vae, ray_head, tmp_path):
-    from pipeline.job.summary import build_summary, format_summary
+    from pipeline.job.balance import run_balance
+    from pipeline.job.summary import format_summary
+    from pipeline.output.reader import read_job_output
     from pipeline.output.layout import OutputLayout
+    from pipeline.output.records import RunRecord
 
     data = write_shards(tmp_path / "shards", [3, 3], frames=FRAMES)
     encoder = make_encoder(tmp_path / "out", vae, read_config("first"), 1, batch_size=2)
@@ -104,15 +113,14 @@ def test_the_summary_and_records_say_which_side_limited_the_run(vae, ray_head, t
     finally:
         encoder.close()
     for record in records:
-        timings = record["timings"]
-        assert timings["encoder_seconds"] >= timings["decode_wait_seconds"] >= 0 and timings["decode_seconds"] > 0
-        assert record["balance"]["limit"] in ("decode", "encode", "input", "balanced")
-    summary = build_summary(OutputLayout(str(tmp_path / "out")), data.names,
-                            {"run_id": "test", "seconds": 1.0, "shards_encoded": 2, "shards_skipped": 0, "clips": 6,
-                             "clips_per_second": 6.0})
-    balance = summary["this_run"]["balance"]
-    assert balance["decode_workers"] == 1 and balance["limit"] in balance["hint"].replace("-bound", "")
-    assert f"limited by    {balance['hint']}" in format_summary(summary)
+        timings = record.timings
+        assert timings.encoder_seconds >= timings.decode_wait_seconds >= 0 and timings.decode_seconds > 0
+        assert record.balance.limit in ("decode", "encode", "input", "balanced")
+    balance = run_balance(records)
+    assert balance.decode_workers == 1 and balance.limit in balance.hint.replace("-bound", "")
+    summary = read_job_output(OutputLayout(str(tmp_path / "out")), require_manifest=False).summary(data.names)
+    summary.this_run = RunRecord("test", balance=balance)
+    assert f"limited by    {balance.hint}" in format_summary(summary)
 
 
 def test_by_default_each_encoder_gets_its_share_of_the_cpus_no_encoder_needs():

@@ -57,7 +57,7 @@ def main(folder: Path) -> None:
                                   daemon=True)
         runner.start()
         progress = encoder_mid_shard(deadline=time.monotonic() + 120)
-        victim = next(node for node in nodes if node.node_id == progress["node_id"])
+        victim = next(node for node in nodes if node.node_id == progress.node_id)
         cluster.remove_node(victim, allow_graceful=False)
         runner.join(timeout=180)
         assert not runner.is_alive(), "the job did not finish after its encoder's node went away"
@@ -66,8 +66,8 @@ def main(folder: Path) -> None:
         identical = all(read_rows(folder / "cut", kind) == read_rows(folder / "clean", kind)
                         for kind in ("latents", "errors"))
         print(json.dumps({
-            "removed_node_held_encoder": True, "summary": outcome.get("summary", {}),
-            "encoder_moved": progress["pid"] not in {r["actor"]["pid"] for r in records},
+            "removed_node_held_encoder": True, "summary": outcome["summary"].to_dict() if outcome else {},
+            "encoder_moved": progress.pid not in {r["actor"]["pid"] for r in records},
             "attempts": {r["shard"]: r["attempt"] for r in records},
             "identical": identical, "log": logs[-20:]}))
     finally:

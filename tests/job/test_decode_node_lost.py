@@ -67,9 +67,9 @@ def main(folder: Path) -> None:
         report = {"finished": not runner.is_alive(), "workers_on_lost_node": on_lost, "kept_node": kept.node_id,
                   "most_waiting_for_cpu": most_waiting}
         if report["finished"]:
-            records = list(OutputLayout(str(folder / "cut")).commit_records().values())
+            records = list(OutputLayout(str(folder / "cut")).read_commit_records())
             run_job(job(str(folder / "clean")), lambda line: None)
-            report.update(committed=outcome["summary"]["shards"]["committed"], attempt=records[0]["attempt"],
+            report.update(committed=outcome["summary"].shards.committed, attempt=records[0].attempt,
                           identical=all(read_rows(folder / "cut", kind) == read_rows(folder / "clean", kind)
                                         for kind in ("latents", "errors")))
         print(json.dumps(report))
@@ -86,7 +86,7 @@ def _most_waiting_for_cpu(runner: threading.Thread, deadline: float) -> int:
     while runner.is_alive() and time.monotonic() < deadline:
         try:
             encoder = ray.get_actor(next(n for n in ray.util.list_named_actors() if n.startswith("encoder-")))
-            most = max(most, ray.get(encoder.progress.remote(), timeout=5).get("workers_waiting_for_cpu", 0))
+            most = max(most, ray.get(encoder.progress.remote(), timeout=5).workers_waiting_for_cpu)
         except Exception:  # noqa: BLE001 - the job is ending
             pass
         runner.join(timeout=0.5)

@@ -46,10 +46,10 @@ def main(folder: Path) -> None:
         summary = run_job(JobConfig.from_flags(input=data.spec, output=str(out), model=str(TINY_MODEL), num_frames=17,
                                     resolution=(64, 64), dtype="float32", shared_output=True, progress_seconds=5),
                           lambda line: None)
-        records = OutputLayout(str(out)).commit_records().values()
-        print(json.dumps({"committed": summary["shards"]["committed"], "shards": len(records),
+        records = list(OutputLayout(str(out)).read_commit_records())
+        print(json.dumps({"committed": summary.shards.committed, "shards": len(records),
                           "cpu_node": cpu_node.node_id,
-                          "decode_nodes": [record["balance"]["decode_nodes"] for record in records]}))
+                          "decode_nodes": [record.balance.decode_nodes for record in records]}))
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -22,7 +22,7 @@ from ray.util.state import list_actors
 from pipeline.job import decode_workers
 from pipeline.job.decode_capacity import DecodeWorkers
 from pipeline.reading import ReadConfig
-from tests.support.dataflow import expected, make_encoder, written
+from tests.support.dataflow import calls_of, expected, make_encoder, written
 from tests.support.jobs import TINY_MODEL
 from tests.support.shards import make_shard
 from tests.support.videos import encode, ffmpeg_testsrc, smooth_frames
@@ -63,10 +63,14 @@ def _kill_while_reading_long(encoder, killed: set[int]) -> int:
         return pids[0] if len(pids) == 1 else None
 
     pid = _wait_for("a fresh decode worker up", fresh_worker)
-    progress = encoder.progress()
-    clips = progress["clips"] if progress.get("samples") == 2 else 2
-    _wait_for("the encoder reading the long video", lambda: encoder.progress().get("samples") == 2
-              and encoder.progress()["clips"] >= clips + 2)
+    progress, _ = encoder.progress()
+    clips = progress.clips if progress and progress.samples == 2 else 2
+
+    def reading_long() -> bool:
+        progress, _ = encoder.progress()
+        return progress is not None and progress.samples == 2 and progress.clips >= clips + 2
+
+    _wait_for("the encoder reading the long video", reading_long)
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -79,11 +83,14 @@ def test_a_killed_decode_worker_costs_its_sample_only_when_the_fresh_one_dies_to
     again one parcel per sample, so the second death names the sample."""
     monkeypatch.setattr(decode_workers, "PARCEL_BYTES", CLIP_BYTES)
     monkeypatch.setattr(decode_workers, "BYTES_AHEAD", 2 * CLIP_BYTES)
+    calls_of(call_samples, monkeypatch)
     encoder = make_encoder(tmp_path, WFVAE.from_pretrained(TINY_MODEL), CONFIG,
-                           DecodeWorkers(1, call_samples=call_samples), batch_size=2)
+                           DecodeWorkers(1), batch_size=2)
     calls = concurrent.futures.ThreadPoolExecutor(1)
     try:
-        job = calls.submit(encoder.encode_shard, shard, 1)
+        shard_call = encoder.encode_shard(shard, 1)
+        next(shard_call)  # opened
+        job = calls.submit(lambda: list(shard_call)[-1])
         killed: set[int] = set()
         for _ in range(deaths):
             killed.add(_kill_while_reading_long(encoder, killed))
@@ -91,15 +98,15 @@ def test_a_killed_decode_worker_costs_its_sample_only_when_the_fresh_one_dies_to
     finally:
         calls.shutdown(wait=False, cancel_futures=True)
         encoder.close()
-    assert record["decoding"]["retried"] == 1  # one retry in a fresh worker, never more
+    assert record.decoding.retried == 1  # one retry in a fresh worker, never more
     clips, errors = expected(shard, CONFIG)
     rows, error_rows = written(tmp_path, shard)
     short = [clip for clip in clips if clip[0] != "long"]
     assert [row for row in rows if row[0] != "long"] == short  # every other sample intact, in order
     if deaths == 1:  # decoded again in a fresh worker: nothing lost, nothing duplicated
-        assert (rows, error_rows) == (clips, errors) and record["errors"] == 0
+        assert (rows, error_rows) == (clips, errors) and record.errors == 0
     else:
-        assert error_rows == ["long"] and record["errors_by_type"] == {"DecoderCrashed": 1}
+        assert error_rows == ["long"] and record.errors_by_type == {"DecoderCrashed": 1}
         long_rows = [row for row in rows if row[0] == "long"]
         assert long_rows == [clip for clip in clips if clip[0] == "long"][:len(long_rows)]  # a prefix, if any
         assert len(long_rows) < len(clips) - len(short)

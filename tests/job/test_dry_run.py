@@ -10,10 +10,11 @@ from fractions import Fraction
 import pytest
 
 from pipeline.job.config import ConfigError, config_from_args, make_config
-from pipeline.job.driver import Plan
+from pipeline.job.plan import Plan
 from pipeline.job.dry_run import dry_run, format_dry_run
 from pipeline.output.layout import OutputLayout
-from pipeline.output.manifest import check_or_create, make_manifest
+from pipeline.output.manifest import Manifest
+from pipeline.output.records import CommitRecord, GivenUp
 from pipeline.output.shard_writer import publish_shard
 from pipeline.output.storage import write_json
 from pipeline.reading import ErrorRecord, read_shard
@@ -36,9 +37,9 @@ def config_read(config):
 def start_output(config) -> OutputLayout:
     """The output folder as a real run of ``config`` on CPU creates it."""
     plan = Plan(config)
-    settings = {**config.output_settings(), "dtype": "float32", "input_shards": plan.input_shards}
-    check_or_create(plan.layout, make_manifest(config.public_dict(), settings, {"config": plan.model.to_dict()}))
-    return plan.layout
+    layout = OutputLayout(config.where.output)
+    write_json(layout.fs, layout.job_manifest, Manifest(plan.identity("float32"), config.public_dict()).to_dict())
+    return layout
 
 
 def test_shards_output_state_probes_and_estimate(dataset, tmp_path):
@@ -46,8 +47,8 @@ def test_shards_output_state_probes_and_estimate(dataset, tmp_path):
     out = tmp_path / "out"
     config = job(dataset, out)
     layout = start_output(config)
-    publish_shard(layout, "part-000000", [], [], {}, {})
-    write_json(layout.fs, layout.given_up("part-000001"), {"attempts": 3})
+    publish_shard(layout, CommitRecord("part-000000"), [], [], {})
+    write_json(layout.fs, layout.given_up("part-000001"), GivenUp("part-000001.tar", 3, "x", 0).to_dict())
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
 
     report = dry_run(config)
@@ -73,7 +74,7 @@ def test_other_settings_are_refused_and_overwrite_starts_over(dataset, tmp_path)
     out = tmp_path / "out"
     first = job(dataset, out)
     layout = start_output(first)
-    publish_shard(layout, "part-000000", [], [], {}, {})
+    publish_shard(layout, CommitRecord("part-000000"), [], [], {})
     with pytest.raises(ConfigError, match="holds the output of a different job") as refused:
         dry_run(job(dataset, out, num_frames=9, clips="uniform:2"))
     assert "num_frames: 5 then, 9 now" in str(refused.value)
@@ -102,7 +103,7 @@ def test_nothing_left_to_encode(dataset, tmp_path):
     config = job(dataset, tmp_path / "out")
     layout = start_output(config)
     for name in dataset.good:
-        publish_shard(layout, name, [], [], {}, {})
+        publish_shard(layout, CommitRecord(name), [], [], {})
     report = dry_run(config)
     assert (report.output_state, report.to_encode, report.probes) == ("resumes", [], [])
     assert {k: report.estimate[k] for k in ("shards", "samples", "clips", "bytes")} == \

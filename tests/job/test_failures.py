@@ -40,7 +40,7 @@ def _encoder_actor(address: str):
                 progress = ray.get(handle.progress.remote(), timeout=5)
             except Exception:
                 continue
-            if progress.get("clips", 0) >= 1:
+            if progress.clips >= 1:
                 return handle, progress
     return None
 
@@ -69,7 +69,7 @@ def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_
                     "--clips", "all", "--batch-size", "1", "--decode-workers", "1", log=tmp_path / "job.log")
     try:
         _, progress = _wait_for(lambda: _encoder_actor(ray_head.address), 120, "the encoder to be mid-shard")
-        os.kill(progress["pid"], signal.SIGKILL)
+        os.kill(progress.pid, signal.SIGKILL)
         assert job.wait(timeout=240) == 0, (tmp_path / "job.log").read_text()
     finally:
         job.kill()
@@ -78,8 +78,8 @@ def test_sigkill_of_an_encoder_actor_mid_shard_loses_and_duplicates_nothing(ray_
                 for clip in read_shard(str(shard), ReadConfig(num_frames=5, resolution=(64, 64), clips="all"))}
     assert len(expected) == 2 * 30 * 8  # 40 frames: 8 non-overlapping 5-frame clips per video
     assert len(keys) == len(set(keys)) and set(keys) == expected
-    killed = json.loads((out / "_committed" / f"{progress['shard']}.json").read_text())
-    assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress["pid"]  # re-queued, to a new actor
+    killed = json.loads((out / "_committed" / f"{progress.shard}.json").read_text())
+    assert killed["attempt"] == 2 and killed["actor"]["pid"] != progress.pid  # re-queued, to a new actor
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(r
     missing_record = json.loads((out / "_given_up" / "part-000002.json").read_text())
     assert missing_record["attempts"] == 2 and "FileNotFoundError" in missing_record["last_error"]
     summary = read_summary(out)
-    assert summary["shards"] == {"total": 3, "committed": 1, "given_up": 2, "pending": 0}
+    assert summary["shards"] == {"total": 3, "committed": 1, "given_up": 2, "pending": 0, "not_in_input": 0}
     assert sorted(summary["this_run"]["given_up"]) == ["part-000001", "part-000002"]  # in the order they gave out
     (out / "errors" / "part-000001.parquet").rmdir()  # fixed: a re-run retries only these shards
     missing.write_bytes(saved)
@@ -178,7 +178,7 @@ def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summar
     assert "Traceback" not in log and "PC: @" not in log
     summary = read_summary(out)
     assert summary["this_run"]["stopped_by"] == "SIGTERM" and summary["this_run"]["abandoned"] == ["part-000003"]
-    assert summary["shards"] == {"total": 4, "committed": 3, "given_up": 0, "pending": 1}
+    assert summary["shards"] == {"total": 4, "committed": 3, "given_up": 0, "pending": 1, "not_in_input": 0}
     assert not list((out / "_lease").glob("*.json"))  # released: a re-run need not wait for it to lapse
     fifo.unlink()
     fifo.write_bytes(payload)
@@ -201,7 +201,7 @@ def test_sigint_lets_the_running_shard_commit_within_the_grace_period_and_exits_
     assert "KeyboardInterrupt" not in log and "Traceback" not in log
     summary = read_summary(out)
     assert summary["this_run"]["stopped_by"] == "SIGINT" and summary["this_run"]["abandoned"] == []
-    assert summary["shards"] == {"total": 2, "committed": 2, "given_up": 0, "pending": 0}
+    assert summary["shards"] == {"total": 2, "committed": 2, "given_up": 0, "pending": 0, "not_in_input": 0}
     assert summary["this_run"]["shards_encoded"] == 2  # the running shard committed in the grace period
     assert len(read_rows(out)) == 4
 
@@ -264,21 +264,22 @@ def test_a_full_disk_is_reported_not_a_crash_and_the_exit_status_survives(ray_he
 
 def test_a_shard_given_up_in_this_run_counts_as_given_up_without_its_marker(tmp_path):
     """Its _given_up marker could not be written (disk full): the run's own list still says so."""
-    from pipeline.job.summary import build_summary, format_summary
+    from pipeline.job.summary import format_summary
+    from pipeline.output.reader import read_job_output
+    from pipeline.output.summary import ShardCounts, summarize
     from pipeline.output.layout import OutputLayout
     from tests.support.encoded_outputs import published_output
 
     output = published_output(tmp_path / "out", shards=3, uncommitted=(1,))  # no commit, no _given_up marker
     layout = OutputLayout(str(output.out))
     names = ["part-000000", "part-000001", "part-000002", "part-000003"]
-    run = {"run_id": "r", "seconds": 1.0, "shards_encoded": 2, "shards_skipped": 0, "clips": 10,
-           "clips_per_second": 10.0, "given_up": ["part-000001"]}
-    summary = build_summary(layout, names, run)
-    assert summary["shards"] == {"total": 4, "committed": 2, "given_up": 1, "pending": 1}
-    assert summary["given_up"] == ["part-000001"]
+    state = read_job_output(layout).state
+    summary = summarize(layout.url, state, ["part-000001"], names)  # this run's list: no marker was written
+    assert summary.shards == ShardCounts(committed=2, given_up=1, pending=1, total=4)
+    assert summary.given_up == ["part-000001"]
     assert "2/4 committed, 1 given up, 1 pending" in format_summary(summary)
     # an earlier run's marker and this run's list together, each shard once
     (output.out / "_given_up").mkdir()
     (output.out / "_given_up" / "part-000003.json").write_text("{}")
-    again = build_summary(layout, names, run)
-    assert again["given_up"] == ["part-000001", "part-000003"] and again["shards"]["pending"] == 0
+    again = summarize(layout.url, state, [*layout.given_up_shards(), "part-000001"], names)
+    assert again.given_up == ["part-000001", "part-000003"] and again.shards.pending == 0

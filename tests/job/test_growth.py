@@ -38,7 +38,7 @@ def test_added_shards_are_encoded_and_committed_ones_left_untouched(ray_head, tm
     assert {path: after[path] for path in before} == before  # bytes and mtimes of the earlier shards
     assert shard_counts(out) == (6, 4, 2)
     summary = read_summary(out)
-    assert summary["shards"] == {"total": 6, "committed": 6, "given_up": 0, "pending": 0}
+    assert summary["shards"] == {"total": 6, "committed": 6, "given_up": 0, "pending": 0, "not_in_input": 0}
 
     clean = tmp_path / "clean"
     run_cli(ray_head, "--input", glob, "--output", str(clean), *SMALL_CLIPS)

@@ -27,8 +27,8 @@ def test_every_good_sample_gives_a_row_and_every_broken_one_an_error(ray_head, d
         record = json.loads((out / "_committed" / f"{shard}.json").read_text())
         assert record["rows"] == len(dataset.good[shard]) and record["errors"] == len(dataset.broken[shard])
     summary = read_summary(out)
-    assert summary["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0}
-    assert summary["clips"] == len(rows) and summary["errors"] == len(errors)
+    assert summary["shards"] == {"total": 3, "committed": 3, "given_up": 0, "pending": 0, "not_in_input": 0}
+    assert summary["clips"] == len(rows) and summary["samples_failed"] == len(errors)
     assert len(summary["latent_stats"]["mean"]) == 4 and all(s > 0 for s in summary["latent_stats"]["std"])
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.output.layout import OutputLayout
 from pipeline.output.lease import Lease, LeaseLost, OutputBusy
-from pipeline.output.manifest import OutputConflict, check_or_create
+from pipeline.output.manifest import Manifest, ModelIdentity, OutputConflict, OutputIdentity
+from pipeline.output.sink import OutputSink
 from pipeline.output.storage import create_exclusively
 
 
@@ -55,7 +56,7 @@ def test_a_second_job_is_refused_naming_the_holder_until_the_first_releases(layo
     first.renew()
     first.release()
     second.acquire()
-    assert [h.record["run_id"] for h in second.holders()] == ["bbbb2222"]
+    assert [h.record.run_id for h in second.holders()] == ["bbbb2222"]
     second.release()
     assert second.holders() == []
 
@@ -68,11 +69,11 @@ def test_a_lapsed_lease_is_taken_over_and_its_old_holder_finds_out(layout):
     taker = Lease(layout, "live1111", seconds=30, log=lines.append)
     taker.acquire()
     assert any("took over" in line and "run dead0000" in line and "lapsed" in line for line in lines)
-    assert [(h.generation, h.record["run_id"]) for h in taker.holders()] == [(2, "live1111")]
+    assert [(h.generation, h.record.run_id) for h in taker.holders()] == [(2, "live1111")]
     with pytest.raises(LeaseLost, match="taken over by run live1111"):
         stale.renew()
     stale.release()  # must not remove the taker's lease
-    assert [h.record["run_id"] for h in taker.holders()] == ["live1111"]
+    assert [h.record.run_id for h in taker.holders()] == ["live1111"]
     taker.release()
 
 
@@ -102,12 +103,13 @@ def test_the_heartbeat_keeps_a_short_lease_alive(layout):
 
 
 def test_job_manifest_is_created_once_and_compared_after(layout):
-    manifest = {"fingerprint": "f", "output_settings": {"num_frames": 5}, "model": {"weights_sha256": "w"}}
-    assert check_or_create(layout, manifest) == "created"
-    assert check_or_create(layout, dict(manifest)) == "resumed"
-    other = {**manifest, "output_settings": {"num_frames": 9}}
-    with pytest.raises(OutputConflict, match="num_frames: 5 then, 9 now"):
-        check_or_create(layout, other)
+    sink = OutputSink(layout.url, layout.storage_options)
+    identity = OutputIdentity({"num_frames": 5}, ModelIdentity(weights_sha256="w"))
+    with sink.hold("run11111", 60, log=lambda line: None):
+        assert sink.begin(Manifest(identity, {})) == "created"
+        assert sink.begin(Manifest(identity, {})) == "resumed"
+        with pytest.raises(OutputConflict, match="num_frames: 5 then, 9 now"):
+            sink.begin(Manifest(OutputIdentity({"num_frames": 9}, identity.model), {}))
 
 
 def test_a_killed_holder_on_this_machine_is_not_waited_for(tmp_path):

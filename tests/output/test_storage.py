@@ -12,6 +12,7 @@ import fsspec
 import pytest
 
 from pipeline.output.layout import OutputLayout
+from pipeline.output.records import CommitRecord
 from pipeline.output.shard_writer import publish_shard
 from pipeline.output.storage import create_exclusively, write_json
 
@@ -96,7 +97,7 @@ def flaky(local_s3):
 
 def test_transient_errors_while_publishing_are_retried_and_the_shard_commits(flaky):
     layout, proxy = flaky("/out/latents/", failures=2)
-    committed = publish_shard(layout, "part-000000", [], [], {"model": "m"}, {"run_id": "r"})
+    committed = publish_shard(layout, CommitRecord("part-000000", run_id="r"), [], [], {"model": "m"})
     assert len(proxy.failed) == 2 and committed.rows == 0
     fs = fsspec.filesystem("s3", **{k: v for k, v in layout.storage_options.items()})
     fs.invalidate_cache()

@@ -23,7 +23,7 @@ def run_cluster_script(script: str, folder: Path, timeout: float) -> dict[str, A
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def encoder_mid_shard(deadline: float) -> dict[str, Any]:
+def encoder_mid_shard(deadline: float) -> Any:
     """The progress of the job's encoder actor once it has encoded a clip (called inside ``main``)."""
     import ray
 
@@ -34,7 +34,7 @@ def encoder_mid_shard(deadline: float) -> dict[str, Any]:
                     progress = ray.get(ray.get_actor(name).progress.remote(), timeout=5)
                 except Exception:  # noqa: BLE001 - still starting
                     continue
-                if progress.get("clips", 0) >= 1:
+                if progress.clips >= 1:
                     return progress
         time.sleep(0.05)
     raise AssertionError("the encoder was never seen mid-shard")

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.jobs import TINY_MODEL
 from tests.support.shards import write_shards
+
+if TYPE_CHECKING:
+    from pipeline.output.summary import OutputSummary
 
 TINY_ARGS = ["--model", str(TINY_MODEL), "--num-frames", "5", "--batch-size", "2", "--progress-seconds", "1"]
 LANDSCAPE, PORTRAIT = (48, 64), (64, 32)  # -> buckets 32x32 and 64x32
@@ -34,69 +38,40 @@ class EncodedOutput:
     never_run: tuple[str, ...]
 
 
-def encode_in_process(input_spec: str, out: Path, args: list[str]) -> dict:
-    """What ``jobs/encode_dataset.py --input input_spec --output out *args`` writes, on CPU in float32,
-    for one attempt per shard and without Ray, through the job's own ``OutputSink``: ``_job.json``,
-    each shard's latents, errors and commit marker, ``_given_up/`` for a shard whose publishing
-    fails, the run's file and ``_summary.json``. Returns the summary."""
-    from collections import Counter, defaultdict
-
-    from pipeline.job.batching import DeviceStats, to_video
+def encode_in_process(input_spec: str, out: Path, args: list[str]) -> OutputSummary:
+    """What ``jobs/encode_dataset.py --input input_spec --output out *args`` writes, on CPU in float32, for one
+    attempt per shard: the driver's steps (plan, the output sink's life) and the encoder's loop, without Ray
+    (samples decoded in this process). A shard whose publishing fails is given up at once. Returns the summary."""
+    from pipeline.encode.shard_loop import EncodeSettings, ShardLoop
     from pipeline.job.config import config_from_args
-    from pipeline.job.driver import Plan
-    from pipeline.job.rows import error_row, latent_row
-    from pipeline.job.summary import build_summary
-    from pipeline.output.manifest import fingerprint
-    from pipeline.output.records import CommitRecord, RunRecord
-    from pipeline.output.sink import latents_metadata
-    from pipeline.reading import ErrorRecord, read_shard
+    from pipeline.job.plan import Plan
+    from pipeline.output.layout import shard_name
+    from pipeline.output.manifest import Manifest, ModelIdentity
+    from pipeline.output.sink import OutputSink, latents_metadata
+    from pipeline.reading import decoded_samples
     from wfvae import WFVAE
 
     started = time.perf_counter()
     job = config_from_args(["--input", input_spec, "--output", str(out), *args])
     plan = Plan(job)  # lists the shards and checks the settings against the model, as the driver does
-    sink, run_id = plan.sink, "in-process"
-    output_settings = {**job.output_settings(), "dtype": "float32"}
     vae = WFVAE.from_pretrained(job.where.model)
-    model = {"source": job.where.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
-             "temporal_compression": vae.temporal_compression}
-    sink.open(job.public_dict(), output_settings, model)
-    metadata = latents_metadata(job.where.model, vae, model["weights_sha256"], store=job.latents.store,
-                                latent_dtype=job.latents.latent_dtype, compute_dtype="float32",
-                                fingerprint=fingerprint(output_settings))
-    resume = sink.resume(plan.urls, plan.names, sink.state(), job.where.storage_options)
-    run_file, encoded, given_up = sink.begin_run(run_id, list(plan.names)), [], []
-    for url, name in zip(plan.urls, plan.names):
-        stats, rows, errors, by_shape = DeviceStats(), [], [], defaultdict(list)
-        for order, item in enumerate(read_shard(url, plan.read_config)):
-            if isinstance(item, ErrorRecord):
-                errors.append(error_row(item))
-            else:
-                by_shape[item.frames.shape].append((order, item))
-        for clips in by_shape.values():  # one batch per shape; rows in input order below
-            posterior = vae.encode(to_video([clip.frames for _, clip in clips], vae.device, vae.dtype))
-            stats.add(posterior.mean)
-            for index, (order, clip) in enumerate(clips):
-                logvar = posterior.logvar[index] if job.latents.store == "moments" else None
-                rows.append((order, latent_row(clip.info, name, posterior.mean[index], logvar,
-                                               job.latents.latent_dtype)))
-        rows = [row for _, row in sorted(rows, key=lambda item: item[0])]
-        samples = len({row["key"] for row in rows} | {error["key"] for error in errors})
-        record = CommitRecord(name, url=url, run_id=run_id, samples=samples, stats=stats.to_stats(),
-                              errors_by_type=dict(Counter(e["error_type"] for e in errors)))
-        try:
-            encoded.append(sink.publish(record, rows, errors, metadata))
-        except OSError as err:  # max_shard_attempts=1: given up at once, as the driver records it
-            given_up.append(name)
-            sink.give_up(url, 1, f"{type(err).__name__}: {err}")
-    sink.finish_run(run_file, encoded, resume.tokens)
-    seconds = time.perf_counter() - started
-    clips = sum(r.rows for r in encoded)
-    summary = build_summary(sink.layout, plan.names, RunRecord(
-        run_id, seconds=round(seconds, 3), shards_encoded=len(encoded), clips=clips,
-        clips_per_second=round(clips / seconds, 3), given_up=given_up), encoded)
-    sink.write_summary(summary)
-    return summary
+    identity = plan.identity("float32").with_weights(ModelIdentity.of(vae, job.where.model))
+    latents = job.latents
+    loop = ShardLoop(vae, EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments"))
+    metadata = latents_metadata(vae, identity.model, store=latents.store, latent_dtype=latents.latent_dtype,
+                                compute_dtype="float32", fingerprint=identity.fingerprint)
+    sink = OutputSink(str(out))
+    with sink.hold(plan.run_id, 60, log=lambda line: None):
+        left = sink.start(plan.urls, plan.names, identity)
+        sink.begin(Manifest(identity, job.public_dict()))
+        for url in left.todo:
+            encoded = loop.encode(shard_name(url), decoded_samples(url, plan.read_config))
+            record = replace(encoded.record, url=url, run_id=plan.run_id)
+            try:
+                sink.committed(sink.publish(record, encoded.rows, encoded.errors, metadata))
+            except OSError as err:
+                sink.give_up(url, 1, f"{type(err).__name__}: {err}")
+        return sink.finish(seconds=time.perf_counter() - started)
 
 
 def moments_output(base: Path) -> EncodedOutput:
@@ -114,7 +89,7 @@ def moments_output(base: Path) -> EncodedOutput:
     summary = encode_in_process(result.input_spec, result.out, [
         *TINY_ARGS, "--buckets", "32x32,64x32", "--clips", "uniform:2", "--store", "moments",
         "--max-shard-attempts", "1"])
-    assert summary["given_up"] == list(result.given_up)
+    assert summary.given_up == list(result.given_up)
     assert (result.out / "latents" / "part-000001.parquet").exists()
     assert not (result.out / "_committed" / "part-000001.json").exists()
     return result
@@ -153,16 +128,20 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     are published and then lose their commit marker, as when a worker dies between the two."""
     import torch
 
+    from pipeline.output.layout import OutputLayout
+    from pipeline.output.manifest import Manifest, ModelIdentity, OutputIdentity
     from pipeline.output.records import CommitRecord
     from pipeline.output.schema import LATENT_DTYPES, tensor_bytes
-    from pipeline.output.sink import OutputSink
+    from pipeline.output.shard_writer import publish_shard
     from pipeline.output.stats import LatentStats
+    from pipeline.output.storage import write_json
 
-    sink = OutputSink(str(folder))
-    layout = sink.layout
+    layout = OutputLayout(str(folder))
     settings = {"input": str(folder / "shards" / ("part-{000000..%06d}.tar" % (shards - 1))), "store": store,
                 "latent_dtype": latent_dtype, "num_frames": 5}
-    sink.open(settings, settings, {"weights_sha256": "0" * 64, "temporal_compression": 4})
+    manifest = Manifest(OutputIdentity(settings, ModelIdentity(weights_sha256="0" * 64, temporal_compression=4)),
+                        settings)
+    write_json(layout.fs, layout.job_manifest, manifest.to_dict())
     generator = torch.Generator().manual_seed(seed)
     metadata = {"stored": store, "latent_dtype": latent_dtype, "latent_channels": 4, "scale": [0.5] * 4,
                 "shift": [0.25] * 4}
@@ -185,7 +164,8 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
                 "source_num_frames": 12})
         errors = [{"key": f"{name}-broken", "shard": name, "stage": "decode", "error_type": "InvalidData",
                    "message": "not a video"}]
-        sink.publish(CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}), latent_rows, errors, metadata)
+        publish_shard(layout, CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}), latent_rows, errors,
+                      metadata)
         if s in uncommitted:
             layout.fs.rm(layout.committed(name))
     committed = tuple(n for s, n in enumerate(names) if s not in uncommitted)
