@@ -310,8 +310,8 @@ def main() -> None:
         args = parser.parse_args()
     args.frames = args.frames or ([3000] if args.stream else [17, 33, 65, 129, 257])
     if args.stream:
-        if len(args.frames) != 1 or args.frames[0] < 2 * STREAM_WINDOW:
-            parser.error(f"--stream takes one --frames of at least {2 * STREAM_WINDOW} (a point every {STREAM_WINDOW})")
+        if len(args.frames) != 1 or args.frames[0] <= 2 * STREAM_WINDOW:  # (cut to 1 + k x temporal compression)
+            parser.error(f"--stream takes one --frames of at least {2 * STREAM_WINDOW + 1} (a point every {STREAM_WINDOW})")
         if args.child:
             args.frames = args.frames[0]
             print(json.dumps(measure_stream(args)))
