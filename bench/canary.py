@@ -3,6 +3,7 @@
     python bench/canary.py                                      # CPU, demo model, 17x256x256, batch 4
     python bench/canary.py --device cuda --model chestnutlzj/WF-VAE-L-16Chn --num-frames 33
     python bench/canary.py --preset WF-VAE-L-16Chn --num-frames 9 --resolution 128   # its cost on CPU
+    python bench/canary.py --tiny --out canary.json   # seconds: what tests/bench/test_bench_smoke.py runs
 
 Interleaved rounds of (encode one batch; check one of its clips; check the whole batch decoded
 together, as the job does once --batch-size checks of one shape are pending) on the encoder's
@@ -25,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# --tiny: the same rounds at the smallest sizes (flags given still win)
+TINY = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "num_frames": 9, "resolution": 32,
+        "batch_size": 2, "rounds": 1}
 
 
 def main() -> None:
@@ -39,7 +43,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (the job's CPU actor gets 1)")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/canary-<device>.json)")
+    parser.add_argument("--tiny", action="store_true", help="the smallest run, a few seconds (TINY in this script)")
     args = parser.parse_args()
+    if args.tiny:
+        parser.set_defaults(**TINY)
+        args = parser.parse_args()
 
     import numpy as np
     import torch

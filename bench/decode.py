@@ -20,12 +20,14 @@ Sources: `demo/bigbuckbunny.mp4` (Big Buck Bunny, (c) Blender Foundation, CC-BY 
 https://peach.blender.org; 1280x720, 25 fps, 5.3 s) looped `--loops` times and re-encoded by
 imageio-ffmpeg's ffmpeg: libx264 crf 23, 30 fps, 720p and 1080p, GOP 250 and GOP 30, audio kept.
 
-    .venv/bin/python bench/decode.py [--repeat 5] [--loops 4] [--core 0]
+    .venv/bin/python bench/decode.py [--repeat 5] [--loops 4] [--core 0] [--out decode.json]
+    .venv/bin/python bench/decode.py --tiny --out decode.json   # seconds: what tests/bench/test_bench_smoke.py runs
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -54,6 +56,8 @@ OUT = (256, 256)
 FPS = 16
 FRAMES = 33
 METHODS = ("bare", "pyav", "decord")
+# --tiny: the same rounds, cases and tables at the smallest sizes (flags given still win)
+TINY = {"repeat": 1, "loops": 1, "heights": [144]}
 
 
 def make_source(work: Path, height: int, gop: int, loops: int) -> Path:
@@ -168,11 +172,17 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=4, help="times the 5.3 s demo is looped into each source")
     parser.add_argument("--core", type=int, default=0, help="the CPU core to pin to")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "wfvae-bench-decode"), help="where sources are kept")
+    parser.add_argument("--heights", type=int, nargs="+", default=[720, 1080], help="source heights")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--tiny", action="store_true", help="the smallest run, a few seconds (TINY in this script)")
     args = parser.parse_args()
+    if args.tiny:
+        parser.set_defaults(**TINY)
+        args = parser.parse_args()
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    sources = [(h, g, make_source(work, h, g, args.loops)) for h in (720, 1080) for g in (250, 30)]
+    sources = [(h, g, make_source(work, h, g, args.loops)) for h in args.heights for g in (250, 30)]
     os.sched_setaffinity(0, {args.core})
     cases = [((h, g, clips), Case(path, clips)) for h, g, path in sources for clips in ("first", "uniform:1")]
 
@@ -203,7 +213,7 @@ def main() -> None:
     print("of the best rounds.\n")
     print("| source | clip | frames decoded: bare, pyav | bare ms | pyav ms | pyav / bare | decord ms | decord / bare | pyav clips/s | PSNR pyav dB | PSNR decord dB |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    rates = {}
+    rates, figures = {}, {"machine": describe_machine(), "config": vars(args), "cases": [], "planning": {}}
     for key, case in cases:
         h, g, clips = key
         ms = {m: 1000 * statistics.median(times[(key, m)]) for m in METHODS}
@@ -217,19 +227,27 @@ def main() -> None:
             f"| {ms['bare'] / ms['decord']:.2f} ({best['bare'] / best['decord']:.2f}) | {rates[key]:.2f} "
             f"| {quality['pyav']:.1f} | {quality['decord']:.1f} |"
         )
+        figures["cases"].append({"height": h, "gop": g, "clips": clips, "bare_frames": case.bare_frames,
+                                 "pyav_frames": case.pyav_decoded, "ms": ms, "pyav_clips_per_s": rates[key],
+                                 "over_bare": {d: ms["bare"] / ms[d] for d in ("pyav", "decord")},
+                                 "psnr_db": quality})
     print()
-    for h in (720, 1080):
+    for h in args.heights:
         cores = sorted(100 / rates[(h, g, c)] for g in (250, 30) for c in ("first", "uniform:1"))
+        figures["planning"][h] = cores
         print(f"- Planning, {h}p: {cores[0]:.0f}-{cores[-1]:.0f} decode cores per 100 clips/s (pyav, the four cases above).")
 
-    short = sources[0][2]  # 720p GOP 250
+    short = sources[0][2]  # 720p (the first height) GOP 250
     long = remux_looped(short, 8)
     print(f"\nA first clip against the video's length: `{short.name}` ({len(short.read_bytes()) / 1e6:.0f} MB) and the same")
     print(f"remuxed 8x (`{long.name}`, {len(long.read_bytes()) / 1e6:.0f} MB); median ms, interleaved:\n")
     print("| source | decoder | ms |")
     print("| --- | --- | ---: |")
-    for name, decoder, ms in length_check([short, long], args.repeat):
-        print(f"| {name} | {decoder} | {ms:.0f} |")
+    figures["length"] = [{"source": n, "decoder": d, "ms": ms} for n, d, ms in length_check([short, long], args.repeat)]
+    for row in figures["length"]:
+        print(f"| {row['source']} | {row['decoder']} | {row['ms']:.0f} |")
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2, default=str))
 
 
 if __name__ == "__main__":

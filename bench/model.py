@@ -4,6 +4,7 @@
     python bench/model.py --device cuda --dtype bf16 --channels-last [--compile]
     python bench/model.py --device cuda --autocast         # fp32 weights, bf16 autocast
     python bench/model.py --device cuda --size 512 --frames 33 --modes full   # the paper's setting
+    python bench/model.py --tiny [--stream] --out model.json   # seconds: what tests/bench/test_bench_smoke.py runs
 
 With ``--dtype bf16`` or ``--autocast`` each point also reports the relative error of its latents
 against the same model in fp32 (||bf16 - fp32|| / ||fp32||; target below 1e-2).
@@ -47,6 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+# --tiny: the same points (or --stream) at the smallest sizes (flags given still win)
+TINY = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "size": 32, "chunk_frames": 8}
+TINY_FRAMES = {False: [9], True: [601]}  # the points; --stream: the shortest clip with two 300-frame windows
 
 
 def _proc_mib(field: str) -> float:
@@ -296,14 +300,18 @@ def main() -> None:
     parser.add_argument("--autocast", action="store_true", help="fp32 weights, bf16 autocast")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/model-<device>.json)")
+    parser.add_argument("--tiny", action="store_true", help="the smallest run, a few seconds (TINY in this script)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     parser.add_argument("--keep", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tiny:
+        parser.set_defaults(**TINY, frames=TINY_FRAMES[args.stream])
+        args = parser.parse_args()
     args.frames = args.frames or ([3000] if args.stream else [17, 33, 65, 129, 257])
     if args.stream:
-        if len(args.frames) != 1 or args.frames[0] < 2 * STREAM_WINDOW:
-            parser.error(f"--stream takes one --frames of at least {2 * STREAM_WINDOW} (a point every {STREAM_WINDOW})")
+        if len(args.frames) != 1 or args.frames[0] <= 2 * STREAM_WINDOW:  # (cut to 1 + k x temporal compression)
+            parser.error(f"--stream takes one --frames of at least {2 * STREAM_WINDOW + 1} (a point every {STREAM_WINDOW})")
         if args.child:
             args.frames = args.frames[0]
             print(json.dumps(measure_stream(args)))

@@ -2,6 +2,7 @@
 
     python bench/precision.py                                      # demo model, CPU
     python bench/precision.py --model chestnutlzj/WF-VAE-L-16Chn --device cuda --frames 33 --size 256
+    python bench/precision.py --tiny --out precision.json   # seconds: what tests/bench/test_bench_smoke.py runs
 
 ``bench/model.py --dtype bf16`` measures the same on random weights and random pixels, a worst
 case; this is what a job's latents see. For each precision it prints the relative error of the
@@ -11,6 +12,7 @@ latent mean, ||x - fp32|| / ||fp32|| (target below 1e-2), and the largest per-ch
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +22,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# --tiny: the same comparisons at the smallest sizes (flags given still win)
+TINY = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "frames": 9, "size": 32}
 
+from bench.machine import describe_machine  # noqa: E402
 from wfvae import WFVAE  # noqa: E402
 
 
@@ -56,13 +61,19 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=33)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--tiny", action="store_true", help="the smallest run, a few seconds (TINY in this script)")
     args = parser.parse_args()
+    if args.tiny:
+        parser.set_defaults(**TINY)
+        args = parser.parse_args()
 
     video = read_clip(args.video, args.frames, args.size).to(args.device)
     exact = WFVAE.from_pretrained(args.model, device=args.device).encode(video).mean
     print(f"{args.model} on {args.video.name}, {args.frames}x{args.size}x{args.size}, {args.device}; "
           f"latents {tuple(exact.shape[1:])}")
     print(f"{'precision':<26} {'rel error':>10} {'worst channel':>14}")
+    rows = []
     for label, dtype, autocast in [("bf16 weights", torch.bfloat16, False), ("fp16 weights", torch.float16, False),
                                    ("fp32 weights, bf16 autocast", torch.float32, True)]:
         vae = WFVAE.from_pretrained(args.model, device=args.device, dtype=dtype)
@@ -70,6 +81,10 @@ def main() -> None:
             latents = vae.encode(video.to(dtype)).mean
         whole, worst = relative_errors(latents, exact)
         print(f"{label:<26} {whole:>10.1e} {worst:>14.1e}", flush=True)
+        rows.append({"precision": label, "rel_error": whole, "worst_channel_rel_error": worst})
+    if args.out:
+        args.out.write_text(json.dumps({"machine": describe_machine(), "config": vars(args),
+                                        "latent_shape": list(exact.shape[1:]), "results": rows}, indent=2, default=str))
 
 
 if __name__ == "__main__":
