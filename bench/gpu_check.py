@@ -494,6 +494,7 @@ class StandInClipInfo:
     source_width: int = 1280
     source_num_frames: int = 300
     source_frames_estimated: bool = False
+    media_type: str = "video"
 
 
 def _row_builder() -> tuple[Callable[..., dict], str]:
