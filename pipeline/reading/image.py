@@ -200,7 +200,7 @@ def _resizable(image: Image.Image) -> Image.Image:
     if mode in ("L", "LA", "RGB", "RGBA") and "transparency" not in image.info:
         return image
     try:
-        if image.has_transparency_data:  # a palette or a colour key with tRNS, PA, premultiplied La or RGBa
+        if mode in ("PA", "La", "RGBa") or "transparency" in image.info:  # or a palette, gray or RGB with tRNS
             return image.convert("RGBA")
         return image.convert("L" if mode == "1" else "RGB")
     except ValueError as exc:  # Pillow converts no LAB or HSV to RGB, for one
