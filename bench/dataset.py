@@ -68,7 +68,8 @@ def write_output(folder: Path, rows: int, shards: int) -> None:
         for i in range(per_shard):
             mean = torch.randn(SHAPE, generator=generator) * 0.8 + 0.1
             logvar = torch.full(SHAPE, -4.0) + torch.randn(SHAPE, generator=generator) * 0.1
-            info = ClipInfo(shard=name, key=f"{name}-{i:05d}", clip_index=0, frame_indices=list(range(33)),
+            info = ClipInfo(shard=name, key=f"{name}-{i:05d}", media_type="video", clip_index=0,
+                            frame_indices=list(range(33)),
                             timestamps=[f / 24 for f in range(33)], source_fps=24.0, source_height=720,
                             source_width=1280, source_num_frames=240, height=256, width=256, num_frames=33,
                             fps=24.0, caption=f"a caption for clip {i} of shard {s}, about this long.",

@@ -483,8 +483,10 @@ class MemorySample:
     def __init__(self, number: int, frames: np.ndarray) -> None:
         count, height, width = frames.shape[:3]
         self.key, self.decode_seconds = f"{number:06d}", 0.0
-        info = ClipInfo("check", self.key, 0, list(range(count)), [t / 16 for t in range(count)], 30.0, 720, 1280,
-                        300, height, width, count, 16.0, None, None)
+        info = ClipInfo(shard="check", key=self.key, media_type="video", clip_index=0, frame_indices=list(range(count)),
+                        timestamps=[t / 16 for t in range(count)], source_fps=30.0, source_height=720,
+                        source_width=1280, source_num_frames=300, height=height, width=width, num_frames=count,
+                        fps=16.0, caption=None, meta=None)
         self.piece = ClipPiece(info, frames, 0, True)
 
     def pieces(self):

@@ -20,6 +20,7 @@ def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor |
     return {
         "key": info.key,
         "shard": shard,
+        "media_type": info.media_type,
         "clip": info.clip_index,
         "frame_start": info.frame_indices[0],
         "num_frames": info.num_frames,

@@ -459,7 +459,7 @@ class Dataflow:
                 continue
             pending.append(item)
             samples = [i for i in pending if isinstance(i, Sample)]
-            if len(samples) >= self.pool.group_size() or sum(len(s.video) for s in samples) >= MAX_CALL_BYTES:
+            if len(samples) >= self.pool.group_size() or sum(len(s.media) for s in samples) >= MAX_CALL_BYTES:
                 if not self._hand_out(feed, pending, stopped):
                     return
                 pending = []

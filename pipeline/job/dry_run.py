@@ -112,7 +112,7 @@ def probe_shard(url: str, config: ReadConfig, storage_options: dict[str, Any], s
 
 
 def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: int, result: SampleProbe) -> None:
-    result.key, result.bytes = sample.key, len(sample.video)
+    result.key, result.bytes = sample.key, len(sample.media)
     try:
         video = probe_clips(sample, config)
     except SampleError as err:
@@ -122,8 +122,9 @@ def _probe_sample(sample: Sample, config: ReadConfig, spatial: int, channels: in
     result.codec, result.rotation, result.pixel_aspect = video.codec, g.rotation, g.pixel_aspect
     result.height, result.width = g.display_size
     result.stored_height, result.stored_width = g.stored_height, g.stored_width
-    result.frames, result.fps, result.estimated = timing.num_frames, round(timing.fps, 3), timing.estimated
-    result.duration = round(timing.duration, 3)
+    result.frames, result.estimated = timing.num_frames, timing.estimated
+    if timing.fps is not None:  # None for an image
+        result.fps, result.duration = round(timing.fps, 3), round(timing.duration, 3)
     if video.problem is not None:
         problem = video.problem
         result.error_type, result.problem = problem.error_type, f"{problem.error_type}: {problem.message}"
@@ -187,9 +188,10 @@ def format_dry_run(report: DryRun, listed: int = 5) -> str:
             shown += f" (stored {probe.stored_width}x{probe.stored_height}" + \
                      (f", pixel aspect {probe.pixel_aspect:g}" if probe.pixel_aspect != 1 else "") + \
                      (f", rotated {probe.rotation}" if probe.rotation else "") + ")"
-        lines.append(f"{head}: {probe.key}: {probe.codec} {shown}, {probe.duration:.2f} s, "
-                     f"{probe.frames} frames at {probe.fps:.2f} fps{' (header estimate)' if probe.estimated else ''}, "
-                     f"{probe.bytes / 2**20:.2f} MiB")
+        timing = "an image" if probe.fps is None else \
+            f"{probe.duration:.2f} s, {probe.frames} frames at {probe.fps:.2f} fps" + \
+            (" (header estimate)" if probe.estimated else "")
+        lines.append(f"{head}: {probe.key}: {probe.codec} {shown}, {timing}, {probe.bytes / 2**20:.2f} MiB")
         lines.append("                -> " + (probe.problem if probe.problem else
                                             f"{len(probe.clip_frames)} clip(s) of {_ranges(probe.clip_frames)} frames, "
                                             f"latent {_shapes(probe.latent_shapes)}"))

@@ -22,10 +22,11 @@ if TYPE_CHECKING:  # imported where tensors are converted: writing the schema's 
 LATENTS_SCHEMA = pa.schema([
     pa.field("key", pa.string(), nullable=False),
     pa.field("shard", pa.string(), nullable=False),
+    pa.field("media_type", pa.string(), nullable=False),  # "video" or "image" (one clip of one frame)
     pa.field("clip", pa.int32(), nullable=False),
     pa.field("frame_start", pa.int32(), nullable=False),
     pa.field("num_frames", pa.int32(), nullable=False),
-    pa.field("fps", pa.float32(), nullable=False),
+    pa.field("fps", pa.float32()),  # null for an image: it has no frame rate
     pa.field("height", pa.int32(), nullable=False),
     pa.field("width", pa.int32(), nullable=False),
     pa.field("caption", pa.string()),
@@ -37,7 +38,7 @@ LATENTS_SCHEMA = pa.schema([
     # provenance beyond the required columns
     pa.field("frame_indices", pa.list_(pa.int32())),
     pa.field("timestamps", pa.list_(pa.float32())),
-    pa.field("source_fps", pa.float32()),
+    pa.field("source_fps", pa.float32()),  # null for an image
     pa.field("source_height", pa.int32()),
     pa.field("source_width", pa.int32()),
     pa.field("source_num_frames", pa.int32()),

@@ -18,6 +18,14 @@ from ..settings import ConfigError, boolean, check_fields, integer, number, one_
 CLIP_POLICIES = ("first", "uniform:N", "all", "whole")
 SHORT_VIDEO_POLICIES = ("skip", "shorten")
 DEFAULT_VIDEO_EXTENSIONS = ("mp4", "mkv", "webm", "mov", "avi")
+# What image-text shards hold (img2dataset writes jpg, png or webp). Left out, to be named when meant: gif (often a
+# video: list it under video_extensions to read it as one, under image_extensions for its first frame), bmp and
+# tiff (rare in shards; tiff brings multi-page, float and 32-bit modes), avif (only where Pillow was built with it).
+DEFAULT_IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+# Decompression bombs: a 30,000 x 30,000 PNG is under 1 MB on disk and 900 megapixels (2.7 GB) decoded. 64 MP
+# admits camera photos up to 61 MP; a PNG at the limit takes a worker 0.25 GB (RGB) to 0.55 GB (with transparency)
+# at its peak, measured (a JPEG decodes at a reduced scale: far less).
+DEFAULT_MAX_IMAGE_PIXELS = 64_000_000
 
 DECODERS = ("pyav", "decord")
 
@@ -55,12 +63,27 @@ def _buckets(value: Any) -> tuple[tuple[int, int], ...]:
     return buckets
 
 
-def _video_extensions(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        raise ConfigError("must be a sequence of extensions, e.g. ('mp4', 'mkv')")
-    exts = tuple(str(e).lower().lstrip(".") for e in value)
-    if not exts or any(not _PART_NAME.match(e) or "." in e for e in exts):
-        raise ConfigError(f"must be plain extensions like 'mp4' (no dots inside), got {value!r}")
+def _extensions(example: str, empty_means: str | None = None):
+    """A check of a list of part extensions (`empty_means`: what an empty list does, where one is allowed)."""
+    def check(value: Any) -> tuple[str, ...]:
+        if isinstance(value, str):
+            raise ConfigError(f"must be a sequence of extensions, e.g. ('{example}',)")
+        exts = tuple(str(e).lower().lstrip(".") for e in value)
+        if (not exts and empty_means is None) or any(not _PART_NAME.match(e) or "." in e for e in exts):
+            empty = f"; empty {empty_means}" if empty_means else ""
+            raise ConfigError(f"must be plain extensions like '{example}' (no dots inside){empty}, got {value!r}")
+        return exts
+    return check
+
+
+def _image_extensions(value: Any) -> tuple[str, ...]:
+    exts = _extensions("jpg", empty_means="reads no images")(value)
+    from .image import unknown_image_extensions  # PIL is imported only where images are configured
+
+    unknown = unknown_image_extensions(exts)
+    if unknown:
+        raise ConfigError(f"must be extensions of image formats Pillow opens here (e.g. jpg, png, webp, gif, bmp, "
+                          f"tiff), got {list(unknown)}")
     return exts
 
 
@@ -112,6 +135,11 @@ class ReadConfig:
 
     Exactly one of `resolution` and `buckets` must be set. Sizes are (height, width). The fields
     with a flag are the job's read section; they define what an output holds.
+
+    A sample's media part is its video if it has one (`video_extensions`), else its image
+    (`image_extensions`): video2dataset-style shards carry a thumbnail beside the video. An extension
+    belongs to one list. An image gives one clip of one frame whatever the clip settings (`num_frames`,
+    `fps`, `clips`, `max_frames`, `short_videos` apply to videos), at the same size as a video's frames.
     """
 
     DEFINES_OUTPUT: ClassVar[bool] = True
@@ -141,8 +169,17 @@ class ReadConfig:
         "txt", "caption source: a sample part name (txt) or json:FIELD (dotted for nested fields, "
                "json:meta.caption)", _caption_key)
     video_extensions: tuple[str, ...] = setting(
-        DEFAULT_VIDEO_EXTENSIONS, "comma-separated video file extensions, in order of preference",
-        _video_extensions, parse=parse_list)
+        DEFAULT_VIDEO_EXTENSIONS, "comma-separated video file extensions, in order of preference; a sample with "
+                                  "both a video and an image part is read as its video", _extensions("mp4"),
+        parse=parse_list)
+    image_extensions: tuple[str, ...] = setting(
+        DEFAULT_IMAGE_EXTENSIONS, "comma-separated image file extensions, in order of preference ('' reads no "
+                                  "images); an image is one clip of one frame; a sample with a video part too is read "
+                                  "as its video (an image beside a video is taken for its thumbnail); an animated "
+                                  "image gives its first frame", _image_extensions, parse=parse_list)
+    max_image_pixels: int = setting(
+        DEFAULT_MAX_IMAGE_PIXELS, "largest image read, in pixels (width x height, from its header): a larger one is "
+                                  "refused before decoding (decompression bombs)", integer(1), arg_type=int)
     decoder: str = setting("pyav", "video decoder: pyav (one pass, every codec FFmpeg decodes; measured fastest) or "
                                    "decord (its index for first and uniform:N)", one_of(DECODERS), choices=DECODERS)
     meta_key: str = setting("json", "the part kept as the sample's metadata text", _part_name, flag=False)
@@ -169,6 +206,10 @@ class ReadConfig:
             if self.max_frames < self.num_frames:
                 raise ConfigError(f"must be at least num_frames ({self.num_frames}), the shortest clip taken in "
                                   f"'whole' mode, got {self.max_frames}", "max_frames")
+        both = [e for e in self.image_extensions if e in self.video_extensions]
+        if both:
+            raise ConfigError(f"must not repeat video_extensions ({both}): an extension is read as one media type, "
+                              "list it under one of them", "image_extensions")
         if (self.resolution is None) == (self.buckets is None):
             raise ConfigError("must be set if and only if buckets is not (set exactly one of resolution=(H, W) "
                               "and buckets=((H, W), ...))", "resolution")

@@ -1,4 +1,4 @@
-"""Sample in, clips out: the per-sample work a CPU worker runs.
+"""Sample in, clips out: the per-sample work a CPU worker runs (an image sample: `image.py`).
 
 `decode_clips` is a pure function of a picklable `Sample` and `ReadConfig`, so a
 Ray task (or any worker process) can run it and a crash in a video library
@@ -31,9 +31,11 @@ import numpy as np
 
 from .clip_sampling import plan_clips, video_end
 from .config import ReadConfig
+from .image import decode_image, probe_image
 from .probe import Geometry, Timing, VideoProbe, first_frame_geometry, measured_timing
 from .pyav_video import PyAVVideo
-from .records import STAGE_CLIP, STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError, describe
+from .records import (MEDIA_IMAGE, MEDIA_VIDEO, STAGE_CLIP, STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord,
+                      Sample, SampleError, describe)
 from .spatial import center_crop, cover_size, output_size, resize, rotate
 from .video import TempVideoFile, frame_times, open_reader, read_frames, remux_without_rotation
 
@@ -51,7 +53,12 @@ def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = 
     """
     if piece_frames is not None and (isinstance(piece_frames, bool) or not isinstance(piece_frames, int) or piece_frames < 1):
         raise ValueError(f"piece_frames must be a positive integer or None, got {piece_frames!r}")
-    with _placed(sample), TempVideoFile(_video_bytes(sample), sample.video_ext, config.tmp_dir) as tmp:
+    if sample.media_type == MEDIA_IMAGE:  # one clip of one frame, whatever the clip settings
+        with _placed(sample):
+            piece = decode_image(sample, config)
+        yield piece
+        return
+    with _placed(sample), TempVideoFile(_video_bytes(sample), sample.media_ext, config.tmp_dir) as tmp:
         if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
             yield from _decode_with_decord(sample, config, piece_frames, tmp)
         else:
@@ -65,9 +72,12 @@ def probe_clips(sample: Sample, config: ReadConfig) -> VideoProbe:
     frame is decoded, the first the clips need, since the picture's geometry (rotation,
     pixel aspect) is read from a frame. A video too short for a clip is described, with the
     record the run would write as its `problem`; other failures raise SampleError as
-    `decode_clips` does.
+    `decode_clips` does. An image is decoded whole (`image.probe_image`).
     """
-    with _placed(sample), TempVideoFile(_video_bytes(sample), sample.video_ext, config.tmp_dir) as tmp:
+    if sample.media_type == MEDIA_IMAGE:
+        with _placed(sample):
+            return probe_image(sample, config)
+    with _placed(sample), TempVideoFile(_video_bytes(sample), sample.media_ext, config.tmp_dir) as tmp:
         if config.decoder == "decord" and config.clip_policy in ("first", "uniform"):
             video = _DecordVideo(config, tmp)
             plans, problem = _plans_or_problem(video.starts, video.end, config)
@@ -98,9 +108,9 @@ def _plans_or_problem(starts: np.ndarray, end: float, config: ReadConfig) -> tup
 
 
 def _video_bytes(sample: Sample) -> bytes:
-    if not sample.video:
+    if not sample.media:
         raise SampleError(ErrorRecord(STAGE_DECODE, "EmptyVideo", "the video part is empty (0 bytes)"))
-    return sample.video
+    return sample.media
 
 
 @contextmanager
@@ -240,6 +250,7 @@ def _clip_info(sample: Sample, config: ReadConfig, clip_index: int, indices: np.
     return ClipInfo(
         shard=sample.shard,
         key=sample.key,
+        media_type=MEDIA_VIDEO,
         clip_index=clip_index,
         frame_indices=indices.tolist(),
         timestamps=starts[indices].tolist(),

@@ -17,7 +17,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from .records import STAGE_DECODE, ClipInfo, ErrorRecord, SampleError, describe
+from .records import MEDIA_VIDEO, STAGE_DECODE, ClipInfo, ErrorRecord, SampleError, describe
 
 # Opening: FFmpeg's stream analysis cut to the minimum (the first frame is decoded here anyway,
 # and says what the analysis would guess), and the frame it still decodes for H.264 (to guess
@@ -36,6 +36,8 @@ class Geometry:
     """Sample (pixel) aspect ratio: display width = stored width * pixel_aspect."""
     rotation: int
     """Counter-clockwise degrees (0, 90, 180, 270) to turn stored frames for display."""
+    mirrored: bool = False
+    """Flipped left-right before the turn: an image's EXIF orientation may say so (2, 4, 5, 7), a video's never."""
 
     @property
     def display_size(self) -> tuple[int, int]:
@@ -49,16 +51,17 @@ class Timing:
     """How many frames, at what rate, over how long."""
 
     num_frames: int
-    fps: float
-    duration: float
-    """Seconds from the first frame's start to the last frame's end."""
+    fps: float | None
+    """None for an image: it has no frame rate."""
+    duration: float | None
+    """Seconds from the first frame's start to the last frame's end; None for an image."""
     estimated: bool
     """From the container's header, not counted: a video not read to its end (see `header_timing`)."""
 
 
 @dataclass(frozen=True)
 class VideoProbe:
-    """A sample's video as the job would read it: for the dry run."""
+    """A sample's video (or image) as the job would read it: for the dry run."""
 
     codec: str
     geometry: Geometry
@@ -67,6 +70,8 @@ class VideoProbe:
     """What each clip the job would take from it is (its frames are not decoded)."""
     problem: ErrorRecord | None = None
     """Why no clip comes from it (a video too short for one): the record the job would write."""
+    media_type: str = MEDIA_VIDEO
+    """"image": `codec` is the image's format (jpeg, png, ...), `timing` one frame without a rate."""
 
 
 def open_video(path: str, options: dict | None = QUICK_OPEN) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:

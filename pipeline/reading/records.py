@@ -19,8 +19,13 @@ _DECORD_PREFIX = re.compile(r"^((\[[\d:]+\] )?\S+\.(cc|h|cpp):\d+: )+")
 # Stages, in the order a sample goes through them.
 STAGE_SHARD = "shard"  # opening or reading the tar stream
 STAGE_SAMPLE = "sample"  # assembling a sample from its tar members
-STAGE_DECODE = "decode"  # opening or decoding the video
+STAGE_DECODE = "decode"  # opening or decoding the video or image
 STAGE_CLIP = "clip"  # choosing clips (e.g. the video is too short)
+
+# What a sample's media part is: the `media_type` of samples, clips and output rows.
+MEDIA_VIDEO = "video"
+MEDIA_IMAGE = "image"
+MEDIA_TYPES = (MEDIA_IMAGE, MEDIA_VIDEO)
 
 # Shard errors that describe the file's content (deterministic: reading it again gives the
 # same result). Any other shard error is a failure to read it at all (missing, no access,
@@ -30,15 +35,26 @@ SHARD_DAMAGE = ("TruncatedShard", "CorruptShard")
 
 @dataclass
 class Sample:
-    """One WebDataset sample: the files of a tar that share a key."""
+    """One WebDataset sample: the files of a tar that share a key, its media part picked out."""
 
     shard: str
     key: str
-    video: bytes
-    video_ext: str
+    media: bytes
+    """The bytes of the video or image part."""
+    media_ext: str
+    """That part's extension ("mp4", "jpg")."""
     caption: str | None
     meta: str | None
     """The sample's json part as text, or None."""
+    media_type: str = MEDIA_VIDEO
+    """"video" or "image": which reader decodes `media` (`samples.make_sample` decides it from the extension;
+    the default is what every sample was before images were read)."""
+    parts: tuple[str, ...] = ()
+    """The names of all the sample's parts, sorted (("jpg", "json", "txt")); empty for a sample built by hand."""
+
+    def __post_init__(self) -> None:
+        if self.media_type not in MEDIA_TYPES:
+            raise ValueError(f"media_type must be one of {MEDIA_TYPES}, got {self.media_type!r}")
 
 
 @dataclass
@@ -47,26 +63,29 @@ class ClipInfo:
 
     shard: str
     key: str
+    media_type: str
+    """"video" or "image" (an image is one clip of one frame)."""
     clip_index: int
     frame_indices: list[int]
     """Source frame index (presentation order) of every output frame."""
     timestamps: list[float]
     """Source presentation time (seconds) of every output frame."""
-    source_fps: float
-    """Frames per second of the source: count / duration (see `source_frames_estimated`)."""
+    source_fps: float | None
+    """Frames per second of the source: count / duration (see `source_frames_estimated`); None for an image."""
     source_height: int
-    """Display size of the source: rotation and pixel aspect ratio applied."""
+    """Display size of the source: rotation and pixel aspect ratio (an image's EXIF orientation) applied."""
     source_width: int
     source_num_frames: int
     height: int
     width: int
     num_frames: int
-    fps: float
-    """Frame rate of the clip: the requested fps, or `source_fps`."""
+    fps: float | None
+    """Frame rate of the clip: the requested fps, or `source_fps`; None for an image (it has no frame rate)."""
     caption: str | None
     meta: str | None
     rotation: int = 0
-    """Counter-clockwise rotation (0, 90, 180, 270) applied from the file's display matrix."""
+    """Counter-clockwise rotation (0, 90, 180, 270) applied from the file's display matrix (an image's EXIF
+    orientation; one that also mirrors says so in `probe.Geometry.mirrored`)."""
     source_frames_estimated: bool = False
     """`source_num_frames` and `source_fps` are the container header's estimate, not counted from
     every frame's timestamp: a first clip stops reading the video early (`probe.header_timing`)."""
@@ -126,7 +145,7 @@ class ErrorRecord:
 class SampleError(Exception):
     """Reading stopped at a sample: carries its ErrorRecord (picklable, so it crosses Ray intact).
 
-    Raised by `decode_clips` for a video that cannot give (more) clips, and by `tar_members` for a
+    Raised by `decode_clips` for a video or image that cannot give (more) clips, and by `tar_members` for a
     damaged tar (stage "shard"; the record's key is the sample the damage cut into, if any).
     """
 

@@ -1,4 +1,4 @@
-"""From a shard's tar members to samples: video bytes, caption and metadata.
+"""From a shard's tar members to samples: media bytes (a video or an image), caption and metadata.
 
 Grouping follows webdataset (`group_by_keys`, `base_plus_ext`): a sample is the
 run of consecutive files that share a key. When a shard is damaged, every sample
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .config import ReadConfig
-from .records import STAGE_SAMPLE, STAGE_SHARD, ErrorRecord, Sample, SampleError, describe
+from .records import MEDIA_IMAGE, MEDIA_VIDEO, STAGE_SAMPLE, STAGE_SHARD, ErrorRecord, Sample, SampleError, describe
 from .shards import key_of, open_shard, tar_members
 
 
@@ -118,14 +118,20 @@ def _member_dicts(members: Iterator[tuple[str, bytes]], shard_url: str, state: _
 
 
 def make_sample(raw: dict, shard_url: str, config: ReadConfig) -> Sample | ErrorRecord:
-    """Pick the video part, the caption and the metadata out of a grouped sample."""
+    """Pick the media part, the caption and the metadata out of a grouped sample.
+
+    The media part is the video if the sample has one, else the image (see `ReadConfig`).
+    """
     key = raw["__key__"]
     parts = {k: v for k, v in raw.items() if not k.startswith("__")}
-    video_part = _video_part(parts, config.video_extensions)
-    if video_part is None:
+    media_type, media_part = MEDIA_VIDEO, _media_part(parts, config.video_extensions)
+    if media_part is None:
+        media_type, media_part = MEDIA_IMAGE, _media_part(parts, config.image_extensions)
+    if media_part is None:
         return ErrorRecord(
-            STAGE_SAMPLE, "NoVideoPart",
-            f"parts {sorted(parts)} hold no video; expected one of {list(config.video_extensions)}",
+            STAGE_SAMPLE, "NoMediaPart",
+            f"parts {sorted(parts)} hold no video (one of {list(config.video_extensions)}) and no image "
+            f"(one of {list(config.image_extensions)})",
             shard=shard_url, key=key,
         )
     meta_bytes = parts.get(config.meta_key)
@@ -133,14 +139,17 @@ def make_sample(raw: dict, shard_url: str, config: ReadConfig) -> Sample | Error
     return Sample(
         shard=shard_url,
         key=key,
-        video=bytes(parts[video_part]),
-        video_ext=video_part.rsplit(".", 1)[-1],
+        media=bytes(parts[media_part]),
+        media_ext=media_part.rsplit(".", 1)[-1],
         caption=_caption(parts, config.caption_key),
         meta=meta,
+        media_type=media_type,
+        parts=tuple(sorted(parts)),
     )
 
 
-def _video_part(parts: dict, extensions: tuple[str, ...]) -> str | None:
+def _media_part(parts: dict, extensions: tuple[str, ...]) -> str | None:
+    """The part of the first extension the sample has (of several with it, the first by name)."""
     for ext in extensions:
         names = sorted(name for name in parts if name == ext or name.endswith("." + ext))
         if names:
@@ -160,7 +169,7 @@ def _caption(parts: dict, caption_key: str | None) -> str | None:
     try:
         value = json.loads(data)
     except ValueError:
-        return None  # unreadable json: the video is still good, it just has no caption
+        return None  # unreadable json: the media is still good, it just has no caption
     for name in path.split("."):
         if not isinstance(value, dict) or name not in value:
             return None

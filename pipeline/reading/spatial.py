@@ -31,6 +31,19 @@ def cover_size(height: int, width: int, out_h: int, out_w: int) -> tuple[int, in
     return max(out_h, round(height * scale)), max(out_w, round(width * scale))
 
 
+def cover_box(height: int, width: int, out_h: int, out_w: int) -> tuple[float, float, float, float]:
+    """The centred window of a (height, width) picture that resizing to cover (out_h, out_w) and
+    centre-cropping keeps: (left, top, right, bottom) in the picture's pixels, fractions exact.
+
+    Resizing this window straight to (out_h, out_w) gives the cover-and-crop result without the
+    cover-sized picture in between, which for a 1 x 10,000 image would be 256 x 2,560,000 pixels.
+    """
+    scale = max(out_h / height, out_w / width)
+    box_h, box_w = out_h / scale, out_w / scale
+    top, left = (height - box_h) / 2, (width - box_w) / 2
+    return left, top, left + box_w, top + box_h
+
+
 def center_crop(frames: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     """A view of the centered (out_h, out_w) window of (n, h, w, c) frames."""
     h, w = frames.shape[1:3]

@@ -19,7 +19,8 @@ from pipeline.reading import ClipInfo, ErrorRecord
 
 
 def _info(key: str) -> ClipInfo:
-    return ClipInfo(shard="s", key=key, clip_index=0, frame_indices=[0, 1, 2, 3, 4], timestamps=[0.0] * 5,
+    return ClipInfo(shard="s", key=key, media_type="video", clip_index=0, frame_indices=[0, 1, 2, 3, 4],
+                    timestamps=[0.0] * 5,
                     source_fps=25.0, source_height=48, source_width=64, source_num_frames=12, height=32, width=32,
                     num_frames=5, fps=25.0, caption=f"caption {key}", meta=None)
 

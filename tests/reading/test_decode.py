@@ -38,7 +38,7 @@ from tests.support.videos import (
 
 
 def sample(video: bytes, ext: str = "mp4", key: str = "k") -> Sample:
-    return Sample(shard="mem://shard.tar", key=key, video=video, video_ext=ext, caption="cap", meta='{"id": 7}')
+    return Sample(shard="mem://shard.tar", key=key, media=video, media_ext=ext, caption="cap", meta='{"id": 7}')
 
 
 DECODER = "pyav"  # set for each test by the `decoder` fixture

@@ -54,8 +54,8 @@ def test_rotation_and_pixel_aspect_choose_the_bucket(samples):
 
 def test_both_decoders_read_the_same_geometry(samples, tmp_path):
     for name, sample in samples.items():
-        path = tmp_path / f"{name}.{sample.video_ext}"
-        path.write_bytes(sample.video)
+        path = tmp_path / f"{name}.{sample.media_ext}"
+        path.write_bytes(sample.media)
         codec, geometry = first_frame_geometry(str(path))
         pyav = probe_clips(sample, ReadConfig(num_frames=9, resolution=None, buckets=BUCKETS, clips="all"))
         assert (codec, geometry) == (pyav.codec, pyav.geometry)

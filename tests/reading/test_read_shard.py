@@ -16,7 +16,7 @@ CONFIG = ReadConfig(resolution=(48, 64), num_frames=9, clips="all")
 # What the mixed shard (conftest.py) must give: clips per good sample, a record per bad one.
 EXPECTED = [
     ("clip", "good-a", [list(range(0, 9)), list(range(9, 18)), list(range(18, 27)), list(range(27, 36))]),
-    ("error", "no-video", ("sample", "NoVideoPart")),
+    ("error", "no-video", ("sample", "NoMediaPart")),
     ("error", "empty", ("decode", "EmptyVideo")),
     ("error", "garbage", ("decode", "UnreadableVideo")),
     ("error", "too-short", ("clip", "VideoTooShort")),
@@ -62,8 +62,9 @@ def test_samples_carry_video_caption_and_metadata(tmp_path, mixed_samples, mixed
     samples = [x for x in items if isinstance(x, Sample)]
     assert [s.key for s in samples] == ["good-a", "empty", "garbage", "too-short", "good-b"]
     a, b = samples[0], samples[-1]
-    assert (a.video, a.video_ext, a.caption, a.meta) == (mixed_samples[0]["mp4"], "mp4", "a caption", '{"id": 1}')
-    assert (b.video_ext, b.caption) == ("mkv", "b")
+    assert (a.media, a.media_ext, a.caption, a.meta) == (mixed_samples[0]["mp4"], "mp4", "a caption", '{"id": 1}')
+    assert (b.media_ext, b.caption) == ("mkv", "b")
+    assert (a.media_type, a.parts) == ("video", ("json", "mp4", "txt"))
     assert samples[1].caption is None  # no txt part
     assert pickle.loads(pickle.dumps(a)) == a
 
@@ -99,9 +100,9 @@ def test_video_extension_preference_and_names_with_dots(tmp_path):
     ]))
     config = ReadConfig(resolution=(48, 64), video_extensions=("mkv", "webm", "mp4"))
     first, second, third = iter_samples(str(path), config)
-    assert (first.video, first.video_ext) == (mkv, "mkv")
-    assert (second.key, second.video, second.video_ext) == ("dir/sub/x", b"mp4 bytes", "mp4")
-    assert (third.key, third.error_type) == ("y", "NoVideoPart")
+    assert (first.media, first.media_ext) == (mkv, "mkv")
+    assert (second.key, second.media, second.media_ext) == ("dir/sub/x", b"mp4 bytes", "mp4")
+    assert (third.key, third.error_type) == ("y", "NoMediaPart")
 
 
 def test_duplicate_part_is_reported_and_the_first_kept(tmp_path):
@@ -110,7 +111,7 @@ def test_duplicate_part_is_reported_and_the_first_kept(tmp_path):
                                  {"__key__": "b", "mp4": b"b"}]))
     items = list(iter_samples(str(path), CONFIG))
     assert [(type(x).__name__, x.key) for x in items] == [("ErrorRecord", "a"), ("Sample", "a"), ("Sample", "b")]
-    assert items[0].error_type == "DuplicatePart" and items[1].video == b"first"
+    assert items[0].error_type == "DuplicatePart" and items[1].media == b"first"
 
 
 # -- damaged shards --------------------------------------------------------------------------

@@ -155,7 +155,8 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
             stats.add(stored.float())
             logvar = torch.randn(*shape, generator=generator).to(stored.dtype) if store == "moments" else None
             latent_rows.append({
-                "key": f"{name}-v{i:02d}", "shard": name, "clip": 0, "frame_start": 0, "num_frames": 5,
+                "key": f"{name}-v{i:02d}", "shard": name, "media_type": "video", "clip": 0, "frame_start": 0,
+                "num_frames": 5,
                 "fps": 8.0, "height": 8 * shape[2], "width": 8 * shape[3], "caption": f"caption {name}-v{i:02d}",
                 "meta": json.dumps({"s": s, "i": i}), "latent": tensor_bytes(stored), "latent_shape": list(shape),
                 "latent_dtype": latent_dtype, "logvar": None if logvar is None else tensor_bytes(logvar),

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import webdataset as wds
 
+from tests.support.images import encode_image, photo
 from tests.support.videos import encode, random_bytes, smooth_frames, truncated
 
 
@@ -63,19 +64,20 @@ class Shards:
         return str(self.folder / f"part-{{000000..{len(self.good) - 1:06d}}}.tar")
 
 
-BROKEN = {"random": lambda video, i: random_bytes(3000, seed=i),  # not a video at all
-          "truncated": lambda video, i: truncated(video, 0.3)}  # an mp4 cut before its index
+BROKEN = {"random": lambda video, i: random_bytes(3000, seed=i),  # not a video (or an image) at all
+          "truncated": lambda video, i: truncated(video, 0.3)}  # an mp4 cut before its index (an image, in its pixels)
 
 
 def write_shards(folder: Path, samples: int | Sequence[int], shards: int = 1, *, frames: int | Sequence[int] = 12,
                  sizes: Sequence[tuple[int, int]] = ((48, 64),), broken: Mapping[int, str] | None = None,
-                 video: bytes | None = None) -> Shards:
+                 video: bytes | None = None, images: Mapping[int, str] | None = None) -> Shards:
     """``shards`` tars of ``samples`` videos (or one tar per count in a list), named ``part-000000.tar`` on.
 
     Sample ``i`` of shard ``s`` is ``s{s}-v{i:03d}``: an mp4 of ``frames[i]`` frames of ``sizes[i]``
     (height, width), both cycled, of smooth waves shifted per sample (or ``video``'s bytes), with a
-    ``txt`` caption and a ``json`` part. ``broken`` maps sample indexes to a kind of ``BROKEN``, in every
-    shard that has them.
+    ``txt`` caption and a ``json`` part. ``images`` maps sample indexes to an image extension (jpg, png,
+    webp): those samples are a still of the same waves in that format instead of the mp4. ``broken``
+    maps sample indexes to a kind of ``BROKEN``, in every shard that has them.
     """
     folder.mkdir(parents=True, exist_ok=True)
     counts = [samples] * shards if isinstance(samples, int) else list(samples)
@@ -89,12 +91,16 @@ def write_shards(folder: Path, samples: int | Sequence[int], shards: int = 1, *,
         for i in range(count):
             key = f"s{s}-v{i:03d}"
             height, width = sizes[i % len(sizes)]
-            data = video if video is not None else \
-                encode(np.roll(smooth_frames(frames[i % len(frames)], height, width), 3 * i + s, axis=2))
+            media = images.get(i, "mp4") if images else "mp4"
+            if media != "mp4":
+                data = encode_image(photo(height, width, 3 * i + s), media)
+            else:
+                data = video if video is not None else \
+                    encode(np.roll(smooth_frames(frames[i % len(frames)], height, width), 3 * i + s, axis=2))
             if i in broken:
                 data = BROKEN[broken[i]](data, i)
             (bad if i in broken else good)[name].append(key)
-            records.append({"__key__": key, "mp4": data, "txt": f"caption {key}", "json": {"s": s, "i": i}})
+            records.append({"__key__": key, media: data, "txt": f"caption {key}", "json": {"s": s, "i": i}})
         (folder / f"{name}.tar").write_bytes(make_shard(records))
     return Shards(folder, good, bad)
 
