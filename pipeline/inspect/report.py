@@ -36,7 +36,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
         input_error = "_job.json names no input; pass --input"
     else:
         try:
-            inputs = [shard_name(u) for u in list_shards(input_spec, storage_options)]
+            inputs = [shard_name(u) for u in list_shards(input_spec, storage_options).urls]
             pending = [name for name in inputs if name not in committed and name not in given_up]
         except (ValueError, OSError) as err:
             input_error = f"{type(err).__name__}: {err}"

@@ -120,7 +120,7 @@ class Plan:
         self.sink = OutputSink(job.where.output, job.where.storage_options)
         self.layout = self.sink.layout
         try:
-            urls = list_shards(job.where.input, job.where.storage_options)
+            urls = list_shards(job.where.input, job.where.storage_options).urls
         except (ValueError, OSError) as err:
             raise ConfigError(f"--input: {err}") from None
         if not urls:

@@ -1,6 +1,6 @@
 """Reading WebDataset video shards into clips for the WF-VAE encoder.
 
-    shards  = list_shards("s3://bucket/shards/{000000..000999}.tar", storage_options)
+    shards  = list_shards("s3://bucket/shards/{000000..000999}.tar", storage_options).urls  # each checked to exist
     samples = iter_samples(shard, config, storage_options)   # Sample | ErrorRecord
     pieces  = decode_clips(sample, config, piece_frames=16)  # ClipPiece, raises SampleError(ErrorRecord)
     clips   = read_shard(shard, config, storage_options)     # Clip | ErrorRecord, all in one
@@ -20,7 +20,7 @@ from .decode import decode_clips, probe_clips, sample_clips
 from .reader import read_shard
 from .records import Clip, ClipInfo, ClipPiece, ErrorRecord, Sample, SampleError
 from .samples import count_samples, iter_samples
-from .shards import list_shards
+from .shards import ShardList, list_shards
 
 __all__ = [
     "Clip",
@@ -30,6 +30,7 @@ __all__ = [
     "ReadConfig",
     "Sample",
     "SampleError",
+    "ShardList",
     "count_samples",
     "decode_clips",
     "iter_samples",
