@@ -90,7 +90,7 @@ def decode_capacity(args: argparse.Namespace, spec: str, tc: int) -> dict:
 
     torch.set_num_threads(1)
     config = job_config(args, spec).read.for_model(tc)
-    samples = [s for url in list_shards(spec)[1:] for s in iter_samples(url, config) if isinstance(s, Sample)]
+    samples = [s for url in list_shards(spec).urls[1:] for s in iter_samples(url, config) if isinstance(s, Sample)]
     cores = os.sched_getaffinity(0)
     if args.decode_core is not None:
         os.sched_setaffinity(0, {args.decode_core})  # where the job's decode worker runs
@@ -119,7 +119,7 @@ def _encoder_loop(args: argparse.Namespace, spec: str, tc: int):
     vae = WFVAE.from_pretrained(args.model, device=device,
                                 dtype=COMPUTE_DTYPES[resolve_dtype("auto", device.type == "cuda")])
     batches, batcher = [], ClipBatcher(args.batch_size)
-    for url in list_shards(spec)[1:]:  # the shards the steady rate is taken on
+    for url in list_shards(spec).urls[1:]:  # the shards the steady rate is taken on
         for item in read_shard(url, read_config):
             if isinstance(item, Clip) and (batch := batcher.add(PendingClip((0, 0), item.info, item.frames))):
                 batches.append(batch)

@@ -59,7 +59,7 @@ def describe_output(url: str, storage_options: dict[str, Any] | None = None,
         input_error = "_job.json names no input; pass --input"
     else:
         try:
-            inputs = [shard_name(u) for u in list_shards(input_spec, storage_options)]
+            inputs = [shard_name(u) for u in list_shards(input_spec, storage_options).urls]
         except (ValueError, OSError) as err:
             input_error = f"{type(err).__name__}: {err}"
     summary = output.summary(inputs)

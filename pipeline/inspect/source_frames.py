@@ -29,7 +29,7 @@ def job_read_config(manifest: Manifest) -> ReadConfig:
 def read_source_clips(wanted: list[ClipId], input_spec: str, config: ReadConfig,
                       storage_options: dict[str, Any] | None = None) -> dict[ClipId, np.ndarray]:
     """(T, H, W, 3) uint8 frames of every wanted clip; LookupError names what cannot be found."""
-    urls = {shard_name(url): url for url in list_shards(input_spec, storage_options)}
+    urls = {shard_name(url): url for url in list_shards(input_spec, storage_options).urls}
     by_shard: dict[str, set[tuple[str, int]]] = defaultdict(set)
     for shard, key, clip in wanted:
         by_shard[shard].add((key, clip))

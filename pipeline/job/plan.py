@@ -29,7 +29,7 @@ class Plan:
         self.job = job
         self.run_id = uuid.uuid4().hex[:8]
         try:
-            urls = list_shards(job.where.input, job.where.storage_options)
+            urls = list_shards(job.where.input, job.where.storage_options).urls
         except (ValueError, OSError) as err:
             raise ConfigError(f"--input: {err}") from None
         if not urls:

@@ -51,6 +51,9 @@ ERRORS_SCHEMA = pa.schema([
     pa.field("stage", pa.string(), nullable=False),
     pa.field("error_type", pa.string(), nullable=False),
     pa.field("message", pa.string(), nullable=False),
+    # "error" (the sample or shard gave no more) or "warning" (its rows stand: EndedEarly); a null, and the
+    # column's absence in files written before it, read as "error"
+    pa.field("level", pa.string()),
 ])
 
 

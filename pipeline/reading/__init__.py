@@ -1,6 +1,6 @@
 """Reading WebDataset video shards into clips for the WF-VAE encoder.
 
-    shards  = list_shards("s3://bucket/shards/{000000..000999}.tar", storage_options)
+    shards  = list_shards("s3://bucket/shards/{000000..000999}.tar", storage_options).urls  # each checked to exist
     samples = iter_samples(shard, config, storage_options)   # Sample | ErrorRecord
     pieces  = decode_clips(sample, config, piece_frames=16)  # ClipPiece, raises SampleError(ErrorRecord)
     clips   = read_shard(shard, config, storage_options)     # Clip | ErrorRecord, all in one
@@ -27,7 +27,7 @@ _WHERE = {
     "Clip": ".records", "ClipInfo": ".records", "ClipPiece": ".records", "ErrorRecord": ".records",
     "Sample": ".records", "SampleError": ".records",
     "count_samples": ".samples", "iter_samples": ".samples",
-    "list_shards": ".shards",
+    "ShardList": ".shards", "list_shards": ".shards",
 }
 
 __all__ = sorted(_WHERE)

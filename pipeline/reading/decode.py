@@ -16,6 +16,10 @@ Two decoders (`ReadConfig.decoder`):
   control goes back to the caller. "all" and "whole" are read with PyAV (above),
   whose memory stays per piece.
 
+A video that ends before its header says is read by one rule, whatever the decoder and
+clip policy (`early_end.py`): its clips come from the frames it holds, each ClipInfo says
+`source_ended_early`, and the sample gives an `EndedEarly` warning before its clips.
+
 `probe_clips` runs the same code up to the first frame: what the clips of a sample
 will be, for the dry run.
 """
@@ -32,6 +36,7 @@ import numpy as np
 from .clip_sampling import plan_clips, video_end
 from .config import ReadConfig
 from .image import decode_image, probe_image
+from .early_end import Claim, EndCheck, claim_of_file, end_by_index, end_of_read, held_timing
 from .probe import Geometry, Timing, VideoProbe, first_frame_geometry, measured_timing
 from .pyav_video import PyAVVideo
 from .records import (MEDIA_IMAGE, MEDIA_VIDEO, STAGE_CLIP, STAGE_DECODE, Clip, ClipInfo, ClipPiece, ErrorRecord,
@@ -44,12 +49,18 @@ from .video import TempVideoFile, frame_times, open_reader, read_frames, remux_w
 DECODE_RETRIES = 2
 
 
-def decode_clips(sample: Sample, config: ReadConfig, piece_frames: int | None = None) -> Iterator[ClipPiece]:
+def decode_clips(sample: Sample, config: ReadConfig,
+                 piece_frames: int | None = None) -> Iterator[ClipPiece | ErrorRecord]:
     """Decode the clips `config` asks for, as pieces of at most `piece_frames` frames.
 
     With `piece_frames=None` each clip is one piece. Pieces of a clip come in order,
     the last with `is_last=True`. Raises SampleError, its record placed at the sample, for
     a video that cannot give (more) clips; clips yielded before it are good.
+
+    Warnings come as items: an ErrorRecord of level "warning" (placed at the sample), yielded
+    before the sample's first piece, as soon as it is known; the sample goes on. The one warning
+    is `EndedEarly` (a cut file: `early_end.py`). A consumer writes it to the error table beside
+    the sample's rows, does not count it as a piece or a failure, and goes on reading the sample.
     """
     if piece_frames is not None and (isinstance(piece_frames, bool) or not isinstance(piece_frames, int) or piece_frames < 1):
         raise ValueError(f"piece_frames must be a positive integer or None, got {piece_frames!r}")
@@ -82,18 +93,20 @@ def probe_clips(sample: Sample, config: ReadConfig) -> VideoProbe:
             video = _DecordVideo(config, tmp)
             plans, problem = _plans_or_problem(video.starts, video.end, config)
             codec, geometry, starts, timing = video.codec, video.geometry, video.starts, video.timing
+            check = video.check
             video.reader = None  # stops decord's thread, which decodes ahead
         else:
             video = PyAVVideo(tmp.path, config)
             try:
-                starts, end, timing = _read_pyav(video, config)
+                starts, end, timing, check = _read_pyav(video, config)
                 plans, problem = _plans_or_problem(starts, end, config)
                 video.plan(plans or [np.zeros(1, np.int64)])  # without a clip, the video's first frame
                 next(video.clip_frames(0))
                 codec, geometry = video.codec, video.geometry
             finally:
                 video.close()
-        clips = [_clip_info(sample, config, i, indices, starts, timing, geometry) for i, indices in enumerate(plans)]
+        clips = [_clip_info(sample, config, i, indices, starts, timing, geometry, check)
+                 for i, indices in enumerate(plans)]
         return VideoProbe(codec, geometry, timing, clips, problem.at(sample.shard, sample.key) if problem else None)
 
 
@@ -125,21 +138,28 @@ def _placed(sample: Sample) -> Iterator[None]:
         raise SampleError(record) from exc
 
 
-def _read_pyav(video: PyAVVideo, config: ReadConfig) -> tuple[np.ndarray, float, Timing]:
-    """Read the packets the clip policy needs: the frames' start times, the video's end, its timing."""
+def _read_pyav(video: PyAVVideo, config: ReadConfig) -> tuple[np.ndarray, float, Timing, EndCheck]:
+    """Read the packets the clip policy needs: the frames' start times, the video's end, its timing, and
+    whether it holds the frames its header claims."""
     if config.clip_policy == "first":
         video.read_first_clip()  # a first clip's cost must not grow with the video's length
     else:
         video.read_all()  # clips are placed by the video's end
     starts, ends = video.frame_times()
     end = video_end(starts, ends) if len(starts) else 0.0
-    return starts, end, measured_timing(starts, end) if video.complete and len(starts) else video.header_timing()
+    if video.complete and len(starts):
+        return starts, end, measured_timing(starts, end), end_of_read(video.claim, starts, end, video.cut)
+    check = end_by_index(video.claim)
+    return starts, end, held_timing(video.header_timing(), check), check
 
 
-def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None, path: str) -> Iterator[ClipPiece]:
+def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | None,
+                      path: str) -> Iterator[ClipPiece | ErrorRecord]:
     video = PyAVVideo(path, config)
     try:
-        starts, end, timing = _read_pyav(video, config)
+        starts, end, timing, check = _read_pyav(video, config)
+        if check.warning:
+            yield check.warning.at(sample.shard, sample.key)
         plans = plan_clips(starts, end, config)
         video.plan(plans)
         for clip_index, indices in enumerate(plans):
@@ -164,7 +184,7 @@ def _decode_with_pyav(sample: Sample, config: ReadConfig, piece_frames: int | No
                     raise SampleError(ErrorRecord(STAGE_DECODE, "DecodeFailed", where)) from None
                 g = video.geometry
                 if info is None:
-                    info = _clip_info(sample, config, clip_index, indices, starts, timing, g)
+                    info = _clip_info(sample, config, clip_index, indices, starts, timing, g, check)
                 batch = rotate(batch, g.rotation)
                 if not config.resize_at_decode:
                     out_h, out_w = info.height, info.width
@@ -183,7 +203,6 @@ class _DecordVideo:
 
     def __init__(self, config: ReadConfig, tmp: TempVideoFile):
         self.codec, self.geometry = first_frame_geometry(tmp.path)
-        self.path = remux_without_rotation(tmp.path, tmp) if self.geometry.rotation else tmp.path
         self.threads = config.decode_threads
         display_h, display_w = self.geometry.display_size
         self.out_h, self.out_w = output_size(display_h, display_w, config)
@@ -194,21 +213,36 @@ class _DecordVideo:
             self.decode_size = (self.cover_w, self.cover_h) if rotated else (self.cover_h, self.cover_w)
         else:
             self.decode_size = (None, None)
+        # A cut file is read from a copy without its packet cut short (`early_end.py`): decord cannot open an
+        # mp4 cut inside a frame (its index says so at once), and takes that packet for a frame elsewhere (avi).
+        claim = claim_of_file(tmp.path)
+        self.path = remux_without_rotation(tmp.path, tmp) if self.geometry.rotation or claim.cut else tmp.path
+        self._index(claim)
+        if self.check.early and self.path == tmp.path:
+            self.path = remux_without_rotation(tmp.path, tmp)
+            self._index(claim)
+
+    def _index(self, claim: Claim) -> None:
         self.reader = self.open()
         self.starts, ends = frame_times(self.reader)
         self.end = video_end(self.starts, ends)
         self.timing = measured_timing(self.starts, self.end)
+        self.check = end_of_read(claim, self.starts, self.end, claim.cut)
 
     def open(self) -> decord.VideoReader:
         return open_reader(self.path, *self.decode_size, self.threads, self.codec)
 
 
-def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | None, tmp: TempVideoFile) -> Iterator[ClipPiece]:
+def _decode_with_decord(sample: Sample, config: ReadConfig, piece_frames: int | None,
+                        tmp: TempVideoFile) -> Iterator[ClipPiece | ErrorRecord]:
     video = _DecordVideo(config, tmp)
+    if video.check.warning:
+        yield video.check.warning.at(sample.shard, sample.key)
     plans = plan_clips(video.starts, video.end, config)
     reader, rotation = video.reader, video.geometry.rotation
     for clip_index, indices in enumerate(plans):
-        info = _clip_info(sample, config, clip_index, indices, video.starts, video.timing, video.geometry)
+        info = _clip_info(sample, config, clip_index, indices, video.starts, video.timing, video.geometry,
+                          video.check)
         step = piece_frames or len(indices)
         for start in range(0, len(indices), step):
             chunk = indices[start : start + step]
@@ -244,7 +278,7 @@ def _frames(chunk: np.ndarray) -> str:
 
 
 def _clip_info(sample: Sample, config: ReadConfig, clip_index: int, indices: np.ndarray, starts: np.ndarray,
-               timing: Timing, geometry: Geometry) -> ClipInfo:
+               timing: Timing, geometry: Geometry, check: EndCheck) -> ClipInfo:
     display_h, display_w = geometry.display_size
     out_h, out_w = output_size(display_h, display_w, config)
     return ClipInfo(
@@ -266,6 +300,7 @@ def _clip_info(sample: Sample, config: ReadConfig, clip_index: int, indices: np.
         meta=sample.meta,
         rotation=geometry.rotation,
         source_frames_estimated=timing.estimated,
+        source_ended_early=check.early,
     )
 
 
@@ -278,10 +313,11 @@ def _piece(info: ClipInfo, frames: np.ndarray, start: int, is_last: bool) -> Cli
 
 
 def sample_clips(sample: Sample, config: ReadConfig) -> Iterator[Clip | ErrorRecord]:
-    """The clips of one sample, then an ErrorRecord if it failed. Never raises."""
+    """The clips of one sample (with its warnings, as `decode_clips` gives them), then an ErrorRecord if it
+    failed. Never raises."""
     try:
-        for piece in decode_clips(sample, config):
-            yield Clip(info=piece.info, frames=piece.frames)
+        for item in decode_clips(sample, config):
+            yield item if isinstance(item, ErrorRecord) else Clip(info=item.info, frames=item.frames)
     except SampleError as exc:
         yield exc.record
     except Exception as exc:  # noqa: BLE001

@@ -17,11 +17,13 @@ clip is planned on the frames read so far: the same frames as on the whole
 video's times (the plan's tolerance, a tenth of the median frame interval, comes
 from the frames read); its frame count and rate then come from the container's
 header, marked as an estimate (`probe.header_timing`).
-A file that cannot be demuxed past some point ends there, as a cut file does.
+A file that cannot be demuxed past some point ends there, as a cut file does; a last packet cut short
+is no frame (`early_end.py`), and the header's claim of the video's length is read at opening (`claim`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 
@@ -30,6 +32,7 @@ import numpy as np
 
 from .clip_sampling import TIME_TOLERANCE, typical_interval
 from .config import ReadConfig
+from .early_end import WholePackets, claim_of
 from .probe import QUICK_OPEN, Geometry, Timing, geometry_of, header_timing, open_video, without_path
 from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 from .spatial import cover_window, output_size
@@ -62,7 +65,10 @@ class PyAVVideo:
         self.codec = context.name
         self._time_base = float(self._stream.time_base or Fraction(1, 1000))
         self._start = self._stream.start_time or 0
-        self._demuxer = self._container.demux(self._stream)
+        self._demuxer = WholePackets(self._container.demux(self._stream))
+        self.claim = claim_of(self._container, self._stream, os.path.getsize(path))
+        """What the header says of the video's length (`early_end.Claim`)."""
+        self._demux_failed = False
         self._packets: list[av.Packet] = []
         self._pts: list[int] = []
         self._durations: list[int] = []
@@ -79,6 +85,11 @@ class PyAVVideo:
     @property
     def packets_read(self) -> int:
         return len(self._packets)
+
+    @property
+    def cut(self) -> bool:
+        """Reading ended at a packet cut short, or at a failure to demux, rather than at the file's end."""
+        return self._demuxer.cut or self._demux_failed
 
     # -- the packets and their times -----------------------------------------------------
 
@@ -111,12 +122,11 @@ class PyAVVideo:
             return False
         try:
             packet = next(self._demuxer, None)
-            while packet is not None and packet.size == 0:  # the demuxer's flush packet
-                packet = next(self._demuxer, None)
         except av.error.FFmpegError as exc:
             if not self._packets:
                 raise SampleError(ErrorRecord(STAGE_DECODE, "UnreadableVideo", without_path(describe(exc), self._path))) from None
             packet = None  # damage after some packets: the video ends where reading stops, like a cut file
+            self._demux_failed = True
         if packet is None:
             self.complete = True
             return False

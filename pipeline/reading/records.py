@@ -32,6 +32,12 @@ MEDIA_TYPES = (MEDIA_IMAGE, MEDIA_VIDEO)
 # network), which a retry may cure.
 SHARD_DAMAGE = ("TruncatedShard", "CorruptShard")
 
+# How bad a problem is. An error ends what it is met in (a sample, a shard); a warning says that what
+# was read is less than the file claims, and reading goes on (`EndedEarly`).
+LEVEL_ERROR = "error"
+LEVEL_WARNING = "warning"
+LEVELS = (LEVEL_ERROR, LEVEL_WARNING)
+
 
 @dataclass
 class Sample:
@@ -89,6 +95,10 @@ class ClipInfo:
     source_frames_estimated: bool = False
     """`source_num_frames` and `source_fps` are the container header's estimate, not counted from
     every frame's timestamp: a first clip stops reading the video early (`probe.header_timing`)."""
+    source_ended_early: bool | None = None
+    """The video's frames stop before its header says (a cut file): the clips come from the frames it
+    holds, and its sample has an `EndedEarly` warning (`early_end.py`). None: not known (a first clip
+    of a file whose header has no per-frame index, read only as far as the clip)."""
 
 
 @dataclass
@@ -115,7 +125,8 @@ class Clip:
 @dataclass(frozen=True)
 class ErrorRecord:
     """Something that could not be read, and why: what readers yield, what a `SampleError` carries and
-    what the job's error row is made of (`pipeline.job.rows.error_row`).
+    what the job's error row is made of (`pipeline.job.rows.error_row`). A warning (`level`) is
+    yielded beside what was read and ends nothing; it is never raised.
 
     Code deep in decoding meets a problem before it knows whose it is: it leaves `shard` and `key`
     unset and the reader that knows the sample fills them in (`at`).
@@ -131,6 +142,12 @@ class ErrorRecord:
     """The sample's key, or None for a problem with the shard as a whole."""
     samples_read: int | None = None
     """For shard errors: how many samples were read from the shard before the problem."""
+    level: str = LEVEL_ERROR
+    """"error" (what it was met in ended) or "warning" (reading went on: see `LEVELS`)."""
+
+    def __post_init__(self) -> None:
+        if self.level not in LEVELS:
+            raise ValueError(f"an ErrorRecord's level is one of {LEVELS}, got {self.level!r}")
 
     def at(self, shard: str, key: str | None) -> ErrorRecord:
         """The same problem, placed: the shard and sample it belongs to."""

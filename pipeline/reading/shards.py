@@ -15,10 +15,12 @@ import posixpath
 import re
 import tarfile
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import IO
 
 import braceexpand
 import fsspec
+from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
 from ..output.storage import is_local
@@ -26,12 +28,30 @@ from .records import STAGE_SHARD, ErrorRecord, SampleError, describe
 
 LIST_FILE_SUFFIXES = (".txt", ".list", ".lst")
 SHARD_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # what a folder given as --input is taken to hold
-_GLOB_CHARS = ("*", "?", "[")
+_GLOB = re.compile(r"[*?[]")  # what makes a name a glob pattern
 _META_MEMBER = re.compile(r"__[^/]*__($|/)")  # webdataset's rule for metadata members
+# HTTP has no folder listing: its shards are taken as named, and a missing one fails when it is read.
+UNLISTED_PROTOCOLS = ("http", "https")
+INPUT_FORMS = (f"an input is a shard file, a folder of shards ({', '.join(SHARD_SUFFIXES)}), a brace range "
+               f"(part-{{00000..00999}}.tar), a glob (*.tar) or a list file ({', '.join(LIST_FILE_SUFFIXES)}), "
+               "local or on object storage (s3://...)")
+SHOWN_MISSING = 5  # missing members named in a refusal
 
 
-def list_shards(spec: str | Sequence[str], storage_options: dict | None = None) -> list[str]:
-    """Expand a shard spec into a sorted, deduplicated list of shard URLs.
+@dataclass(frozen=True)
+class ShardList:
+    """The shards an input names, and what it names that does not exist."""
+
+    urls: list[str]
+    """Sorted, without repeats."""
+    missing: list[str]
+    """Members of its brace ranges and list files (names, globs, folders) that give no shard: empty unless
+    the caller allowed them (`list_shards(allow_missing=True)`)."""
+
+
+def list_shards(spec: str | Sequence[str], storage_options: dict | None = None,
+                allow_missing: bool = False) -> ShardList:
+    """Expand a shard spec into its shards, each checked to exist before anything starts.
 
     A spec is any fsspec URL or local path, optionally with brace ranges
     (`shards/{000000..000999}.tar`) and glob patterns (`s3://b/shards/*.tar`). A spec
@@ -39,63 +59,195 @@ def list_shards(spec: str | Sequence[str], storage_options: dict | None = None) 
     lines starting with # are skipped; relative entries are relative to the list
     file). A folder (local or on an object store) means the shards in it: its `*.tar`,
     `*.tar.gz` and `*.tgz` files. Several specs may be given as a sequence. Local paths come back absolute,
-    without a scheme. Raises ValueError when nothing matches.
+    without a scheme.
+
+    Every name, glob and folder the spec holds (its members) must give a shard: raises ValueError naming
+    what is missing, or, with `allow_missing`, lists it in `ShardList.missing` (nothing at all is always
+    refused). Existence comes from one listing of each folder the members are in (a single member: one
+    look at it), never a request per shard: on object storage ~1 request per 1,000 names.
     """
-    options = dict(storage_options or {})
     specs = [spec] if isinstance(spec, str) else list(spec)
-    urls: set[str] = set()
-    for one in specs:
-        urls.update(_expand(one, options, allow_list_file=True))
-    if not urls:
-        raise ValueError(f"no shards match {spec!r}")
-    return sorted(urls)
+    folders = _Folders(dict(storage_options or {}))
+    members = [member for one in specs for member in _members(one.strip(), folders)]
+    if not members:
+        raise ValueError(f"no shards: {spec!r} names none; {INPUT_FORMS}")
+    folders.resolve(members)
+    urls = sorted({url for member in members for url in member.urls})
+    missing = [member for member in members if not member.urls]
+    if len(members) == 1 and missing:
+        raise ValueError(f"{missing[0].why()}; {INPUT_FORMS}")
+    if missing and (not allow_missing or not urls):
+        names = ", ".join(repr(m.url) for m in missing[:SHOWN_MISSING])
+        more = ", ..." if len(missing) > SHOWN_MISSING else ""
+        looked = f"looked for in {folders.looked} listing(s) of their folders"
+        if not urls:
+            raise ValueError(f"no shards: none of the {len(members)} shards {spec!r} names exist ({looked}): "
+                             f"{names}{more}")
+        raise ValueError(f"{len(missing)} of the {len(members)} shards {spec!r} names do not exist ({looked}): "
+                         f"{names}{more}; fix the input, or allow missing shards to go on without them")
+    return ShardList(urls, [m.url for m in missing])
 
 
-def _expand(spec: str, options: dict, allow_list_file: bool) -> list[str]:
-    spec = spec.strip()
+@dataclass(frozen=True)
+class _Store:
+    """A filesystem that members are on, with what every member would otherwise ask of it again."""
+
+    fs: AbstractFileSystem
+    local: bool
+    listable: bool
+    """It lists folders (HTTP does not)."""
+
+    def path(self, url: str) -> str:
+        """A member's path as the filesystem names it, without a trailing '/'."""
+        return (url.rstrip("/") or "/") if self.local else self.fs._strip_protocol(url).rstrip("/")
+
+    def canonical(self, url: str) -> str:
+        """Local paths absolute and without a scheme (a folder's trailing '/' kept); other URLs as given."""
+        if not self.local:
+            return url
+        path = url[len("file://") :] if url.startswith("file://") else url
+        absolute = os.path.abspath(os.path.expanduser(path) if path.startswith("~") else path)
+        return absolute + "/" if path.endswith("/") and absolute != "/" else absolute
+
+    def join(self, folder: str, name: str) -> str:
+        """The path of `name` in `folder` ("" is the root: a local path's, or a bucket's place)."""
+        return f"{folder}/{name}" if folder or self.local else name
+
+
+@dataclass
+class _Member:
+    """A name, glob or folder an input holds, and the shards it gives."""
+
+    url: str
+    store: _Store
+    glob: bool
+    urls: list[str] = field(default_factory=list)
+    kind: str = "nothing"
+    """What was found: "file", "folder", "glob" or "nothing"."""
+
+    def why(self) -> str:
+        """Why a member gives no shard, in words."""
+        if self.kind == "glob":
+            return f"no shards match {self.url!r}: the glob lists no files"
+        if self.kind == "folder":
+            return f"the folder {self.url!r} holds no shards (files ending in {', '.join(SHARD_SUFFIXES)})"
+        if self.url.endswith("/"):
+            return f"{self.url!r} ends in '/', but there is no such folder"
+        return f"no shards at {self.url!r}: no such file or folder"
+
+
+def _members(spec: str, folders: _Folders) -> list[_Member]:
+    """A spec's members: a list file's entries or the names of its brace ranges."""
     if not spec:
         return []
-    if allow_list_file and spec.lower().endswith(LIST_FILE_SUFFIXES):
-        return _read_list_file(spec, options)
+    if spec.lower().endswith(LIST_FILE_SUFFIXES):
+        return [member for entry in _read_list_file(spec, folders.options) for member in _expanded(entry, folders)]
+    return _expanded(spec, folders)
+
+
+def _expanded(spec: str, folders: _Folders) -> list[_Member]:
     patterns = list(braceexpand.braceexpand(spec))
-    fs, _ = url_to_fs(patterns[0], **options)  # one filesystem per spec: a brace range of 10^6 names stays cheap
-    if len(patterns) == 1 and not any(c in spec for c in _GLOB_CHARS) and fs.isdir(fs._strip_protocol(spec)):
-        return _shards_in_folder(spec, fs)
-    if spec.endswith("/"):
-        raise ValueError(f"{spec!r} ends in '/', but there is no such folder")
-    urls: list[str] = []
-    for pattern in patterns:
-        if any(c in pattern for c in _GLOB_CHARS):
-            found = fs.glob(fs._strip_protocol(pattern), detail=True)
-            urls.extend(_canonical(fs.unstrip_protocol(p), fs) for p, info in found.items() if info.get("type") == "file")
-        else:
-            urls.append(_canonical(pattern, fs))
-    return urls
-
-
-def _shards_in_folder(spec: str, fs) -> list[str]:
-    """A folder means the shards in it (not in its subfolders); an empty one is an error, as an empty glob is."""
-    listing = fs.ls(fs._strip_protocol(spec), detail=True)
-    urls = sorted(_canonical(fs.unstrip_protocol(info["name"]), fs) for info in listing
-                  if info.get("type") == "file" and info["name"].lower().endswith(SHARD_SUFFIXES))
-    if not urls:
-        raise ValueError(f"the folder {spec!r} holds no shards (files ending in {', '.join(SHARD_SUFFIXES)})")
-    return urls
+    store = folders.store(patterns[0])  # one filesystem per spec: a brace range of 10^6 names stays cheap
+    globbed = _GLOB.search(spec) is not None
+    return [_Member(store.canonical(p), store, globbed and _GLOB.search(p) is not None) for p in patterns]
 
 
 def _read_list_file(spec: str, options: dict) -> list[str]:
-    with fsspec.open(spec, "rt", encoding="utf-8", **options) as f:
-        lines = f.read().splitlines()
+    try:
+        with fsspec.open(spec, "rt", encoding="utf-8", **options) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise ValueError(f"the list file {spec!r} does not exist; {INPUT_FORMS}") from None
     base = spec.rsplit("/", 1)[0] if "/" in spec else "."
-    urls: list[str] = []
+    entries: list[str] = []
     for line in lines:
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        if "://" not in entry and not os.path.isabs(entry):
-            entry = _normalize(f"{base}/{entry}")
-        urls.extend(_expand(entry, options, allow_list_file=False))
-    return urls
+        entries.append(entry if "://" in entry or os.path.isabs(entry) else _normalize(f"{base}/{entry}"))
+    return entries
+
+
+class _Folders:
+    """What exists, from one look at each folder the members are in (kept for the call)."""
+
+    def __init__(self, options: dict):
+        self.options = options
+        self.looked = 0
+        """Listings and single looks made."""
+        self._stores: dict[str, _Store] = {}
+        self._listings: dict[tuple[int, str], dict[str, bool]] = {}
+
+    def store(self, url: str) -> _Store:
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        if protocol not in self._stores:
+            fs = url_to_fs(url, **self.options)[0]
+            protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+            self._stores[protocol] = _Store(fs, is_local(fs), not set(protocols) & set(UNLISTED_PROTOCOLS))
+        return self._stores[protocol]
+
+    def resolve(self, members: list[_Member]) -> None:
+        """Give each member the shards it gives: globs by globbing, names by the folder they are in."""
+        by_folder: dict[tuple[int, str], list[tuple[_Member, str]]] = {}
+        for member in members:
+            store = member.store
+            if member.glob:
+                member.kind = "glob"
+                found = store.fs.glob(store.fs._strip_protocol(member.url), detail=True)
+                member.urls = [store.canonical(store.fs.unstrip_protocol(path)) for path, info in found.items()
+                               if info.get("type") == "file"]
+            elif not store.listable:
+                member.kind, member.urls = "file", [member.url]
+            else:
+                folder, _, name = store.path(member.url).rpartition("/")
+                by_folder.setdefault((id(store), folder), []).append((member, name))
+        for (_, folder), named in by_folder.items():
+            store = named[0][0].store
+            kinds = self._kinds(store, folder, [name for _, name in named])
+            for member, name in named:
+                is_folder = kinds.get(name)
+                if is_folder is None or (member.url.endswith("/") and not is_folder):
+                    continue
+                if is_folder:
+                    base = member.url.rstrip("/")
+                    member.kind = "folder"
+                    member.urls = [f"{base}/{entry}" for entry, sub in self.listing(store, store.path(base)).items()
+                                   if not sub and entry.lower().endswith(SHARD_SUFFIXES)]
+                else:
+                    member.kind, member.urls = "file", [member.url]
+
+    def _kinds(self, store: _Store, folder: str, names: list[str]) -> dict[str, bool]:
+        """Name -> is a folder, for the names that exist: one look at a lone name, else one listing."""
+        if len(names) > 1:
+            return self.listing(store, folder)
+        self.looked += 1
+        try:
+            info = store.fs.info(store.join(folder, names[0]))
+        except FileNotFoundError:
+            return {}
+        return {names[0]: info.get("type") == "directory"}
+
+    def listing(self, store: _Store, folder: str) -> dict[str, bool]:
+        """Name -> is a folder, for every entry of a folder ({} if there is no such folder)."""
+        key = (id(store), folder)
+        if key not in self._listings:
+            self.looked += 1
+            self._listings[key] = _list_folder(store, folder)
+        return self._listings[key]
+
+
+def _list_folder(store: _Store, folder: str) -> dict[str, bool]:
+    if store.local:  # names and types from the directory itself, without a stat per file
+        try:
+            with os.scandir(folder or "/") as entries:
+                return {entry.name: entry.is_dir() for entry in entries}
+        except (FileNotFoundError, NotADirectoryError):
+            return {}
+    try:
+        infos = store.fs.ls(folder, detail=True)
+    except FileNotFoundError:
+        return {}
+    return {posixpath.basename(info["name"].rstrip("/")): info.get("type") == "directory" for info in infos}
 
 
 def _normalize(url: str) -> str:
@@ -104,14 +256,6 @@ def _normalize(url: str) -> str:
         scheme, path = url.split("://", 1)
         return f"{scheme}://{posixpath.normpath(path)}"
     return os.path.normpath(url)
-
-
-def _canonical(url: str, fs) -> str:
-    """Local files as absolute paths without a scheme; everything else as proto://path."""
-    if is_local(fs):
-        path = url[len("file://") :] if url.startswith("file://") else url
-        return os.path.abspath(os.path.expanduser(path))
-    return url
 
 
 def open_shard(url: str, storage_options: dict | None = None, block_size: int = 8 * 2**20) -> IO[bytes]:

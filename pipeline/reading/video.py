@@ -17,6 +17,7 @@ import av
 import decord
 import numpy as np
 
+from .early_end import WholePackets
 from .probe import without_path
 from .records import STAGE_DECODE, ErrorRecord, SampleError, describe
 
@@ -57,7 +58,10 @@ class TempVideoFile:
 
 
 def remux_without_rotation(src: str, tmp: TempVideoFile) -> str:
-    """Copy the video packets into a new file (same container) whose display matrix is the identity."""
+    """Copy the video packets into a new file (same container) whose display matrix is the identity.
+
+    A last packet cut short is left out (`early_end.WholePackets`): the copy of a cut file is one decord opens.
+    """
     dst = tmp.sibling()
     try:
         _remux(src, dst)
@@ -73,9 +77,7 @@ def _remux(src: str, dst: str) -> None:
         with av.open(dst, "w", format=inp.format.name.split(",")[0]) as out:
             copy = out.add_stream_from_template(stream)
             copy.set_display_rotation(0)
-            for packet in inp.demux(stream):
-                if packet.size == 0:  # the demuxer's flush packet
-                    continue
+            for packet in WholePackets(inp.demux(stream)):
                 packet.stream = copy
                 out.mux(packet)
 

@@ -16,9 +16,9 @@ def test_a_local_folder_means_its_shards(tmp_path):
     (tmp_path / "nested").mkdir()
     (tmp_path / "nested" / "d.tar").write_bytes(SHARD)  # a subfolder's shards are not this folder's
     expected = [str(tmp_path / name) for name in ("a-000000.tar.gz", "b-000001.tar", "c.tgz")]
-    assert list_shards(str(tmp_path)) == expected
-    assert list_shards(f"{tmp_path}/") == expected
-    assert list_shards(f"file://{tmp_path}") == expected
+    assert list_shards(str(tmp_path)).urls == expected
+    assert list_shards(f"{tmp_path}/").urls == expected
+    assert list_shards(f"file://{tmp_path}").urls == expected
 
 
 def test_an_empty_folder_is_refused_naming_what_it_looked_for(tmp_path):
@@ -38,8 +38,8 @@ def test_an_s3_prefix_means_its_shards(local_s3):
         local_s3.put("folders", key, SHARD)
     options = local_s3.storage_options
     expected = ["s3://folders/train/000000.tar", "s3://folders/train/000001.tar"]
-    assert list_shards("s3://folders/train", options) == expected
-    assert list_shards("s3://folders/train/", options) == expected
+    assert list_shards("s3://folders/train", options).urls == expected
+    assert list_shards("s3://folders/train/", options).urls == expected
     with pytest.raises(ValueError, match="holds no shards"):
         list_shards("s3://folders/empty/", options)
     with pytest.raises(ValueError, match="no such folder"):

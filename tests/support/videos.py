@@ -189,5 +189,19 @@ def truncated(data: bytes, fraction: float) -> bytes:
     return data[: int(len(data) * fraction)]
 
 
+def cut_inside_frame(data: bytes, kept: int, suffix: str = ".mp4") -> bytes:
+    """The file cut halfway through the data of its frame `kept` (decode order), as a download that stopped:
+    the header (an mp4's index, put first with `faststart`; an avi's or Matroska file's header) still claims
+    every frame, and `kept` whole frames remain."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "video" + suffix)
+        with open(path, "wb") as f:
+            f.write(data)
+        with av.open(path) as container:
+            packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    pos, size = packets[kept]
+    return data[: pos + size // 2]
+
+
 def random_bytes(size: int, seed: int = 0) -> bytes:
     return np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
