@@ -56,13 +56,19 @@ def job_args(input_spec: str, out: str, storage_options: dict | None) -> list[st
     return ["--input", input_spec, "--output", out, *ARGS, *extra]
 
 
-def fabricate(base: str, count: int, storage_options: dict | None, put) -> str:
-    """Input shards and an output with all but LEFT committed; returns the input spec."""
+def fabricate(base: str, count: int, storage_options: dict | None, put, killed: bool = False) -> str:
+    """Input shards and an output with all but LEFT committed; returns the input spec. The committed shards'
+    markers are empty (only listed): the run files account for them, as a finished run leaves them, or with
+    ``killed`` as a run killed after its last update leaves them (its update files, 1,000 commits each)."""
     from pipeline.job.config import config_from_args
-    from pipeline.job.driver import Plan
-    from pipeline.output.index import RunIndex
+    from pipeline.job.plan import Plan
+    from pipeline.output.index import UPDATE_COMMITS, RunIndex
+    from pipeline.output.manifest import Manifest, ModelIdentity
     from pipeline.output.records import CommitRecord
+    from pipeline.output.sink import OutputSink
     from pipeline.output.sources import source_tokens
+    from pipeline.output.storage import write_json
+    from wfvae import WFVAE
 
     names = [name(i) for i in range(count)]
     for n in names:
@@ -70,19 +76,22 @@ def fabricate(base: str, count: int, storage_options: dict | None, put) -> str:
     spec = f"{base}/in/part-*.tar"
     job = config_from_args(job_args(spec, f"{base}/out", storage_options))
     plan = Plan(job)
-    sink = plan.sink
-    from wfvae import WFVAE
-
     vae = WFVAE.from_pretrained(job.where.model)  # the model as the job's actors identify it
-    sink.open(job.public_dict(), {**job.output_settings(), "dtype": "float32"},
-              {"source": job.where.model, "weights_sha256": vae.weights_checksum(), "config": vae.config.to_dict(),
-               "temporal_compression": vae.temporal_compression})
+    identity = plan.identity("float32").with_weights(ModelIdentity.of(vae, job.where.model))
+    layout = OutputSink(job.where.output, job.where.storage_options).layout
+    write_json(layout.fs, layout.job_manifest, Manifest(identity, job.public_dict()).to_dict())
     tokens = source_tokens(plan.urls, storage_options)
-    run = RunIndex("fabricated", time.time() - 60, complete=True)
-    for url, n in zip(plan.urls[:-LEFT], names[:-LEFT]):
-        put(f"{base}/out/_committed/{n}.json", b"")  # only listed: the run file accounts for it
-        run.add(CommitRecord(n, url=url, rows=100, bytes={"latents": 10**6, "errors": 1000}), tokens[url])
-    sink.write_index(run)
+    started = time.time() - 60
+    runs = [RunIndex("fabricated", started)]
+    for i, (url, n) in enumerate(zip(plan.urls[:-LEFT], names[:-LEFT])):
+        put(f"{base}/out/_committed/{n}.json", b"")  # only listed: a run file accounts for it
+        if killed and len(runs[-1].shards) == UPDATE_COMMITS:
+            runs.append(RunIndex("fabricated", started, part=len(runs) + 1))
+        runs[-1].add(CommitRecord(n, url=url, rows=100, bytes={"latents": 10**6, "errors": 1000}), tokens[url])
+    if killed:
+        runs[0].part = 1
+    for run in runs:
+        write_json(layout.fs, layout.run_index(run.file_name), run.to_dict())
     return spec
 
 
@@ -96,8 +105,10 @@ def local_put(path: str, data: bytes) -> None:
 
 def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> dict:
     from pipeline.job.config import config_from_args
-    from pipeline.job.driver import Plan, _Outcome, close_output, prepare_output
     from pipeline.job.dry_run import dry_run
+    from pipeline.job.plan import Plan
+    from pipeline.output.records import CommitRecord
+    from pipeline.output.sink import OutputSink
 
     job = config_from_args(job_args(spec, out, storage_options))
     baseline = reset_peak_memory()
@@ -106,19 +117,18 @@ def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> di
         shards = len(Plan(job).urls)
     elif stage == "dry-run":
         shards = dry_run(job, probe_shards=0).shards
-    else:
+    else:  # all of the driver's work but encoding: the output's whole life, the 10 shards committed by "actors"
         plan = Plan(job)
-        plan.output_settings = {**job.output_settings(), "dtype": "float32"}  # as place() resolves it on CPU
-        resume = prepare_output(plan, "bench", lambda line: None)
-        assert len(resume.todo) == LEFT, len(resume.todo)
-        index = plan.sink.begin_run("bench", [u.rsplit("/", 1)[-1][:-4] for u in resume.todo])
-        for url in resume.todo:  # as the encoder actors publish them
-            plan.layout.fs.pipe_file(plan.layout.committed(url.rsplit("/", 1)[-1][:-4]), b"")
-        outcome = _Outcome()
-        outcome.encoded = [{"shard": u.rsplit("/", 1)[-1][:-4], "url": u, "rows": 100} for u in resume.todo]
-        summary = close_output(plan, "bench", resume, index, outcome, 1.0, None, lambda line: None)
-        assert summary["shards"]["committed"] == summary["shards"]["total"], summary["shards"]
-        shards = summary["shards"]["total"]
+        sink = OutputSink(job.where.output, job.where.storage_options)
+        with sink.hold(plan.run_id, 60, log=lambda line: None):
+            left = sink.start(plan.urls, plan.names, plan.identity("float32"))
+            assert len(left.todo) == LEFT, len(left.todo)
+            sink.begin(sink.manifest())
+            for url in left.todo:
+                sink.committed(sink.publish(CommitRecord(url.rsplit("/", 1)[-1][:-4], url=url), [], [], {}))
+            summary = sink.finish(seconds=1.0)
+        assert summary.shards.committed == summary.shards.total, summary.shards
+        shards = summary.shards.total
     seconds = time.perf_counter() - started
     return {"stage": stage, "shards": shards, "seconds": round(seconds, 2), "peak_mib": round(memory("VmHWM")),
             "baseline_mib": round(baseline)}

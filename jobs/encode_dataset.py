@@ -36,12 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if build_parser().parse_args(argv).dry_run:
         from pipeline.job.dry_run import dry_run, format_dry_run
+        from pipeline.job.errors import JobError
 
         try:
             print(format_dry_run(dry_run(config)))
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+        except JobError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         return 0
     import ray
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import WFVAEConfig
-from .remote import fetch_model, is_remote, local_path, read_remote_config
+from .remote import WEIGHT_SUFFIXES, fetch_model, is_remote, local_path, open_remote_weights, read_remote_config
 
 if TYPE_CHECKING:  # torch is imported where weights load: reading a config (read_config) needs none
     import torch
@@ -81,6 +81,48 @@ def read_config(source: str | Path, storage_options: dict[str, Any] | None = Non
     if _is_repo_id(source) and not Path(source).expanduser().exists():  # config.json only, not the weights
         return WFVAEConfig.from_json(_download_from_hub(str(source), ["config.json"]) / "config.json")
     return WFVAEConfig.from_json(resolve_source(source)[0])
+
+
+def check_weights(source: str | Path, storage_options: dict[str, Any] | None = None) -> None:
+    """The weights a load would read, checked where they are without loading them (no torch): that they exist
+    and are weights, and their header: a safetensors file's tensor table (which must fit in the file, so a cut
+    download is found) or a checkpoint's archive signature. A Hugging Face repo id is checked when fetched.
+    Raises FileNotFoundError or CheckpointError (a ValueError) saying what is wrong."""
+    if is_remote(source):
+        url, size, file = open_remote_weights(str(source), storage_options)
+        with file:
+            _check_header(url, size, file)
+        return
+    if _is_repo_id(source) and not Path(source).expanduser().exists():
+        return
+    _, weights = resolve_source(source)
+    if not weights.name.endswith(WEIGHT_SUFFIXES):
+        raise CheckpointError(f"{source}: not a weights file (*.safetensors or *.ckpt); pass the model's folder, "
+                              "which holds config.json and its weights")
+    with weights.open("rb") as file:
+        _check_header(str(weights), weights.stat().st_size, file)
+
+
+def _check_header(name: str, size: int, file: Any) -> None:
+    head = file.read(8)
+    if name.endswith(".ckpt"):
+        if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # a zip archive, or a legacy pickle
+            raise CheckpointError(f"{name}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
+        return
+    length = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if not 2 <= length <= min(size - 8, 100 * 2**20):
+        raise CheckpointError(f"{name}: not a safetensors file (its header length reads {length}, the file has "
+                              f"{size} bytes)")
+    try:
+        table = json.loads(file.read(length))
+        ends = [int(entry["data_offsets"][1]) for key, entry in table.items() if key != "__metadata__"]
+    except (ValueError, KeyError, TypeError, IndexError) as err:
+        raise CheckpointError(f"{name}: not a safetensors file (its header does not parse: {err})") from None
+    if not ends:
+        raise CheckpointError(f"{name}: a safetensors file with no tensors")
+    if 8 + length + max(ends) > size:
+        raise CheckpointError(f"{name}: cut short ({size} bytes, its header describes {8 + length + max(ends)}); "
+                              "download it again")
 
 
 def _is_repo_id(source: str | Path) -> bool:

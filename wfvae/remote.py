@@ -97,6 +97,12 @@ def fetch_model(url: str, storage_options: dict[str, Any] | None = None,
     return FetchedModel(weights_url, config, weights, digest, downloaded=True)
 
 
+def open_remote_weights(url: str, storage_options: dict[str, Any] | None = None) -> tuple[str, int, Any]:
+    """(URL, size, an open binary file) of a remote model's weights, for reading their header in place."""
+    fs, _, weights_info = _locate(url, storage_options or {})
+    return fs.unstrip_protocol(weights_info["name"]), int(weights_info["size"]), fs.open(weights_info["name"], "rb")
+
+
 def read_remote_config(url: str, storage_options: dict[str, Any] | None = None) -> tuple[str, bytes]:
     """(URL, bytes) of a remote model's config.json alone: enough to check settings before anything
     downloads the weights."""

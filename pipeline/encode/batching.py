@@ -29,17 +29,19 @@ class PendingClip:
 
 
 class ClipBatcher:
-    """Collects clips and releases batches of up to ``batch_size`` clips of one shape."""
+    """Collects clips and releases batches of one media type and shape: up to ``batch_size`` video clips, or
+    ``image_batch_size`` images (one-frame clips, each a fraction of a video clip's work)."""
 
-    def __init__(self, batch_size: int) -> None:
-        self.batch_size = batch_size
-        self._groups: dict[tuple[int, ...], list[PendingClip]] = defaultdict(list)
+    def __init__(self, batch_size: int, image_batch_size: int | None = None) -> None:
+        self.sizes = {"video": batch_size, "image": image_batch_size or batch_size}
+        self._groups: dict[tuple, list[PendingClip]] = defaultdict(list)
 
     def add(self, clip: PendingClip) -> list[PendingClip] | None:
-        group = self._groups[clip.frames.shape]
+        key = (clip.info.media_type, clip.frames.shape)
+        group = self._groups[key]
         group.append(clip)
-        if len(group) >= self.batch_size:
-            del self._groups[clip.frames.shape]
+        if len(group) >= self.sizes[clip.info.media_type]:
+            del self._groups[key]
             return group
         return None
 

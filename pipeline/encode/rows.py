@@ -9,7 +9,7 @@ import torch
 from ..output.layout import shard_name
 from ..output.schema import LATENT_DTYPES, tensor_bytes
 
-if TYPE_CHECKING:  # the encode loop imports without PyAV (bench/gpu_check.py runs where PyAV is absent)
+if TYPE_CHECKING:
     from ..reading import ErrorRecord
 
 
@@ -40,10 +40,11 @@ def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor |
         "source_width": info.source_width,
         "source_num_frames": info.source_num_frames,
         "source_frames_estimated": info.source_frames_estimated,
+        "source_ended_early": info.source_ended_early,
     }
 
 
 def error_row(record: ErrorRecord) -> dict[str, Any]:
     """The error table's row of a problem, wherever it was met (``output.schema.ERRORS_SCHEMA``)."""
     return {"key": record.key, "shard": shard_name(record.shard), "stage": record.stage,
-            "error_type": record.error_type, "message": record.message}
+            "error_type": record.error_type, "message": record.message, "level": record.level}

@@ -3,8 +3,11 @@
 Every encoder runs this loop: the job's encoder actor (its samples decoded by decode workers), the
 in-process encoder of tests and tools (``reading.decoded_samples``), and ``bench/gpu_check.py`` (clips
 from memory). It needs neither Ray nor PyAV: a sample is anything with ``key``, ``pieces()`` (its
-clips, or pieces of a whole-video clip, in order; ``SampleError`` after the last good one),
-``decode_seconds`` and ``close()``.
+clips, or pieces of a whole-video clip, in order, with the reader's warnings about it among them;
+``SampleError`` after the last good one), ``decode_seconds`` and ``close()``.
+
+Images and videos are batched apart, each at its own batch size: a one-frame clip costs a fraction
+of a video clip's encode.
 
 Clips are batched by shape in input order; whole-video clips stream through the Causal Cache piece
 by piece. On a GPU the encoder never waits for a copy it does not need (``batching.py``): a batch's
@@ -21,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..output.records import CommitRecord, ShardTimings
-from ..reading.records import SHARD_DAMAGE, STAGE_SHARD, ClipPiece, ErrorRecord, SampleError
+from ..reading.records import (LEVEL_ERROR, LEVEL_WARNING, LEVELS, SHARD_DAMAGE, STAGE_SHARD, ClipPiece, ErrorRecord,
+                               SampleError)
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .canary import QualityCanary
 from .rows import error_row, latent_row
@@ -31,7 +35,7 @@ class DecodedSample(Protocol):
     key: str
     decode_seconds: float
 
-    def pieces(self) -> Iterator[ClipPiece]: ...
+    def pieces(self) -> Iterator[ClipPiece | ErrorRecord]: ...
 
     def close(self) -> None: ...
 
@@ -43,11 +47,12 @@ class ShardUnreadable(RuntimeError):
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    batch_size: int  # clips of one shape encoded together
+    batch_size: int  # video clips of one shape encoded together
     latent_dtype: str  # stored precision
     store_logvar: bool = False  # --store moments
     chunk_frames: int | None = None  # frames per Causal Cache chunk of a batch (None: whole clips)
     piece_frames: int | None = None  # set for whole-video clips: they arrive in pieces of this many frames
+    image_batch_size: int | None = None  # images of one shape encoded together (None: batch_size)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class ShardLoop:
         here). Raises ShardUnreadable if the shard could not be read at all."""
         began = time.perf_counter()
         shard = self.current = _Shard(name, canary=self.canary.for_shard() if self.canary else None)
-        batcher = ClipBatcher(self.settings.batch_size)
+        batcher = ClipBatcher(self.settings.batch_size, self.settings.image_batch_size)
         try:
             for item in self._waited(shard, iter(items)):
                 if isinstance(item, ErrorRecord):
@@ -124,9 +129,10 @@ class ShardLoop:
             self.current = None
         shard.timings.encoder_seconds = time.perf_counter() - began - shard.timings.startup_seconds
         shard.rows.sort(key=lambda item: item[0])
+        by_level = {level: Counter(e["error_type"] for e in shard.errors if e["level"] == level) for level in LEVELS}
         record = CommitRecord(name, samples=shard.samples, stats=shard.stats.to_stats(), canary=quality,
-                              errors_by_type=dict(Counter(error["error_type"] for error in shard.errors)),
-                              timings=shard.timings)
+                              errors_by_type=dict(sorted(by_level[LEVEL_ERROR].items())),
+                              warnings_by_type=dict(sorted(by_level[LEVEL_WARNING].items())), timings=shard.timings)
         return EncodedShard(record, [row for _, row in shard.rows], shard.errors)
 
     # -- waiting for the decoders -------------------------------------------------------------------
@@ -152,8 +158,11 @@ class ShardLoop:
         failure are kept; a whole-video clip cut off by it is dropped."""
         stream = None
         for piece in self._waited(shard, sample.pieces()):
+            if isinstance(piece, ErrorRecord):  # a warning: the sample goes on (a video that ends early)
+                shard.errors.append(error_row(piece))
+                continue
             order = (shard.samples, piece.info.clip_index)
-            if self.settings.piece_frames is None:  # each piece is a whole clip
+            if self.settings.piece_frames is None or piece.info.media_type == "image":  # each piece a whole clip
                 if batch := batcher.add(PendingClip(order, piece.info, piece.frames)):
                     self._encode_batch(shard, batch)
                 continue

@@ -104,10 +104,14 @@ def format_report(report: OutputReport) -> str:
         lines.append(("ignored", f"{len(report.uncommitted_files)} latents file(s) without a commit marker: "
                                  + ", ".join(report.uncommitted_files)))
     errors = summary.errors_by_type
+    media = ", ".join(f"{count} {kind}" for kind, count in summary.media.items())
     lines += [
-        ("rows", f"{summary.clips} clips"),
+        ("rows", f"{summary.clips} clips" + (f"  ({media})" if media else "")),
+        ("captions", f"{summary.captioned} of {summary.clips} rows have one"),
         ("samples failed", str(summary.samples_failed) + (
             "  (" + ", ".join(f"{k}: {v}" for k, v in errors.items()) + ")" if errors else "")),
+        *([("warnings", ", ".join(f"{k}: {v}" for k, v in summary.warnings_by_type.items()))]
+          if summary.warnings_by_type else []),
         ("bytes", ", ".join(f"{kind} {_mib(size)}" for kind, size in summary.bytes.items())),
         ("stored", f"{manifest.config.get('store')}"),
     ]

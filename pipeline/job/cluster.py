@@ -17,6 +17,7 @@ from .config import ConfigError, JobConfig
 from .decode_capacity import ENCODER_CPUS, DecodeWorkers, NoDecodeCPU
 from .encoder_actor import CONCURRENCY_GROUPS, ActorIdentity, EncoderActor, resolve_dtype
 from .errors import JobError
+from .local_ray import Watchdog
 from .stopping import StopRequest
 
 NAMESPACE = "wfvae-latents"
@@ -24,31 +25,42 @@ CONNECT_TIMEOUT = 3.0  # seconds for a Ray address to answer before it is called
 
 
 def connect(address: str | None, log: Callable[[str], None]) -> None:
-    """Join the given cluster, else the running one (or the one ``ray job submit`` set), else start locally.
+    """Join the given cluster, else the running one (or the one ``ray job submit`` set), else start locally
+    (``local``: a private local runtime even when one runs on this machine).
 
     Ray itself retries an address that does not answer for minutes. An address the user asked
     for (``--ray-address`` or RAY_ADDRESS) that does not answer fails here within seconds; a
     cluster merely recorded in Ray's temp folder by a runtime that has since died is ignored,
-    and a local runtime is started, as if no cluster had been found.
+    and a local runtime is started, as if no cluster had been found. A local runtime started here
+    ends with this process, however it ends (local_ray.py).
     """
     if ray.is_initialized():
         return
     asked = address or os.environ.get("RAY_ADDRESS") or None
-    if asked:
-        if not _answers(asked):
-            raise JobError(f"nothing answers at the Ray address {asked!r} (from "
-                           f"{'--ray-address' if address else 'RAY_ADDRESS'}) within {CONNECT_TIMEOUT:g} s: start "
-                           "the cluster (ray start --head), fix the address, or leave it out to run on a local "
-                           "Ray runtime")
+    if asked and not _answers(asked):
+        raise JobError(f"nothing answers at the Ray address {asked!r} (from "
+                       f"{'--ray-address' if address else 'RAY_ADDRESS'}) within {CONNECT_TIMEOUT:g} s: start "
+                       "the cluster (ray start --head), fix the address, or leave it out to run on a local "
+                       "Ray runtime")
+    watchdog = Watchdog()
+    try:
+        recorded = None if asked else _recorded_cluster()
+        if recorded and not _answers(recorded):
+            log(f"Ray's record of a running cluster ({_record_file()}: {recorded}) is stale, nothing answers there "
+                "(a runtime that crashed leaves it behind): starting a local Ray runtime instead")
+            asked = "local"
         ray.init(address=asked, namespace=NAMESPACE, logging_level="warning")
-        return
-    recorded = _recorded_cluster()
-    if recorded and not _answers(recorded):
-        log(f"Ray's record of a running cluster ({_record_file()}: {recorded}) is stale, nothing answers there "
-            "(a runtime that crashed leaves it behind): starting a local Ray runtime instead")
-        ray.init(address="local", namespace=NAMESPACE, logging_level="warning")
-        return
-    ray.init(namespace=NAMESPACE, logging_level="warning")
+    finally:
+        watchdog.watch(_started_session())
+
+
+def _started_session() -> str | None:
+    """The session folder of the Ray runtime this process started (None: it joined one, or none started)."""
+    try:
+        node = ray._private.worker._global_node
+        return node.get_session_dir_path() if node is not None and node.head else None
+    except AttributeError:  # pragma: no cover - Ray moved it: its own clean-up only
+        return None
 
 
 def _record_file() -> Path:

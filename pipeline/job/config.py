@@ -86,6 +86,9 @@ class Where:
                                      "folder written with different settings); never while another job holds it",
                               boolean)
     wait: bool = setting(False, "if another job holds the output, wait for it to finish instead of exiting", boolean)
+    allow_missing_shards: bool = setting(False, "go on without the shards a brace range or list file names that do "
+                                                "not exist (the summary counts them); without it they are refused",
+                                         boolean)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -138,7 +141,10 @@ class Run:
         None, "decode worker processes per encoder actor: on its node when it has room, else on any node with a "
               "free CPU", optional(_POSITIVE),
         shown="its share of the cluster's CPUs that no encoder needs, taken again as each shard starts", arg_type=int)
-    batch_size: int = setting(4, "clips of the same shape encoded together", _POSITIVE, arg_type=int)
+    batch_size: int = setting(4, "video clips of the same shape encoded together", _POSITIVE, arg_type=int)
+    image_batch_size: int | None = setting(
+        None, "images of the same shape encoded together (an image is a one-frame clip)", optional(_POSITIVE),
+        shown="as many images as a video batch has frames: --batch-size x --num-frames", arg_type=int)
     chunk_frames: int | None = setting(
         None, "encode long clips through the Causal Cache in chunks of this many frames",
         optional(integer(1, "a positive multiple of the model's temporal compression")),
@@ -179,13 +185,22 @@ class JobConfig:
         """``JobConfig.from_flags(input=..., num_frames=33, batch_size=8)``: see ``make_config``."""
         return make_config(settings)
 
+    @property
+    def image_batch_size(self) -> int:
+        """--image-batch-size, else as many images as a video batch has frames (the same work and memory)."""
+        return self.run.image_batch_size or self.run.batch_size * self.read.num_frames
+
     def sections(self) -> list[Any]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
     def output_settings(self) -> dict[str, Any]:
-        """The settings that define what is written (input and model are identified by content, in Plan)."""
-        return {name: value for section in self.sections() if section.DEFINES_OUTPUT
-                for name, value in _settings_of(section).items()}
+        """The settings that define what is written (input and model are identified by content, in Plan). The
+        image settings only where images are read: an output written before they existed resumes without them."""
+        settings = {name: value for section in self.sections() if section.DEFINES_OUTPUT
+                    for name, value in _settings_of(section).items()}
+        if not self.read.image_extensions:
+            del settings["image_extensions"], settings["max_image_pixels"]
+        return settings
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting by its flag's name (what ``make_config`` takes back): _job.json's ``config``."""

@@ -63,8 +63,9 @@ class SampleDecode:
         self.ended = False  # its last part arrived, or it failed
         self.closed = False
 
-    def pieces(self) -> Iterator[ClipPiece]:
-        """The sample's pieces in order; raises SampleError after the last good one if decoding failed."""
+    def pieces(self) -> Iterator[ClipPiece | ErrorRecord]:
+        """The sample's pieces in order, with the reader's warnings where it gave them; raises SampleError after
+        the last good one if decoding failed."""
         while not self.ended:
             part = self.call.next_part(self)
             yield from part.pieces

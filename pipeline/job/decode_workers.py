@@ -31,10 +31,11 @@ MAX_CALL_BYTES = 16 * 2**20
 
 @dataclass
 class Part:
-    """Consecutive pieces of the ``index``-th sample of a call; ``end``: the sample is done (failed if ``error``)."""
+    """Consecutive pieces of the ``index``-th sample of a call (a warning about the sample travels among them,
+    where the reader gave it); ``end``: the sample is done (failed if ``error``)."""
 
     index: int
-    pieces: list[ClipPiece] = field(default_factory=list)
+    pieces: list[ClipPiece | ErrorRecord] = field(default_factory=list)
     decode_seconds: float = 0.0
     end: bool = False
     error: ErrorRecord | None = None
@@ -77,7 +78,7 @@ class DecodeWorker:
                     parts, size = [part], 0
                     began = time.perf_counter()
                 part.pieces.append(piece)
-                size += piece.frames.nbytes
+                size += 0 if isinstance(piece, ErrorRecord) else piece.frames.nbytes
             part.decode_seconds += time.perf_counter() - began
             part.end = True
             if each_sample:

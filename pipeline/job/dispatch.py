@@ -152,8 +152,9 @@ class Dispatch:
         if self.abandoned:
             self.log(f"abandoned {len(self.abandoned)} running shard(s): {', '.join(self.abandoned)}")
 
-    def progress_line(self, started: float) -> str:
-        """Committed shards, and the clips of running ones (every actor asked at once, at most 1 s in all)."""
+    def progress_line(self, started: float, grace_ends: float | None = None) -> str:
+        """Committed shards, and the clips of running ones (every actor asked at once, at most 1 s in all); after a
+        signal (``grace_ends``: the end of the grace period), what is left of the running shards."""
         elapsed = time.perf_counter() - started
         asked = [self.actors[index].progress.remote() for index in {call.actor for call in self.running.values()}]
         answered, _ = ray.wait(asked, num_returns=len(asked), timeout=PROGRESS_TIMEOUT) if asked else ([], [])
@@ -169,9 +170,13 @@ class Dispatch:
         clips = sum(record.rows for record in records) + partial
         errors = sum(record.errors for record in records)
         done = self.committed
-        eta = f"{elapsed / done * (self.total - done - self.given_up):.0f} s" if done else "unknown"
+        if grace_ends is not None:
+            left = f"stopping: {len(self.running)} running shard(s) may still commit ({partial} clips of them " \
+                   f"encoded), {max(grace_ends - time.monotonic(), 0):.0f} s of the grace period left"
+        else:
+            left = "ETA " + (f"{elapsed / done * (self.total - done - self.given_up):.0f} s" if done else "unknown")
         return (f"[{elapsed:7.1f} s] shards {done}/{self.total} done, {len(self.running)} running, {self.given_up} "
-                f"given up; {clips} clips ({clips / elapsed:.2f} clips/s), {errors} errors; ETA {eta}"
+                f"given up; {clips} clips ({clips / elapsed:.2f} clips/s), {errors} errors; {left}"
                 + (f"; {waiting} decode worker(s) waiting for a CPU" if waiting else ""))
 
 
@@ -197,6 +202,6 @@ def dispatch(actors: list, todo: list[str], sink: OutputSink, run: Run, log: Cal
         work.wait(0.5 if deadline is not None else min(run.progress_seconds, 1.0))
         sink.save_progress()
         if time.perf_counter() - last_report >= run.progress_seconds:
-            log(work.progress_line(started))
+            log(work.progress_line(started, deadline))
             last_report = time.perf_counter()
     return work.abandoned

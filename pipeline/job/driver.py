@@ -40,9 +40,12 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print, stop: StopReques
     try:
         with sink.hold(plan.run_id, job.run.lease_seconds, wait=job.where.wait, stop=stop.requested, log=log,
                        input=job.where.input):
-            left = sink.start(plan.urls, plan.names, plan.identity(), overwrite=job.where.overwrite)
+            left = sink.start(plan.urls, plan.names, plan.identity(), overwrite=job.where.overwrite,
+                              missing=plan.missing)
+            for line in plan.notes:
+                log(line)
             log(f"{len(plan.urls)} shards, {len(left.committed)} already committed, {len(left.todo)} to encode "
-                f"(run {plan.run_id})" + _about(left, job.where.overwrite))
+                f"(run {plan.run_id})" + _about(plan, left, job.where.overwrite))
             abandoned: list[str] = []
             if not left.todo:
                 log(f"nothing left to encode in {sink.url}: answered from the output, without starting Ray")
@@ -85,14 +88,20 @@ def encode(plan: Plan, placement: Placement, sink: OutputSink, todo: list[str], 
             ray.kill(actor)
 
 
-def _about(left, overwrite: bool) -> str:
-    if overwrite:
-        return "; --overwrite: the output is cleared once the encoders have loaded the model"
+def _about(plan: Plan, left, overwrite: bool) -> str:
     notes = []
+    if plan.missing:
+        notes.append(f"; {len(plan.missing)} shard(s) the input names do not exist, the run goes on without them "
+                     f"(--allow-missing-shards): {', '.join(plan.missing[:5])}" + (" ..." if len(plan.missing) > 5
+                                                                                    else ""))
+    if overwrite:
+        return "".join(notes) + "; --overwrite: the output is cleared once the encoders have loaded the model"
     if left.stale:
         notes.append(f"; {len(left.stale)} committed shard(s) changed at their source since they were encoded (size, "
                      f"ETag or mtime): their latents are withdrawn and encoded again: {', '.join(left.stale[:5])}"
                      + (" ..." if len(left.stale) > 5 else ""))
     if left.not_in_input:
         notes.append(f"; {left.not_in_input} committed shard(s) are no longer in the input: kept")
+    if left.records_read:
+        notes.append(f"; {left.records_read} commit record(s) read (a run was killed after its last update)")
     return "".join(notes)

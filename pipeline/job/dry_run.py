@@ -18,13 +18,13 @@ import numpy as np
 
 from ..dtypes import ITEMSIZES
 from ..output.layout import shard_name
-from ..output.sink import OutputConflict, OutputSink, OutputUnwritable
+from ..output.sink import OutputBusy, OutputConflict, OutputSink, OutputUnwritable
 from ..reading import ErrorRecord, ReadConfig, Sample, SampleError, count_samples, iter_samples, probe_clips
 from ..reading.records import SHARD_DAMAGE
 from .config import ConfigError, JobConfig
-from .plan import Plan
+from .errors import JobError
+from .plan import PROBED_SHARDS, Plan
 
-PROBED_SHARDS = 3
 
 
 @dataclass
@@ -63,19 +63,24 @@ class DryRun:
     model: dict[str, Any]
     probes: list[SampleProbe]
     estimate: dict[str, Any]
+    missing: list[str]  # shards the input names that do not exist (--allow-missing-shards)
+    notes: list[str]  # the plan's notes, as the run prints them
 
 
 def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
-    """Raises ConfigError, with the run's message, for what the real run would refuse (no shards,
-    unreadable model, an output holding a different job, ...): the caller exits as the run does."""
-    plan = Plan(job)  # the same checks as a real run, before Ray
+    """The run's pre-flight, exactly: every check the run makes before it starts its encoders, with the run's
+    words: ConfigError for what the run refuses with exit 2 (settings, shards, the model, an output that cannot
+    be written or holds a different job), JobError for another job holding the output (the run's exit 1,
+    unless --wait)."""
+    plan = Plan(job)
     model, config = plan.model, plan.read_config
     sink = OutputSink(job.where.output, job.where.storage_options)
     try:
-        state = "overwritten (--overwrite deletes what it holds)" if job.where.overwrite and sink.exists() \
-            else sink.check(plan.identity())  # the run's own check and words: exit 2
+        state = sink.preflight(plan.identity(), overwrite=job.where.overwrite, wait=job.where.wait)
     except (OutputConflict, OutputUnwritable) as err:
         raise ConfigError(str(err)) from None
+    except OutputBusy as err:
+        raise JobError(str(err)) from None
     left = sink.survey(plan.urls, plan.names, job.where.overwrite)  # what the run would find, stale shards included
     probes = [probe_shard(url, config, job.where.storage_options, model.spatial_compression, model.latent_dim)
               for url in left.todo[:probe_shards]]
@@ -84,7 +89,7 @@ def dry_run(job: JobConfig, probe_shards: int = PROBED_SHARDS) -> DryRun:
                   {"source": job.where.model, "latent_channels": model.latent_dim,
                    "temporal_compression": model.temporal_compression,
                    "spatial_compression": model.spatial_compression},
-                  probes, _estimate(job, probes, len(left.todo)))
+                  probes, _estimate(job, probes, len(left.todo)), plan.missing, plan.notes)
 
 
 # -- probing -------------------------------------------------------------------------------
@@ -166,7 +171,9 @@ def format_dry_run(report: DryRun, listed: int = 5) -> str:
     model = report.model
     lines = [
         "dry run: nothing is encoded or written, no encoder started",
-        f"input         {report.input}: {report.shards} shard(s)",
+        f"input         {report.input}: {report.shards} shard(s)"
+        + (f", {len(report.missing)} named that do not exist{names(report.missing)} (the run goes on without them)"
+           if report.missing else ""),
         f"output        {report.output}: {report.output_state}",
         f"committed     {len(report.committed)}{names(report.committed)}",
         f"given up      {len(report.given_up)}{names(report.given_up)}"
@@ -195,6 +202,7 @@ def format_dry_run(report: DryRun, listed: int = 5) -> str:
         lines.append("                -> " + (probe.problem if probe.problem else
                                             f"{len(probe.clip_frames)} clip(s) of {_ranges(probe.clip_frames)} frames, "
                                             f"latent {_shapes(probe.latent_shapes)}"))
+    lines += report.notes
     estimate, based_on = report.estimate, report.estimate["based_on"]
     if estimate["shards"] == 0:
         lines.append("would write   nothing: every shard is committed")

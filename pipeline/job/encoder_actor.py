@@ -119,7 +119,7 @@ class EncoderActor:
         self.model = ModelIdentity.of(self.vae, job.where.model)
         latents = job.latents
         settings = EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments",
-                                  job.run.chunk_frames, pieces)
+                                  job.run.chunk_frames, pieces, job.image_batch_size)
         canary = QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[latents.latent_dtype],
                                job.run.chunk_frames // tc if job.run.chunk_frames else None) \
             if job.run.check_every else None

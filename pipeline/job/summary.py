@@ -14,9 +14,13 @@ def format_summary(summary: OutputSummary) -> str:
         f"shards        {shards.committed}/{shards.total} committed, {shards.given_up} given up, {shards.pending} pending"
         + (f"; {shards.not_in_input} more committed earlier, no longer in the input (kept)" if shards.not_in_input
            else ""),
-        f"clips         {summary.clips} encoded, {failed} sample{'' if failed == 1 else 's'} failed"
-        + (f" ({', '.join(f'{k}: {v}' for k, v in summary.errors_by_type.items())})" if failed else ""),
+        f"clips         {summary.clips} encoded{_by_media(summary.media)}, {failed} sample{'' if failed == 1 else 's'} "
+        "failed" + (f" ({_counts(summary.errors_by_type)})" if failed else ""),
+        f"captions      {summary.captioned} of {summary.clips} clips have one",
     ]
+    if summary.warnings_by_type:
+        lines.append(f"warnings      {_counts(summary.warnings_by_type)} (encoded all the same; see errors/, level "
+                     "warning)")
     if run is not None:
         lines.append(f"this run      {run.shards_encoded} shards, {run.clips} clips in {run.seconds:.1f} s "
                      f"({run.clips_per_second:.2f} clips/s), {run.shards_skipped} already committed"
@@ -42,3 +46,15 @@ def format_stopped(summary: OutputSummary) -> str:
     return (f"stopped by {run.stopped_by}: {shards.committed} of {shards.total} shards committed ({run.shards_encoded} "
             f"in this run{abandoned}), {shards.total - shards.committed} not; re-run the same command to encode the "
             "rest")
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name}: {count}" for name, count in counts.items())
+
+
+def _by_media(media: dict[str, int]) -> str:
+    """" (12 video clips, 3 images)" where the output holds images; nothing for videos alone."""
+    if not media.get("image"):
+        return ""
+    return f" ({media.get('video', 0)} video clip{'' if media.get('video') == 1 else 's'}, {media['image']} " \
+           f"image{'' if media['image'] == 1 else 's'})"

@@ -77,6 +77,7 @@ class OutputState:
     totals: Totals
     adopted: RunIndex | None = None  # what runs that did not end left, and the records read: to write down
     replaced: list[str] = field(default_factory=list)  # the files of those runs, which ``adopted`` replaces
+    records_read: int = 0  # commit records no run file accounted for
 
     def with_run(self, run: RunIndex) -> OutputState:
         """The state once ``run``'s shards are committed too (none of them was committed before)."""
@@ -122,4 +123,4 @@ def fold(committed: Iterable[str], indexes: list[RunIndex],
         adopted.add(record, record.source)
         totals.add(record)
         shards[record.shard] = (record.rows, record.source)
-    return OutputState(shards, totals, adopted if adopted.shards or replaced else None, replaced)
+    return OutputState(shards, totals, adopted if adopted.shards or replaced else None, replaced, len(to_read))

@@ -147,7 +147,7 @@ class Lease:
             if current is not None and not current.expired(now):
                 message = f"{self.layout.url} is in use by another job: {current.describe(now)}"
                 if not wait:
-                    raise OutputBusy(f"{message}. Wait for it to finish (or pass --wait), or use another --output")
+                    raise busy(self.layout.url, current, now)
                 if announced != current.generation:
                     self.log(f"{message}; waiting for it to finish (--wait)")
                     announced = current.generation
@@ -167,6 +167,12 @@ class Lease:
                     self._remove(old.generation)
                 return
             # another job created that generation first: look again
+
+    def holder(self) -> Holder | None:
+        """Another job that holds the output now (its lease has not lapsed), if any."""
+        holders = self.holders()
+        current = holders[-1] if holders else None
+        return current if current is not None and not current.expired(time.time()) else None
 
     def renew(self) -> None:
         """Rewrite this job's lease file; raises LeaseLost if another job has taken the output."""
@@ -212,6 +218,12 @@ class Lease:
             self.layout.fs.rm(self._path(generation))
         except FileNotFoundError:
             pass
+
+
+def busy(url: str, holder: Holder, now: float | None = None) -> OutputBusy:
+    """What a job is told when another holds its output."""
+    return OutputBusy(f"{url} is in use by another job: {holder.describe(now)}. Wait for it to finish (or pass "
+                      "--wait), or use another --output")
 
 
 def _boot_id() -> str | None:

@@ -85,7 +85,10 @@ class OutputIdentity:
             keys.discard("dtype")
         for key in sorted(keys):
             then, now = self.settings.get(key), new.settings.get(key)
-            if then != now:
+            if key not in self.settings:
+                found.append(f"{key}: not a setting of the version that wrote this output, {now!r} now (leave it "
+                             "off to resume it as it was)")
+            elif then != now:
                 found.append(f"{key}: {then!r} then, {now!r} now")
         if new.model.config and self.model.config != new.model.config:
             found.append("the model's config differs")

@@ -26,6 +26,10 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+def _added(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return dict(sorted((Counter(a) + Counter(b)).items()))
+
+
 @dataclass(frozen=True)
 class ActorInfo:
     """The encoder process that wrote a shard."""
@@ -99,8 +103,11 @@ class CommitRecord:
     shard: str
     url: str = ""
     rows: int = 0
-    errors: int = 0
+    media: dict[str, int] = field(default_factory=dict)  # rows by media type: video, image
+    captioned: int = 0  # rows with a caption
+    errors: int = 0  # samples that failed (error rows of level "error")
     errors_by_type: dict[str, int] = field(default_factory=dict)
+    warnings_by_type: dict[str, int] = field(default_factory=dict)  # warnings about samples that went on
     bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BYTE_KINDS, 0))
     stats: LatentStats = field(default_factory=LatentStats)
     # the source tar's identity when it was encoded (sources.py): a different one means stale latents
@@ -172,6 +179,8 @@ class RunRecord:
     # committed shards whose source tar changed since they were encoded: retracted and re-encoded
     stale: list[str] = field(default_factory=list)
     balance: Balance | None = None
+    records_read: int = 0  # commit records read at the start: shards committed by a killed run since its last update
+    missing: list[str] = field(default_factory=list)  # the input's shards that do not exist (--allow-missing-shards)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "balance": asdict(self.balance) if self.balance else None}
@@ -187,14 +196,18 @@ class Totals:
 
     shards: int = 0
     rows: int = 0
+    media: dict[str, int] = field(default_factory=dict)
+    captioned: int = 0
     errors: int = 0
     errors_by_type: dict[str, int] = field(default_factory=dict)
+    warnings_by_type: dict[str, int] = field(default_factory=dict)
     bytes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BYTE_KINDS, 0))
     stats: LatentStats = field(default_factory=LatentStats)
     canary: CanaryResults | None = None  # merged, the worst clips labelled with their shard
 
     def add(self, record: CommitRecord) -> None:
-        one = Totals(1, record.rows, record.errors, dict(record.errors_by_type), dict(record.bytes), record.stats)
+        one = Totals(1, record.rows, dict(record.media), record.captioned, record.errors, dict(record.errors_by_type),
+                     dict(record.warnings_by_type), dict(record.bytes), record.stats)
         if record.canary:
             one.canary = CanaryResults().merge(record.canary, shard=record.shard)
         self.merge(one)
@@ -202,8 +215,11 @@ class Totals:
     def merge(self, other: Totals) -> None:
         self.shards += other.shards
         self.rows += other.rows
+        self.media = _added(self.media, other.media)
+        self.captioned += other.captioned
         self.errors += other.errors
-        self.errors_by_type = dict(sorted((Counter(self.errors_by_type) + Counter(other.errors_by_type)).items()))
+        self.errors_by_type = _added(self.errors_by_type, other.errors_by_type)
+        self.warnings_by_type = _added(self.warnings_by_type, other.warnings_by_type)
         self.bytes = {kind: self.bytes.get(kind, 0) + other.bytes.get(kind, 0)
                       for kind in sorted({*self.bytes, *other.bytes})}
         self.stats = self.stats.merge(other.stats)

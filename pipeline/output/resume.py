@@ -20,6 +20,7 @@ class ResumePlan:
     not_in_input: int = 0  # committed shards the input no longer lists: kept, and counted
     tokens: dict[str, str | None] = field(default_factory=dict)  # URL -> its source token at planning
     given_up: list[str] = field(default_factory=list)  # the input's shards given up before (a run retries them)
+    records_read: int = 0  # commit records the output's state was read from (no run file accounted for them)
 
 
 def plan_resume(urls: list[str], names: list[str], committed: dict[str, tuple[int, str | None]],

@@ -43,6 +43,9 @@ LATENTS_SCHEMA = pa.schema([
     pa.field("source_width", pa.int32()),
     pa.field("source_num_frames", pa.int32()),
     pa.field("source_frames_estimated", pa.bool_()),  # source_fps/source_num_frames from the header, not counted
+    # the video holds fewer frames than its header claims (null: not known, as when a first clip stops reading
+    # early); its error rows then hold an EndedEarly warning
+    pa.field("source_ended_early", pa.bool_()),
 ])
 
 ERRORS_SCHEMA = pa.schema([

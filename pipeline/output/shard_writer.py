@@ -8,6 +8,7 @@ shards, so every row is written exactly once.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -39,7 +40,8 @@ def _write_table(layout: OutputLayout, path: str, table: pa.Table) -> int:
 def publish_shard(layout: OutputLayout, record: CommitRecord, latent_rows: list[dict[str, Any]],
                   error_rows: list[dict[str, Any]], metadata: dict[str, Any]) -> CommitRecord:
     """Write ``latents/<shard>.parquet``, ``errors/<shard>.parquet``, then ``_committed/<shard>.json``;
-    returns the commit record as written. Its ``source`` is the tar's token now, unless given."""
+    returns the commit record as written: its counts from the rows (the error rows less the warnings the
+    record names), its ``source`` the tar's token now, unless given."""
     started = time.perf_counter()
     shard = record.shard
     latents = pa.Table.from_pylist(latent_rows, schema=LATENTS_SCHEMA.with_metadata(file_metadata(metadata)))
@@ -49,7 +51,9 @@ def publish_shard(layout: OutputLayout, record: CommitRecord, latent_rows: list[
     source = record.source
     if source is None and record.url:
         source = source_token(record.url, layout.storage_options)
-    committed = replace(record, rows=latents.num_rows, errors=errors.num_rows, source=source,
+    committed = replace(record, rows=latents.num_rows, errors=errors.num_rows - sum(record.warnings_by_type.values()),
+                        media=dict(sorted(Counter(row["media_type"] for row in latent_rows).items())),
+                        captioned=sum(row["caption"] is not None for row in latent_rows), source=source,
                         bytes={"latents": latent_bytes, "errors": error_bytes},
                         timings=replace(record.timings, write_seconds=time.perf_counter() - started),
                         committed_at=time.time())

@@ -28,8 +28,10 @@ pending or given up, never committed with latents of content that is gone.
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from typing import Any
 
 from .index import UPDATE_COMMITS, UPDATE_SECONDS, OutputState, RunIndex, fold
 from .layout import OutputLayout, remove_partial_files, shard_name
-from .lease import Lease, OutputBusy
+from .lease import Lease, OutputBusy, busy
 from .manifest import Manifest, OutputConflict, OutputIdentity, code_version
 from .records import Balance, CommitRecord, GivenUp, RunRecord, Totals
 from .resume import ResumePlan, plan_resume
@@ -62,6 +64,7 @@ class _Run:
     log: Callable[[str], None]
     urls: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # the input's shards that do not exist (allowed)
     plan: ResumePlan = field(default_factory=ResumePlan)
     state: OutputState | None = None  # as read at the start (None: cleared by --overwrite, or not read)
     overwrite: bool = False
@@ -105,6 +108,36 @@ class OutputSink:
     def manifest(self) -> Manifest:
         return Manifest.from_dict(read_json(self.layout.fs, self.layout.job_manifest))
 
+    def preflight(self, identity: OutputIdentity, *, overwrite: bool = False, wait: bool = False) -> str:
+        """What ``hold`` and ``start`` check, without taking the output or leaving anything in it: that it can be
+        written (a probe file, removed at once: OutputUnwritable), that no other job holds it (OutputBusy, unless
+        ``wait``: the run would wait for it), and its identity. Returns "new", "resumes" or "overwritten"."""
+        self.check_place()
+        self._probe_write()
+        if not wait and (holder := Lease(self.layout, "preflight", 0).holder()) is not None:
+            raise busy(self.url, holder)
+        if overwrite and self.exists():
+            return "overwritten (--overwrite deletes what it holds)"
+        return self.check(identity)
+
+    def _probe_write(self) -> None:
+        fs, root = self.layout.fs, self.layout.root
+        try:
+            if self.local:  # in the nearest folder that exists: the run creates the rest
+                folder = root
+                while not os.path.exists(folder):
+                    folder = os.path.dirname(folder) or "/"
+                handle, path = tempfile.mkstemp(prefix=".write-probe-", dir=folder)
+                os.close(handle)
+                os.unlink(path)
+                return
+            probe = f"{root}/_write_probe-{uuid.uuid4().hex[:8]}"
+            fs.pipe_file(probe, b"")
+            fs.rm(probe)
+        except OSError as err:
+            raise OutputUnwritable(f"--output: cannot write to {self.url} ({type(err).__name__}: {err}); choose a "
+                                   "folder or bucket this job may write to") from None
+
     def survey(self, urls: list[str], names: list[str], overwrite: bool = False) -> ResumePlan:
         """What a run would find: the input's shards committed (and current), stale, given up and left to encode."""
         tokens = source_tokens(urls, self.layout.storage_options)
@@ -142,12 +175,13 @@ class OutputSink:
             raise OutputUnwritable(f"--output: {self.url} is a file, not a folder; choose a folder (it is created if "
                                    "missing)")
 
-    def start(self, urls: list[str], names: list[str], identity: OutputIdentity, *,
-              overwrite: bool = False) -> ResumePlan:
+    def start(self, urls: list[str], names: list[str], identity: OutputIdentity, *, overwrite: bool = False,
+              missing: list[str] | None = None) -> ResumePlan:
         """What is left to encode. The output's identity is checked (OutputConflict), leftovers of interrupted
-        attempts removed, its state read (a killed run's files written down once), stale shards withdrawn."""
+        attempts removed, its state read (a killed run's files written down once), stale shards withdrawn.
+        ``missing``: the input's shards that do not exist, which the run goes on without (the summary counts them)."""
         run = self._active()
-        run.urls, run.names, run.overwrite = urls, names, overwrite
+        run.urls, run.names, run.overwrite, run.missing = urls, names, overwrite, list(missing or [])
         if overwrite:
             run.plan = self.survey(urls, names, overwrite=True)
             return run.plan
@@ -156,6 +190,7 @@ class OutputSink:
         run.state = self.state()
         self._adopt(run.state)
         run.plan = plan_resume(urls, names, run.state.shards, source_tokens(urls, self.layout.storage_options))
+        run.plan.records_read = run.state.records_read
         for shard in run.plan.stale:
             if self.layout.fs.exists(path := self.layout.committed(shard)):
                 self.layout.fs.rm(path)
@@ -248,7 +283,8 @@ class OutputSink:
         clips = sum(record.rows for record in run.records)
         this_run = RunRecord(run.run_id, round(seconds, 3), len(run.records), len(run.plan.committed), clips,
                              round(clips / seconds, 3) if seconds else 0.0, list(run.given_up), stopped_by,
-                             list(abandoned or []), run.write_failures, list(run.plan.stale), balance)
+                             list(abandoned or []), run.write_failures, list(run.plan.stale), balance,
+                             run.plan.records_read, run.missing)
         summary = summarize(self.url, state, [*self.layout.given_up_shards(), *run.given_up], run.names, this_run)
         try:
             write_json(self.layout.fs, self.layout.summary, summary.to_dict())

@@ -23,11 +23,12 @@ class ShardCounts:
     pending: int | None = None  # None: the input is not known
     total: int | None = None
     not_in_input: int = 0  # committed earlier, no longer listed by the input: kept
+    missing: int = 0  # named by the input but not there (the run was allowed to go on without them)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardCounts:
         return cls(int(data["committed"]), int(data["given_up"]), data.get("pending"), data.get("total"),
-                   int(data.get("not_in_input", 0)))
+                   int(data.get("not_in_input", 0)), int(data.get("missing", 0)))
 
 
 @dataclass
@@ -36,8 +37,11 @@ class OutputSummary:
     shards: ShardCounts
     given_up: list[str]  # shard names
     clips: int
+    media: dict[str, int]  # clips by media type: video, image
+    captioned: int  # clips with a caption
     samples_failed: int
     errors_by_type: dict[str, int]
+    warnings_by_type: dict[str, int]  # about samples that were encoded all the same (a video that ends early)
     bytes: dict[str, int]  # by kind: latents, errors
     latent_stats: LatentStats
     quality: CanaryResults | None = None
@@ -47,8 +51,9 @@ class OutputSummary:
     def to_dict(self) -> dict[str, Any]:
         stats = self.latent_stats
         return {"output": self.output, "finished_at": self.finished_at, "shards": asdict(self.shards),
-                "given_up": self.given_up, "clips": self.clips, "samples_failed": self.samples_failed,
-                "errors_by_type": self.errors_by_type, "bytes": self.bytes,
+                "given_up": self.given_up, "clips": self.clips, "media": self.media, "captioned": self.captioned,
+                "samples_failed": self.samples_failed, "errors_by_type": self.errors_by_type,
+                "warnings_by_type": self.warnings_by_type, "bytes": self.bytes,
                 "latent_stats": {**stats.to_dict(), "channels": len(stats.sum), "mean": stats.mean, "std": stats.std},
                 "quality": self.quality.to_dict() if self.quality else None,
                 "this_run": self.this_run.to_dict() if self.this_run else None}
@@ -56,7 +61,8 @@ class OutputSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OutputSummary:
         return cls(data["output"], ShardCounts.from_dict(data["shards"]), list(data["given_up"]), int(data["clips"]),
-                   int(data["samples_failed"]), dict(data["errors_by_type"]), dict(data["bytes"]),
+                   dict(data.get("media", {})), int(data.get("captioned", 0)), int(data["samples_failed"]),
+                   dict(data["errors_by_type"]), dict(data.get("warnings_by_type", {})), dict(data["bytes"]),
                    LatentStats.from_dict(data["latent_stats"]), CanaryResults.from_dict(data.get("quality")),
                    RunRecord.from_dict(data["this_run"]) if data.get("this_run") else None,
                    float(data.get("finished_at", 0.0)))
@@ -75,7 +81,9 @@ def summarize(url: str, state: OutputState, given_up: list[str], inputs: list[st
         listed = set(inputs)
         in_input = sum(1 for name in inputs if name in committed)
         failed = sum(1 for name in given_up if name in listed)
-        shards = ShardCounts(in_input, failed, len(inputs) - in_input - failed, len(inputs), len(committed) - in_input)
+        shards = ShardCounts(in_input, failed, len(inputs) - in_input - failed, len(inputs), len(committed) - in_input,
+                             len(this_run.missing) if this_run else 0)
         given_up = [name for name in given_up if name in listed]
-    return OutputSummary(url, shards, given_up, totals.rows, totals.errors, dict(sorted(totals.errors_by_type.items())),
-                         dict(totals.bytes), totals.stats, totals.canary, this_run)
+    return OutputSummary(url, shards, given_up, totals.rows, dict(totals.media), totals.captioned, totals.errors,
+                         dict(totals.errors_by_type), dict(totals.warnings_by_type), dict(totals.bytes), totals.stats,
+                         totals.canary, this_run)

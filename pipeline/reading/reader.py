@@ -35,7 +35,7 @@ class LocalDecode:
         self.key = sample.key
         self.decode_seconds = 0.0
 
-    def pieces(self) -> Iterator[ClipPiece]:
+    def pieces(self) -> Iterator[ClipPiece | ErrorRecord]:
         pieces = decode_clips(self.sample, self.config, self.piece_frames)
         while True:
             began = time.perf_counter()

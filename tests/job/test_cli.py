@@ -142,19 +142,20 @@ def test_output_settings_ignore_runtime_knobs_and_spellings():
 
 
 # output_settings() of these settings as the config before issue 16 (flat fields and a hand-kept list
-# of runtime fields) wrote them into _job.json: outputs written then must still resume.
+# of runtime fields) wrote them into _job.json: outputs written then must still resume (with images off, as they
+# were then: --image-extensions '').
 EARLIER_OUTPUT_SETTINGS = [
-    ({}, {"num_frames": 17, "fps": None, "clips": "first", "max_frames": None, "short_videos": "skip",
+    ({"image_extensions": ""}, {"num_frames": 17, "fps": None, "clips": "first", "max_frames": None, "short_videos": "skip",
           "resolution": [256, 256], "buckets": None, "caption_key": "txt",
           "video_extensions": ["mp4", "mkv", "webm", "mov", "avi"], "decoder": "pyav", "dtype": "auto",
           "latent_dtype": "bfloat16", "store": "mean"}, "ebee5f55f644943c"),
-    ({"resolution": None, "buckets": "256x448,448x256", "fps": 8, "clips": "whole", "max_frames": 65, "num_frames": 9,
+    ({"image_extensions": "", "resolution": None, "buckets": "256x448,448x256", "fps": 8, "clips": "whole", "max_frames": 65, "num_frames": 9,
       "short_videos": "shorten"},
      {"num_frames": 9, "fps": 8, "clips": "whole", "max_frames": 65, "short_videos": "shorten", "resolution": None,
       "buckets": [[256, 448], [448, 256]], "caption_key": "txt",
       "video_extensions": ["mp4", "mkv", "webm", "mov", "avi"],
       "decoder": "pyav", "dtype": "auto", "latent_dtype": "bfloat16", "store": "mean"}, "9f6fb8ae4d04bf7f"),
-    ({"decoder": "decord", "latent_dtype": "float16", "store": "moments", "dtype": "float32", "clips": "uniform:3",
+    ({"image_extensions": "", "decoder": "decord", "latent_dtype": "float16", "store": "moments", "dtype": "float32", "clips": "uniform:3",
       "caption_key": "json:meta.caption", "video_extensions": ".MP4,webm", "resolution": "128", "batch_size": 2,
       "num_actors": 2, "chunk_frames": 8, "fps": 12.5},
      {"num_frames": 17, "fps": 12.5, "clips": "uniform:3", "max_frames": None, "short_videos": "skip",
@@ -169,6 +170,16 @@ def test_output_settings_are_those_earlier_outputs_were_written_with(settings, e
     settings = make_config(settings).output_settings()
     assert settings == earlier and list(settings) == list(earlier)
     assert OutputIdentity(settings, ModelIdentity()).fingerprint == earlier_fingerprint
+
+
+def test_an_output_written_before_images_were_read_is_refused_with_images_on():
+    earlier = OutputIdentity(EARLIER_OUTPUT_SETTINGS[0][1], ModelIdentity())
+    now = OutputIdentity(make_config({}).output_settings(), ModelIdentity())
+    found = earlier.differences(now)
+    assert found == ["image_extensions: not a setting of the version that wrote this output, ['jpg', 'jpeg', 'png', "
+                     "'webp'] now (leave it off to resume it as it was)",
+                     "max_image_pixels: not a setting of the version that wrote this output, 64000000 now (leave it "
+                     "off to resume it as it was)"]
 
 
 def test_job_json_config_builds_the_same_job():

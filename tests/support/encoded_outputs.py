@@ -57,7 +57,8 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> OutputSumm
     vae = WFVAE.from_pretrained(job.where.model)
     identity = plan.identity("float32").with_weights(ModelIdentity.of(vae, job.where.model))
     latents = job.latents
-    loop = ShardLoop(vae, EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments"))
+    loop = ShardLoop(vae, EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments",
+                                         image_batch_size=job.image_batch_size))
     metadata = latents_metadata(vae, identity.model, store=latents.store, latent_dtype=latents.latent_dtype,
                                 compute_dtype="float32", fingerprint=identity.fingerprint)
     sink = OutputSink(str(out))

@@ -28,6 +28,14 @@ def read_summary(output: str | Path, storage_options: dict | None = None) -> dic
     return json.loads(fs.cat(f"{root}/_summary.json"))
 
 
+def shards_by_state(summary: dict) -> tuple[int, int, int, int]:
+    """(total, committed, given up, pending) shards of a summary as read from ``_summary.json``; the output's other
+    counts (committed shards the input no longer names, input shards missing) must be 0."""
+    shards = summary["shards"]
+    assert (shards["not_in_input"], shards["missing"]) == (0, 0), shards
+    return shards["total"], shards["committed"], shards["given_up"], shards["pending"]
+
+
 def shard_counts(output: str | Path, storage_options: dict | None = None) -> tuple[int, int, int]:
     """(shards in the input, already committed, encoded) by the output's last run, from its summary: the values
     of the job's "N shards, M already committed, K to encode" line."""
