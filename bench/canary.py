@@ -53,8 +53,8 @@ def main() -> None:
     import torch
 
     from demo.make_demo_shards import read_frames
-    from pipeline.job.batching import to_video
-    from pipeline.job.canary import QualityCanary
+    from pipeline.encode.batching import to_video
+    from pipeline.encode.canary import QualityCanary
     from pipeline.dtypes import COMPUTE_DTYPES
     from pipeline.job.encoder_actor import resolve_dtype
     from wfvae import WFVAE

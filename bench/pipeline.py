@@ -1,6 +1,7 @@
 """The job's steady throughput against what its two sides can do alone, measured in one run.
 
     python bench/pipeline.py --standin          # GPU-speed stand-in on CPU: tiny model, 64x64, small videos
+    python bench/pipeline.py --tiny --out p.json  # seconds: what tests/bench/test_bench_smoke.py runs
     python bench/pipeline.py                    # CPU, demo model, 360p sources, 256x256
     python bench/pipeline.py --device cuda --model chestnutlzj/WF-VAE-L-16Chn --source-height 720 \\
         --num-frames 33 --resolution 256 --batch-size 8 --decode-workers 12
@@ -38,6 +39,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -47,6 +49,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench.machine import describe_machine  # noqa: E402
 
+# --tiny: every step once at the smallest sizes (flags given still win): what tests/bench/test_bench_smoke.py runs
+TINY = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "shards": 2, "samples": 2, "num_frames": 5,
+        "resolution": 32, "source_height": 96, "batch_size": 2}
 STANDIN = {"model": str(ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"), "resolution": 64, "source_height": 144,
            "samples": 12, "shards": 30}
 
@@ -106,7 +111,7 @@ def _encoder_loop(args: argparse.Namespace, spec: str, tc: int):
     """(one pass of the model over the pre-decoded clips, batched like the job batches them; clips per pass)."""
     import torch
 
-    from pipeline.job.batching import ClipBatcher, PendingClip, to_video
+    from pipeline.encode.batching import ClipBatcher, PendingClip, to_video
     from pipeline.dtypes import COMPUTE_DTYPES
     from pipeline.job.encoder_actor import resolve_dtype
     from pipeline.reading import Clip, list_shards, read_shard
@@ -209,23 +214,24 @@ def the_job(args: argparse.Namespace, spec: str, out: Path) -> dict:
     finally:
         stop.set()
         ray.shutdown()
-    records = sorted(OutputLayout(str(out)).commit_records().values(), key=lambda r: r["committed_at"])
+    records = sorted(OutputLayout(str(out)).read_commit_records(), key=lambda r: r.committed_at)
     steady = records[1:]  # the first shard also pays for starting the actor and the decode workers
-    clips = sum(r["rows"] for r in steady)
-    seconds = records[-1]["committed_at"] - records[0]["committed_at"]
+    clips = sum(r.rows for r in steady)
+    seconds = records[-1].committed_at - records[0].committed_at
+    balance, first = run_balance(steady), summary.this_run.balance
     return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 2),
-            "wall_seconds_with_startup": round(wall, 3), "errors": summary["errors"],
-            "balance": run_balance(steady), "balance_with_first_shard": summary["this_run"]["balance"],
+            "wall_seconds_with_startup": round(wall, 3), "errors": summary.samples_failed,
+            "balance": asdict(balance) if balance else None, "balance_with_first_shard": asdict(first) if first else None,
             **_canary_share(steady, seconds)}
 
 
-def _canary_share(records: list[dict], seconds: float) -> dict:
+def _canary_share(records: list, seconds: float) -> dict:
     """With --check-every: the quality canary's checks and their share of the encoder's time."""
-    canary = [r["canary"] for r in records if r.get("canary")]
+    canary = [r.canary for r in records if r.canary]
     if not canary:
         return {}
-    spent = sum(c["seconds"] for c in canary)
-    return {"canary_checks": sum(c["checked"] for c in canary), "canary_seconds": round(spent, 3),
+    spent = sum(c.seconds for c in canary)
+    return {"canary_checks": sum(c.checked for c in canary), "canary_seconds": round(spent, 3),
             "canary_share": round(spent / seconds, 4)}
 
 
@@ -248,7 +254,11 @@ def main() -> None:
     parser.add_argument("--pin", action="store_true", help="one decode worker on the last core, all else on the "
                         "others (the decode cores of a GPU node): the decode-bound case without CPU sharing")
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/pipeline-<mode>.json)")
+    parser.add_argument("--tiny", action="store_true", help="the smallest run, seconds (TINY in this script)")
     args = parser.parse_args()
+    if args.tiny:
+        parser.set_defaults(**TINY)
+        args = parser.parse_args()
     defaults = STANDIN if args.standin else {"model": str(ROOT / "demo" / "model"), "resolution": 256,
                                              "source_height": 360, "shards": 4}
     for name, value in defaults.items():

@@ -3,6 +3,8 @@ shards committed, on local storage and on moto's S3 server. Wall time and peak m
 
     python bench/scale.py                                  # 10^4, 10^5, 10^6 local; 10^4, 10^5 on S3
     python bench/scale.py --local 10000 --s3 "" --e2e 50000
+    python bench/scale.py --local "" --s3 "" --killed-local "" --killed-e2e 50000 --killed-job 2000:1200
+    python bench/scale.py --tiny --out scale.json            # seconds: what tests/bench/test_bench_smoke.py runs
 
 Listings and outputs are fabricated: N empty tar files (names are all planning looks at), an
 output whose first N - 10 shards are committed (empty commit markers, and the run file a finished
@@ -11,14 +13,18 @@ process (peak RSS is the process's, less what it held after its imports):
 
     plan      driver.Plan: listing the input, the duplicate-name check, the model's config
     dry-run   dry_run.dry_run (no shard probed: they are empty)
-    resume    Plan + driver.prepare_output (identity, state from the run files, source tokens,
-              what is left) + begin_run + driver.close_output with the 10 shards' records (the run
-              file, the summary from the run files): all of the driver's work but encoding
+    resume    Plan + the output sink's whole life: hold (the lease), start (identity, state from the run
+              files, source tokens, what is left), begin, the 10 shards published and committed, finish
+              (the run file, the summary from the run files): all of the driver's work but encoding. With
+              a killed run's files (its updates, 1,000 commits each) instead of a finished run's: the same,
+              and the killed run's files written down as one
 
 S3: the same objects in moto's in-process backend, reached through s3fs over HTTP; the moto
 server runs in the bench's process, so its CPU time is counted too. ``--e2e N`` also runs the real
 job (jobs/encode_dataset.py, local Ray, the tiny model) on 10 real shards alone, then on the same
-10 beside N - 10 committed ones.
+10 beside N - 10 committed ones; ``--killed-e2e N`` the same with N - 10 committed by a killed run.
+``--killed-job COUNT:AT`` runs the real job on COUNT empty shards, kills it (SIGKILL) at AT commits and
+runs it again: the commit records the second run reads are those of the kill's last 30 s or 1,000 commits.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,6 +47,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 TINY_MODEL = ROOT / "tests" / "fixtures" / "wfvae" / "tiny-4x"
 LEFT = 10  # shards left to encode in a resume
+SINCE_UPDATE = 500  # a killed run's commits since its last update (at most 1,000 or 30 s of them)
 ARGS = ["--model", str(TINY_MODEL), "--num-frames", "5", "--resolution", "32x32", "--batch-size", "2",
         "--dtype", "float32"]
 
@@ -82,14 +90,17 @@ def fabricate(base: str, count: int, storage_options: dict | None, put, killed: 
     write_json(layout.fs, layout.job_manifest, Manifest(identity, job.public_dict()).to_dict())
     tokens = source_tokens(plan.urls, storage_options)
     started = time.time() - 60
-    runs = [RunIndex("fabricated", started)]
-    for i, (url, n) in enumerate(zip(plan.urls[:-LEFT], names[:-LEFT])):
+    runs = [RunIndex("fabricated", started, part=1 if killed else 0)]
+    committed = list(zip(plan.urls[:-LEFT], names[:-LEFT]))
+    unrecorded = min(SINCE_UPDATE, len(committed) // 4) if killed else 0  # committed after the last update
+    for url, n in committed[:len(committed) - unrecorded]:
         put(f"{base}/out/_committed/{n}.json", b"")  # only listed: a run file accounts for it
         if killed and len(runs[-1].shards) == UPDATE_COMMITS:
             runs.append(RunIndex("fabricated", started, part=len(runs) + 1))
         runs[-1].add(CommitRecord(n, url=url, rows=100, bytes={"latents": 10**6, "errors": 1000}), tokens[url])
-    if killed:
-        runs[0].part = 1
+    for url, n in committed[len(committed) - unrecorded:]:
+        record = CommitRecord(n, url=url, rows=100, bytes={"latents": 10**6, "errors": 1000}, source=tokens[url])
+        put(f"{base}/out/_committed/{n}.json", json.dumps(record.to_dict()).encode())
     for run in runs:
         write_json(layout.fs, layout.run_index(run.file_name), run.to_dict())
     return spec
@@ -128,10 +139,10 @@ def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> di
                 sink.committed(sink.publish(CommitRecord(url.rsplit("/", 1)[-1][:-4], url=url), [], [], {}))
             summary = sink.finish(seconds=1.0)
         assert summary.shards.committed == summary.shards.total, summary.shards
-        shards = summary.shards.total
+        shards, read = summary.shards.total, summary.this_run.records_read
     seconds = time.perf_counter() - started
     return {"stage": stage, "shards": shards, "seconds": round(seconds, 2), "peak_mib": round(memory("VmHWM")),
-            "baseline_mib": round(baseline)}
+            "baseline_mib": round(baseline), **({"records_read": read} if stage == "resume" else {})}
 
 
 def memory(field: str) -> float:
@@ -158,14 +169,15 @@ def in_subprocess(stage: str, spec: str, out: str, storage_options: dict | None)
 
 # -- the runs ------------------------------------------------------------------------------
 
-def local_rows(count: int) -> list[dict]:
+def local_rows(count: int, killed: bool = False) -> list[dict]:
     base = tempfile.mkdtemp(prefix=f"scale-{count}-")
+    storage = "local, a run killed" if killed else "local"
     try:
         began = time.perf_counter()
-        spec = fabricate(base, count, None, local_put)
-        print(f"  local {count}: fabricated in {time.perf_counter() - began:.0f} s", file=sys.stderr)
-        return [{"storage": "local", **in_subprocess(stage, spec, f"{base}/out", None)}
-                for stage in ("plan", "dry-run", "resume")]
+        spec = fabricate(base, count, None, local_put, killed)
+        print(f"  {storage} {count}: fabricated in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        stages = ("resume",) if killed else ("plan", "dry-run", "resume")
+        return [{"storage": storage, **in_subprocess(stage, spec, f"{base}/out", None)} for stage in stages]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -218,9 +230,21 @@ def s3_rows(count: int) -> list[dict]:
     return rows
 
 
-def e2e(count: int) -> list[dict]:
-    """The real job on 10 real shards alone, and beside count - 10 committed ones."""
-    sys.path.insert(0, str(ROOT))
+def run_job(spec: str, out: Path, timeout: float = 1200) -> tuple[float, dict]:
+    """The real job (its own local Ray runtime) to its end: (seconds, its _summary.json)."""
+    began = time.perf_counter()
+    result = subprocess.run([sys.executable, str(ROOT / "jobs" / "encode_dataset.py"), *job_args(spec, str(out), None),
+                             "--ray-address", "local"], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seconds = time.perf_counter() - began
+    if result.returncode:
+        raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
+    return seconds, json.loads((out / "_summary.json").read_text())
+
+
+def e2e(count: int, killed: bool = False) -> list[dict]:
+    """The real job on 10 real shards alone, and beside count - 10 committed ones (by a finished run, or by a run
+    killed after its last update)."""
     from tests.support.shards import write_shards
 
     base = Path(tempfile.mkdtemp(prefix="scale-e2e-"))
@@ -230,25 +254,51 @@ def e2e(count: int) -> list[dict]:
         for listed in (LEFT, count):
             folder, out = base / f"in-{listed}", base / f"out-{listed}"
             if listed > LEFT:
-                spec = fabricate(str(base / f"fab-{listed}"), listed, None, local_put)
+                fabricate(str(base / f"fab-{listed}"), listed, None, local_put, killed)
                 shutil.move(str(base / f"fab-{listed}" / "in"), folder)
                 shutil.move(str(base / f"fab-{listed}" / "out"), out)
             folder.mkdir(exist_ok=True)
             for s in range(LEFT):  # the real shards take the last names (the ones left to encode)
                 shutil.copy(real.folder / f"part-{s:06d}.tar", folder / f"{name(listed - LEFT + s)}.tar")
-            spec = str(folder / "part-*.tar")
-            began = time.perf_counter()
-            result = subprocess.run([sys.executable, str(ROOT / "jobs" / "encode_dataset.py"),
-                                     *job_args(spec, str(out), None)], capture_output=True, text=True, timeout=1200,
-                                    cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            seconds = time.perf_counter() - began
-            if result.returncode:
-                raise RuntimeError(result.stdout[-2000:] + result.stderr[-2000:])
-            summary = json.loads((out / "_summary.json").read_text())
+            seconds, summary = run_job(str(folder / "part-*.tar"), out)
             assert summary["this_run"]["shards_encoded"] == LEFT, summary["this_run"]
-            rows.append({"storage": "local", "stage": f"job, {LEFT} to encode", "shards": listed,
-                         "seconds": round(seconds, 1), "peak_mib": None})
+            rows.append({"storage": "local" + (", a run killed" if killed and listed > LEFT else ""),
+                         "stage": f"job, {LEFT} to encode", "shards": listed, "seconds": round(seconds, 1),
+                         "peak_mib": None, "records_read": summary["this_run"]["records_read"]})
         return rows
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def killed_job(count: int, at: int) -> list[dict]:
+    """The real job on ``count`` empty shards, killed (SIGKILL, with its process group) once ``at`` are committed;
+    then run again: the commit records it reads are those committed since the killed run's last update."""
+    import tarfile
+
+    base = Path(tempfile.mkdtemp(prefix="scale-killed-"))
+    try:
+        (base / "in").mkdir()
+        for i in range(count):
+            tarfile.open(base / "in" / f"{name(i)}.tar", "w").close()
+        spec, out = str(base / "in" / "part-*.tar"), base / "out"
+        job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "encode_dataset.py"), *job_args(spec, str(out), None),
+                                "--ray-address", "local"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
+        began = time.perf_counter()
+        while job.poll() is None and time.perf_counter() - began < 1200:
+            committed = len(os.listdir(out / "_committed")) if (out / "_committed").exists() else 0
+            if committed >= at:
+                break
+            time.sleep(0.05)
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+        committed = len(os.listdir(out / "_committed"))
+        time.sleep(2)  # the killed driver's actors finish publishing what they were publishing, or die
+        seconds, summary = run_job(spec, out)
+        run = summary["this_run"]
+        return [{"storage": "local, the job killed", "stage": f"re-run after a kill at {committed}", "shards": count,
+                 "seconds": round(seconds, 1), "peak_mib": None, "records_read": run["records_read"],
+                 "committed_before": run["shards_skipped"]}]
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -257,27 +307,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--local", default="10000,100000,1000000")
     parser.add_argument("--s3", default="10000,100000")
+    parser.add_argument("--killed-local", default="1000000", help="the resume after a run killed after its last "
+                                                                 "update, at these fabricated sizes")
     parser.add_argument("--e2e", type=int, default=0, help="also run the real job with this many listed shards")
+    parser.add_argument("--killed-e2e", type=int, default=0, help="also run the real job with this many listed "
+                                                                  "shards committed by a killed run")
+    parser.add_argument("--killed-job", default="", help="COUNT:AT: the real job on COUNT empty shards killed at AT "
+                                                         "commits, then run again (e.g. 2000:1200)")
+    parser.add_argument("--tiny", action="store_true", help="the smallest run, seconds: what a test runs")
+    parser.add_argument("--out", type=Path, help="also write the rows as JSON")
     parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         stage, spec, out, options = args.one
         print(json.dumps(measure(stage, spec, out, json.loads(options))))
         return
+    if args.tiny:
+        args.local, args.s3, args.killed_local = "100", "50", "100"
     rows = []
     for count in (int(c) for c in args.local.split(",") if c):
         rows += local_rows(count)
         print(json.dumps(rows[-3:]), file=sys.stderr)
+    for count in (int(c) for c in args.killed_local.split(",") if c):
+        rows += local_rows(count, killed=True)
+        print(json.dumps(rows[-1:]), file=sys.stderr)
     for count in (int(c) for c in args.s3.split(",") if c):
         rows += s3_rows(count)
         print(json.dumps(rows[-3:]), file=sys.stderr)
     if args.e2e:
         rows += e2e(args.e2e)
-    print("| storage | stage | listed shards | wall s | peak RSS MiB (held before) | S3 requests |")
-    print("|---|---|---:|---:|---:|---:|")
+    if args.killed_e2e:
+        rows += e2e(args.killed_e2e, killed=True)
+    if args.killed_job:
+        count, at = (int(n) for n in args.killed_job.split(":"))
+        rows += killed_job(count, at)
+    print("| storage | stage | listed shards | wall s | peak RSS MiB (held before) | S3 requests | records read |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['storage']} | {row['stage']} | {row['shards']:,} | {row['seconds']} | {row['peak_mib']} "
-              f"({row.get('baseline_mib')}) | {row.get('requests', '')} |")
+              f"({row.get('baseline_mib')}) | {row.get('requests', '')} | {row.get('records_read', '')} |")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

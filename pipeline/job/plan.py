@@ -70,8 +70,15 @@ def check_captions(config: ReadConfig, urls: list[str], storage_options: dict[st
     """The first sample of each of ``urls``, read as the run reads it: a caption key that finds no caption in
     any of them is refused (ConfigError naming the parts they do have); the default key (``txt``) finding none
     is a note (training without captions is real). Returns the notes to print."""
-    samples = [sample for sample in (_first_sample(url, config, storage_options) for url in urls) if sample]
-    if not samples or config.caption_key is None or any(sample.caption is not None for sample in samples):
+    if config.caption_key is None:
+        return []
+    samples = []
+    for url in urls:  # one sample with a caption settles it: usually the first shard's first
+        sample = _first_sample(url, config, storage_options)
+        if sample is not None and sample.caption is not None:
+            return []
+        samples += [sample] if sample is not None else []
+    if not samples:
         return []
     parts = sorted({part for sample in samples for part in sample.parts})
     found = (f"no caption in the first sample of {len(samples)} shard(s) with the caption key "

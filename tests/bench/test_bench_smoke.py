@@ -114,3 +114,33 @@ def test_precision(tmp_path):
     assert [r["precision"] for r in rows] == ["bf16 weights", "fp16 weights", "fp32 weights, bf16 autocast"]
     for row in rows:
         assert positive(row["rel_error"]) and positive(row["worst_channel_rel_error"]), row
+
+
+def test_pipeline(tmp_path):
+    """The real job on a local Ray instance beside its two sides alone: every step runs."""
+    report = run_bench("pipeline.py", "--out", str(tmp_path / "pipeline.json"))
+    assert Path(report["config"]["model"]).name == "tiny-4x" and report["config"]["shards"] == 2
+    for side in ("decode_capacity", "encode_capacity"):
+        assert positive(report[side]["clips_per_second"]), report[side]
+    assert positive(report["decode_capacity_beside_encoder"]["clips_per_second"])
+    job = report["job"]
+    assert job["clips"] == 2 and job["errors"] == 0 and job["balance"]["limit"] in ("decode", "encode", "input",
+                                                                                     "balanced")
+    assert positive(job["wall_seconds_with_startup"]) and positive(report["ratio_to_bound"])
+
+
+def test_scale(tmp_path):
+    """The driver's work at fabricated sizes, locally and on S3, and the resume after a killed run."""
+    out = tmp_path / "scale.json"
+    command = [sys.executable, str(REPO / "bench" / "scale.py"), "--tiny", "--out", str(out)]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert [(row["storage"], row["stage"], row["shards"]) for row in rows] == [
+        ("local", "plan", 100), ("local", "dry-run", 100), ("local", "resume", 100),
+        ("local, a run killed", "resume", 100),
+        ("s3 (moto)", "plan", 50), ("s3 (moto)", "dry-run", 50), ("s3 (moto)", "resume", 50)]
+    assert all(positive(row["seconds"]) and positive(row["peak_mib"]) for row in rows), rows
+    # a finished run's file settles every shard; after a kill, the commits since its last update are read
+    assert [row["records_read"] for row in rows if row["stage"] == "resume"] == [0, 22, 0]
+    assert all(positive(row["requests"]) for row in rows if row["storage"] == "s3 (moto)"), rows

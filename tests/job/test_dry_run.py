@@ -129,22 +129,28 @@ def test_a_shard_cut_at_its_end_is_read_as_the_run_reads_it(tmp_path):
 
 
 def test_the_estimate_says_what_it_rests_on(tmp_path):
-    """Of 3 shards, one is missing: 2 could be counted; of their first samples, one is not a video."""
+    """Of 3 shards a brace range names, one is missing: refused, unless allowed; then the 2 that exist are counted,
+    and of their first samples one is not a video."""
     folder = tmp_path / "shards"
     folder.mkdir()
     (folder / "part-000000.tar").write_bytes(make_shard([{"__key__": "a", "mp4": encode(index_frames(12))},
                                                         {"__key__": "b", "mp4": encode(index_frames(12))}]))
     (folder / "part-000002.tar").write_bytes(make_shard([{"__key__": "c", "mp4": random_bytes(3000)},
                                                         {"__key__": "d", "mp4": encode(index_frames(12))}]))
-    report = dry_run(make_config({**SETTINGS, "input": str(folder / "part-{000000..000002}.tar"),
-                                  "output": str(tmp_path / "o")}))
-    present, missing, broken = report.probes
-    assert missing.samples_in_shard is None and missing.problem.startswith("shard unreadable")
+    settings = {**SETTINGS, "input": str(folder / "part-{000000..000002}.tar"), "output": str(tmp_path / "o")}
+    with pytest.raises(ConfigError, match=r"--input: 1 of the 3 shards .* do not exist .*part-000001\.tar.*"
+                                          r"\(--allow-missing-shards\)"):
+        dry_run(make_config(settings))
+    report = dry_run(make_config({**settings, "allow_missing_shards": True}))
+    assert report.missing == ["part-000001"] and report.shards == 2
+    present, broken = report.probes
     assert broken.error_type == "UnreadableVideo" and present.latent_shapes == [[4, 2, 4, 4]]
     estimate = report.estimate
     assert estimate["based_on"] == {"shards_counted": 2, "samples_read": 2, "samples_with_clips": 1}
-    assert (estimate["samples"], estimate["clips"]) == (6, 3)  # 2 a shard; half the first samples give a clip
-    assert "2 counted shard(s)" in format_dry_run(report)
+    assert (estimate["samples"], estimate["clips"]) == (4, 2)  # 2 a shard; half the first samples give a clip
+    text = format_dry_run(report)
+    assert "2 counted shard(s)" in text and "1 named that do not exist: part-000001" in text
+    assert not (tmp_path / "o").exists()
 
 
 def test_unreadable_or_short_first_samples_are_reported(tmp_path):
