@@ -74,14 +74,14 @@ def _locate(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractF
         path = path.rstrip("/")
         fs.invalidate_cache(path)  # a listing cached by this process may predate new files
         if fs.info(path).get("type") != "directory":
-            raise FileNotFoundError(f"{url}: not a folder ({EXPECTED})")
+            raise FileNotFoundError(f"{url}: not a folder (expected {EXPECTED})")
         listing = {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry
                    for entry in fs.ls(path, detail=True) if entry.get("type") != "directory"}
         names = model_files(url, listing, lambda name: fs.cat_file(listing[name]["name"]).decode())
     except FileNotFoundError as err:
         if str(err).startswith(url):
             raise
-        raise FileNotFoundError(f"{url}: not found ({EXPECTED})") from None
+        raise FileNotFoundError(f"{url}: not found (expected {EXPECTED})") from None
     except (OSError, ValueError, ImportError) as err:  # no access, unknown protocol, bad options
         raise FileNotFoundError(f"{url}: could not be read ({type(err).__name__}: {err}); check the URL and the "
                                 "storage options (credentials, endpoint)") from None

@@ -17,8 +17,8 @@ SINGLE_WEIGHTS = "model.safetensors"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 
-EXPECTED = (f"a folder with {CONFIG}, a tokenizer (tokenizer.json or spiece.model, with tokenizer_config.json) and "
-            f"safetensors weights ({SINGLE_WEIGHTS}, or {WEIGHTS_INDEX} with its shards), as save_pretrained "
+EXPECTED = (f"a folder with {CONFIG}, a tokenizer (tokenizer.json or spiece.model, with tokenizer_config.json) "
+            f"and safetensors weights ({SINGLE_WEIGHTS}, or {WEIGHTS_INDEX} with its shards), as save_pretrained "
             "writes it")
 
 
@@ -28,10 +28,11 @@ def model_files(folder: str, names: Iterable[str], read_text: Callable[[str], st
     Raises FileNotFoundError saying what is missing."""
     present = set(names)
     if CONFIG not in present:
-        raise FileNotFoundError(f"{folder}: no {CONFIG} ({EXPECTED})")
+        raise FileNotFoundError(f"{folder}: no {CONFIG} (expected {EXPECTED})")
     tokenizer = [name for name in TOKENIZER_FILES if name in present]
     if "tokenizer.json" not in present and "spiece.model" not in present:
-        raise FileNotFoundError(f"{folder}: no tokenizer (neither tokenizer.json nor spiece.model; {EXPECTED})")
+        raise FileNotFoundError(f"{folder}: no tokenizer, neither tokenizer.json nor spiece.model "
+                                f"(expected {EXPECTED})")
     return {"config": [CONFIG], "tokenizer": tokenizer, "weights": _weights(folder, present, read_text)}
 
 
@@ -54,4 +55,4 @@ def _weights(folder: str, present: set[str], read_text: Callable[[str], str]) ->
             f"{folder}: only pickled weights (pytorch_model.bin); safetensors are required, so that a full "
             "encoder-decoder checkpoint is read tensor by tensor, its decoder never read, and nothing is "
             "unpickled. Convert once: from_pretrained(folder).save_pretrained(new_folder) writes safetensors")
-    raise FileNotFoundError(f"{folder}: no weights ({EXPECTED})")
+    raise FileNotFoundError(f"{folder}: no weights (expected {EXPECTED})")

@@ -108,7 +108,7 @@ def read_text_config(source: str | Path, storage_options: dict[str, Any] | None 
             with fsspec.open(url, "rb", **(storage_options or {})) as handle:
                 payload = handle.read()
         except FileNotFoundError:
-            raise FileNotFoundError(f"{source}: no {CONFIG} ({EXPECTED})") from None
+            raise FileNotFoundError(f"{source}: no {CONFIG} (expected {EXPECTED})") from None
         except (OSError, ValueError, ImportError) as err:
             raise FileNotFoundError(f"{source}: could not be read ({type(err).__name__}: {err}); check the URL "
                                     "and the storage options (credentials, endpoint)") from None
@@ -160,12 +160,12 @@ def _from_hub(repo_id: str, patterns: list[str] | None) -> Path:
         raise FileNotFoundError(
             f"{repo_id}: not a local folder, and it could not be fetched from the Hugging Face Hub "
             f"({type(err).__name__}: {err}). If this machine is offline, download the model elsewhere and pass "
-            "its folder, or pre-fill the Hub cache (HF_HOME) and set HF_HUB_OFFLINE=1.") from None
+            f"its folder ({EXPECTED}), or pre-fill the Hub cache (HF_HOME) and set HF_HUB_OFFLINE=1.") from None
 
 
 def _read_config(path: Path, source: str) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"{source}: no {CONFIG} ({EXPECTED})")
+        raise FileNotFoundError(f"{source}: no {CONFIG} (expected {EXPECTED})")
     return _parse_config(path.read_bytes(), str(path))
 
 
