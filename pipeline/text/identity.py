@@ -1,5 +1,9 @@
 """What defines a text encoder's embeddings: two encoders with equal identities (its source aside)
 give the same embedding of every caption, so an output's identity check compares these.
+
+The digests are of files, not of loaded tensors (``digests.py`` says why): the same encoder published as a
+full encoder-decoder checkpoint and as its encoder alone, or sharded differently, counts as another encoder,
+so such a change is refused rather than mixed into one output.
 """
 
 from __future__ import annotations

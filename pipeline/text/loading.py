@@ -55,7 +55,12 @@ def load_text_encoder(source: str | Path, *, max_text_tokens: int = DEFAULT_MAX_
 
     ``dtype``: float32, bfloat16 or float16 (``settings.resolve_text_dtype`` turns the job's "auto" into
     one of them). ``batch_size``/``batch_tokens``: see ``batching.py``. ``cache_dir``: where remote
-    models and local files' digests are kept (default: WF-VAE's cache, ``$WFVAE_CACHE``)."""
+    models and local files' digests are kept (default: WF-VAE's cache, ``$WFVAE_CACHE``).
+
+    The encoder loads on the host, then moves to ``device``: in the file's dtype its weights are views of the
+    memory-mapped file (page cache, shared by a node's actors); in another dtype they are converted copies
+    (umT5-XXL's encoder: 11.4 GB in bfloat16) until the move frees them. transformers' ``device_map`` would
+    load straight onto the GPU but needs ``accelerate``, which is not a dependency."""
     check_max_text_tokens(max_text_tokens)
     check_batching(batch_size, batch_tokens)
     if dtype not in TEXT_DTYPE_CHOICES[1:]:
