@@ -13,8 +13,10 @@ Only committed shards are read. Latents come raw (as stored) unless ``normalize`
 otherwise; see ``LatentDataset`` for every option.
 """
 
+from .batching import collate
 from .latent_dataset import ROW_FIELDS, LatentDataset
+from .samples import TEXT_FIELDS
 from .source import OutputNotReadable
 from .transform import NORMALIZATIONS
 
-__all__ = ["NORMALIZATIONS", "ROW_FIELDS", "LatentDataset", "OutputNotReadable"]
+__all__ = ["NORMALIZATIONS", "ROW_FIELDS", "TEXT_FIELDS", "LatentDataset", "OutputNotReadable", "collate"]
