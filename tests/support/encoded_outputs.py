@@ -147,10 +147,18 @@ def mean_only(tmp_path_factory) -> EncodedOutput:
 # -- outputs written with the output package directly (no job run: milliseconds) ------------
 
 def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dtype: str = "bfloat16",
-                     store: str = "mean", uncommitted: tuple[int, ...] = (1,), seed: int = 0) -> EncodedOutput:
-    """An output folder as the job writes it, through ``pipeline.output``: ``shards`` shards of
-    ``rows`` clips in two latent shapes, one error row each; the shards numbered in ``uncommitted``
-    are published and then lose their commit marker, as when a worker dies between the two."""
+                     store: str = "mean", uncommitted: tuple[int, ...] = (1,), seed: int = 0,
+                     media_types: tuple[str, ...] = ("video",), clips: int = 1, text_dim: int | None = None,
+                     text_dtype: str = "bfloat16", uncaptioned: tuple[int, ...] = ()) -> EncodedOutput:
+    """An output folder as the job writes it, through ``pipeline.output``: ``shards`` shards of ``rows``
+    samples in two latent shapes, one error row each; the shards numbered in ``uncommitted`` are
+    published and then lose their commit marker, as when a worker dies between the two.
+
+    Sample i of a shard is a ``media_types[i % len(media_types)]``: a video has ``clips`` clips (latent
+    t = 2), an image one (t = 1, fps null). With ``text_dim`` the job had a text encoder: every sample
+    not numbered in ``uncaptioned`` has a caption, and ``text/<shard>.parquet`` its embedding, of
+    [2 + (shard + i) % 4, text_dim] values in ``text_dtype``, shared by the sample's clips. The
+    defaults write what the job wrote before images and text (no ``media_type``/``text_row`` columns)."""
     import torch
 
     from pipeline.output.records import CommitRecord
@@ -163,31 +171,110 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     settings = {"input": str(folder / "shards" / ("part-{000000..%06d}.tar" % (shards - 1))), "store": store,
                 "latent_dtype": latent_dtype, "num_frames": 5}
     sink.open(settings, settings, {"weights_sha256": "0" * 64, "temporal_compression": 4})
-    generator = torch.Generator().manual_seed(seed)
+    generator, text_generator = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     metadata = {"stored": store, "latent_dtype": latent_dtype, "latent_channels": 4, "scale": [0.5] * 4,
                 "shift": [0.25] * 4}
+    with_spec_columns = text_dim is not None or "image" in media_types
     names = [f"part-{s:06d}" for s in range(shards)]
     for s, name in enumerate(names):
-        stats, latent_rows = LatentStats(), []
+        stats, latent_rows, text_rows = LatentStats(), [], []
         for i in range(rows):
-            shape = (4, 2, 4, 4) if i % 2 == 0 else (4, 2, 8, 4)
-            mean = torch.randn(*shape, generator=generator) * 3
-            stored = mean.to(LATENT_DTYPES[latent_dtype])
-            stats.add(stored.float())
-            logvar = torch.randn(*shape, generator=generator).to(stored.dtype) if store == "moments" else None
-            latent_rows.append({
-                "key": f"{name}-v{i:02d}", "shard": name, "clip": 0, "frame_start": 0, "num_frames": 5,
-                "fps": 8.0, "height": 8 * shape[2], "width": 8 * shape[3], "caption": f"caption {name}-v{i:02d}",
-                "meta": json.dumps({"s": s, "i": i}), "latent": tensor_bytes(stored), "latent_shape": list(shape),
-                "latent_dtype": latent_dtype, "logvar": None if logvar is None else tensor_bytes(logvar),
-                "frame_indices": [0, 1, 2, 3, 4], "timestamps": [0.0, 0.125, 0.25, 0.375, 0.5],
-                "source_fps": 8.0, "source_height": 8 * shape[2], "source_width": 8 * shape[3],
-                "source_num_frames": 12})
+            key, image, captioned = f"{name}-v{i:02d}", media_types[i % len(media_types)] == "image", i not in uncaptioned
+            text_row = None
+            if text_dim is not None and captioned:
+                text_row, length = len(text_rows), 2 + (s + i) % 4
+                embedding = torch.randn(length, text_dim, generator=text_generator).to(LATENT_DTYPES[text_dtype])
+                text_rows.append({"key": key, "text_embedding": tensor_bytes(embedding), "text_length": length})
+            for clip in range(1 if image else clips):
+                shape = (4, 1 if image else 2, 4, 4) if i % 2 == 0 else (4, 1 if image else 2, 8, 4)
+                mean = torch.randn(*shape, generator=generator) * 3
+                stored = mean.to(LATENT_DTYPES[latent_dtype])
+                stats.add(stored.float())
+                logvar = torch.randn(*shape, generator=generator).to(stored.dtype) if store == "moments" else None
+                frames = [0] if image else [5 * clip + f for f in range(5)]
+                row = {"key": key, "shard": name, "clip": clip, "frame_start": frames[0], "num_frames": len(frames),
+                       "fps": None if image else 8.0, "height": 8 * shape[2], "width": 8 * shape[3],
+                       "caption": f"caption {key}" if captioned else None, "meta": json.dumps({"s": s, "i": i}),
+                       "latent": tensor_bytes(stored), "latent_shape": list(shape), "latent_dtype": latent_dtype,
+                       "logvar": None if logvar is None else tensor_bytes(logvar), "frame_indices": frames,
+                       "timestamps": [f / 8 for f in frames], "source_fps": None if image else 8.0,
+                       "source_height": 8 * shape[2], "source_width": 8 * shape[3],
+                       "source_num_frames": 1 if image else 12}
+                if with_spec_columns:
+                    row.update(media_type="image" if image else "video", text_row=text_row)
+                latent_rows.append(row)
         errors = [{"key": f"{name}-broken", "shard": name, "stage": "decode", "error_type": "InvalidData",
                    "message": "not a video"}]
-        sink.publish(CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}), latent_rows, errors, metadata)
+        if text_dim is not None:  # before the commit marker, as the job commits it
+            write_text_file(layout, name, text_rows, {"text_encoder": "test-encoder", "text_dim": text_dim,
+                                                      "text_dtype": text_dtype, "max_text_tokens": 8})
+        sink.publish(CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}),
+                     _writable(latent_rows), errors, metadata)
+        if with_spec_columns:
+            _add_spec_columns(layout, name, latent_rows)
         if s in uncommitted:
             layout.fs.rm(layout.committed(name))
     committed = tuple(n for s, n in enumerate(names) if s not in uncommitted)
     return EncodedOutput(folder, folder / "shards", settings["input"], settings["input"], committed,
                          tuple(names[s] for s in uncommitted), ())
+
+
+# -- images and text, as specified, until pipeline.output writes them (then these go) -------------
+
+TEXT_ROW_GROUP_ROWS = 32
+
+
+def write_text_file(layout, shard: str, rows: list[dict], metadata: dict) -> None:
+    """``OUT/text/<shard>.parquet``: a row per captioned sample in input order (key, text_embedding as
+    [text_length, text_dim] C-contiguous little-endian bytes, text_length), row groups of 32, the
+    embedding stored raw like ``latent``, key-value metadata text_encoder/text_dim/text_dtype/max_text_tokens."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.output.schema import file_metadata
+    from pipeline.output.storage import write_atomically
+
+    schema = pa.schema([pa.field("key", pa.string(), nullable=False),
+                        pa.field("text_embedding", pa.binary(), nullable=False),
+                        pa.field("text_length", pa.int32(), nullable=False)]).with_metadata(file_metadata(metadata))
+    table = pa.Table.from_pylist(rows, schema=schema)
+    write_atomically(layout.fs, f"{layout.root}/text/{shard}.parquet", lambda file: pq.write_table(
+        table, file, row_group_size=TEXT_ROW_GROUP_ROWS, use_dictionary=["key"],
+        compression={"key": "zstd", "text_embedding": "none", "text_length": "zstd"}))
+
+
+def _writable(rows: list[dict]) -> list[dict]:
+    """Rows the output package's writer takes while its schema predates images (fps not nullable)."""
+    from pipeline.output.schema import LATENTS_SCHEMA
+
+    if LATENTS_SCHEMA.field("fps").nullable:
+        return rows
+    return [{**row, "fps": 0.0 if row["fps"] is None else row["fps"],
+             "source_fps": 0.0 if row["source_fps"] is None else row["source_fps"]} for row in rows]
+
+
+def _add_spec_columns(layout, shard: str, rows: list[dict]) -> None:
+    """Rewrites ``latents/<shard>.parquet`` with ``media_type``, ``text_row`` and nullable ``fps``/``source_fps``
+    when the writer's schema lacks them (same row groups, compression and metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.output.schema import LATENTS_SCHEMA
+    from pipeline.output.shard_writer import NO_DICTIONARY, ROW_GROUP_ROWS, UNCOMPRESSED
+    from pipeline.output.storage import write_atomically
+
+    if {"media_type", "text_row"} <= set(LATENTS_SCHEMA.names) and LATENTS_SCHEMA.field("fps").nullable:
+        return
+    path = layout.latents(shard)
+    with layout.fs.open(path, "rb") as file:
+        table = pq.read_table(file)
+    for name in ("fps", "source_fps"):
+        column = pa.array([row[name] for row in rows], pa.float32())
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, pa.float32()), column)
+    table = table.append_column(pa.field("media_type", pa.string(), nullable=False),
+                                pa.array([row["media_type"] for row in rows], pa.string()))
+    table = table.append_column(pa.field("text_row", pa.int32()), pa.array([row["text_row"] for row in rows], pa.int32()))
+    compression = {name: "none" if name in UNCOMPRESSED else "zstd" for name in table.column_names}
+    dictionary = [name for name in table.column_names if name not in NO_DICTIONARY]
+    write_atomically(layout.fs, path, lambda file: pq.write_table(table, file, row_group_size=ROW_GROUP_ROWS,
+                                                                    compression=compression, use_dictionary=dictionary))
