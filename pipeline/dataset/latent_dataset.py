@@ -97,6 +97,7 @@ class LatentDataset(IterableDataset):
             channels=metadata.get("latent_channels"))
         self.normalize = normalize
         self.epoch = 0
+        self._epoch_set = False  # set_epoch was called: a state of another epoch is then a mistake
         self._resume: ReaderState | None = None  # loaded, for the next pass over its epoch
         self._pass: EpochPass | None = None  # the latest pass in this process
         self._shard_set: ShardSet | None = None
@@ -132,7 +133,7 @@ class LatentDataset(IterableDataset):
         """Choose the epoch's order (with shuffle) and noise. DataLoader workers copy the dataset
         when an epoch starts, so call it before iterating (not with persistent_workers=True). A loaded
         state is kept for its own epoch and dropped for any other."""
-        self.epoch = _whole("epoch", epoch, minimum=0)
+        self.epoch, self._epoch_set = _whole("epoch", epoch, minimum=0), True
         if self._resume is not None and self._resume.epoch != self.epoch:
             self._resume = None
         if self._pass is not None and self._pass.start.epoch != self.epoch:
@@ -149,8 +150,14 @@ class LatentDataset(IterableDataset):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume the state's epoch where it stood at the next pass (``iter``). A state of one reader is
-        for that reader (StatefulDataLoader gives each worker its own); one from ``combine_states``, for any."""
+        for that reader (StatefulDataLoader gives each worker its own); one from ``combine_states``, for any.
+        A state saved after its epoch's last item, loaded once set_epoch chose another epoch, is ignored."""
         loaded = ReaderState.from_dict(state)
+        if self._epoch_set and loaded.epoch != self.epoch:
+            if loaded.finished:  # the loop has moved on to the next epoch (StatefulDataLoader loads it all the same)
+                return
+            raise ValueError(f"this state resumes epoch {loaded.epoch}, but set_epoch({self.epoch}) was called: call "
+                             f"set_epoch({loaded.epoch}) to finish that epoch first (or load no state)")
         mine = self._order_settings()
         if loaded.order != mine:
             differ = {k: (loaded.order.get(k), mine[k]) for k in mine if loaded.order.get(k) != mine[k]}

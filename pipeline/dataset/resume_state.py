@@ -77,6 +77,13 @@ class ReaderState:
         mine = share_of(self.plan, reader.slot, reader.slots)
         return cut(mine, self.taken, count(mine))
 
+    @property
+    def finished(self) -> bool:
+        """Nothing left to deliver: saved after the epoch's last item (or a combined plan with no rows left)."""
+        if self.reader is None:
+            return not self.plan
+        return not self.share(self.reader) and not any(p for _, p in (self.buckets.pending if self.buckets else []))
+
     def to_dict(self) -> dict[str, Any]:
         buckets = None if self.buckets is None else {
             "batch_size": self.buckets.batch_size, "mix_media": self.buckets.mix_media,
