@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -144,8 +145,10 @@ class LatentDataset(IterableDataset):
         """Where this reader is: in its latest pass, or at the start of the loaded state or the epoch."""
         if self._pass is not None:
             return self._pass.state().to_dict()
-        if self._resume is not None:
+        if self._resume is not None and self._resume.reader is not None:
             return self._resume.to_dict()
+        if self._resume is not None:  # a combined state: this reader has taken nothing of its share yet
+            return replace(self._fresh(self._reader()), shards=self._resume.shards, plan=self._resume.plan).to_dict()
         return self._fresh(self._reader()).to_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -188,6 +191,8 @@ class LatentDataset(IterableDataset):
             raise ValueError(f"this state is the one of {start.reader}, but it is being resumed by {reader}: "
                              "a reader's state resumes that reader (StatefulDataLoader.load_state_dict does so); "
                              "with other ranks or workers, load LatentDataset.combine_states(every reader's state)")
+        elif start.reader is None:  # a combined state: this reader's share of its plan, from the start
+            start = replace(start, reader=reader)
         samples = SampleReader(fields=self.fields, transform=self.transform, text=self.output.text, seed=self.seed)
         bucketer = None if self.batch_size is None else Bucketer(self.batch_size, self.drop_last, self.mix_media)
         self._pass = EpochPass(self.output, self._epoch_order(start), samples, start, reader, bucketer)
