@@ -149,13 +149,14 @@ def mean_only(tmp_path_factory) -> EncodedOutput:
 def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dtype: str = "bfloat16",
                      store: str = "mean", uncommitted: tuple[int, ...] = (1,), seed: int = 0,
                      media_types: tuple[str, ...] = ("video",), clips: int = 1, text_dim: int | None = None,
-                     text_dtype: str = "bfloat16", uncaptioned: tuple[int, ...] = ()) -> EncodedOutput:
+                     text_dtype: str = "bfloat16", uncaptioned: tuple[int, ...] = (),
+                     video_latent_frames: int = 2) -> EncodedOutput:
     """An output folder as the job writes it, through ``pipeline.output``: ``shards`` shards of ``rows``
     samples in two latent shapes, one error row each; the shards numbered in ``uncommitted`` are
     published and then lose their commit marker, as when a worker dies between the two.
 
     Sample i of a shard is a ``media_types[i % len(media_types)]``: a video has ``clips`` clips (latent
-    t = 2), an image one (t = 1, fps null). With ``text_dim`` the job had a text encoder: every sample
+    t = ``video_latent_frames``), an image one (t = 1, fps null). With ``text_dim`` the job had a text encoder: every sample
     not numbered in ``uncaptioned`` has a caption, and ``text/<shard>.parquet`` its embedding, of
     [2 + (shard + i) % 4, text_dim] values in ``text_dtype``, shared by the sample's clips. The
     defaults write what the job wrote before images and text (no ``media_type``/``text_row`` columns)."""
@@ -186,7 +187,8 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
                 embedding = torch.randn(length, text_dim, generator=text_generator).to(LATENT_DTYPES[text_dtype])
                 text_rows.append({"key": key, "text_embedding": tensor_bytes(embedding), "text_length": length})
             for clip in range(1 if image else clips):
-                shape = (4, 1 if image else 2, 4, 4) if i % 2 == 0 else (4, 1 if image else 2, 8, 4)
+                frames_t = 1 if image else video_latent_frames
+                shape = (4, frames_t, 4, 4) if i % 2 == 0 else (4, frames_t, 8, 4)
                 mean = torch.randn(*shape, generator=generator) * 3
                 stored = mean.to(LATENT_DTYPES[latent_dtype])
                 stats.add(stored.float())
