@@ -46,15 +46,15 @@ def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def pad_text(embeddings: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """[L_i, D] tensors -> ([B, Lmax, D] zero-padded, [B, Lmax] bool mask of real tokens)."""
-    longest = max(e.shape[0] for e in embeddings)
-    dim, dtype = embeddings[0].shape[1], embeddings[0].dtype
-    padded = torch.zeros(len(embeddings), longest, dim, dtype=dtype)
-    mask = torch.zeros(len(embeddings), longest, dtype=torch.bool)
-    for i, embedding in enumerate(embeddings):
-        padded[i, :embedding.shape[0]] = embedding
-        mask[i, :embedding.shape[0]] = True
-    return padded, mask
+    """[L_i, D] tensors -> ([B, Lmax, D] zero-padded, [B, Lmax] bool mask of real tokens). Written once:
+    each row copied, only the padding zeroed (a zero-filled buffer would be written twice)."""
+    lengths = torch.tensor([e.shape[0] for e in embeddings], dtype=torch.int64)
+    longest = int(lengths.max())
+    padded = torch.empty(len(embeddings), longest, embeddings[0].shape[1], dtype=embeddings[0].dtype)
+    for row, embedding in zip(padded, embeddings):
+        row[:embedding.shape[0]].copy_(embedding)
+        row[embedding.shape[0]:].zero_()
+    return padded, torch.arange(longest) < lengths[:, None]
 
 
 class Bucketer:

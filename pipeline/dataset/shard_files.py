@@ -30,14 +30,17 @@ class ShardFiles:
 
     def read(self, kind: str, shard: int, rows: np.ndarray, columns: list[str]) -> pa.Table:
         """``rows`` (sorted row numbers of the file), in that order: a slice of what was read when they are
-        consecutive (no copy), else a gather of them."""
+        consecutive (no copy; a chunk per row group), else a gather of them."""
         file, starts, _ = self._file(kind, shard)
         if len(rows) and (rows[0] < 0 or rows[-1] >= starts[-1]):
             raise RuntimeError(f"{self._url(kind, shard)} has {starts[-1]} rows; row {int(rows[-1])} was asked for "
                                "(the folder changed after it was committed? open the dataset again)")
         group_of = np.searchsorted(starts, rows, side="right") - 1
         groups = np.unique(group_of)
-        table = file.read_row_groups(groups.tolist(), columns=columns, use_threads=False)
+        # a row group a call: a read of several at once is one fresh allocation for all of them, which
+        # pyarrow's allocator does not reuse (8 groups of 1 MB text embeddings: 2.5x slower than 8 reads)
+        table = pa.concat_tables([file.read_row_groups([group], columns=columns, use_threads=False)
+                                  for group in groups.tolist()])
         sizes = starts[groups + 1] - starts[groups]
         begins = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # where each group's rows begin in the table
         local = rows - starts[group_of] + begins[np.searchsorted(groups, group_of)]

@@ -213,7 +213,7 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
         sink.publish(CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}),
                      _writable(latent_rows), errors, metadata)
         if with_spec_columns:
-            _add_spec_columns(layout, name, latent_rows)
+            add_image_and_text_columns(layout, name, latent_rows)
         if s in uncommitted:
             layout.fs.rm(layout.committed(name))
     committed = tuple(n for s, n in enumerate(names) if s not in uncommitted)
@@ -255,7 +255,7 @@ def _writable(rows: list[dict]) -> list[dict]:
              "source_fps": 0.0 if row["source_fps"] is None else row["source_fps"]} for row in rows]
 
 
-def _add_spec_columns(layout, shard: str, rows: list[dict]) -> None:
+def add_image_and_text_columns(layout, shard: str, rows: list[dict]) -> None:
     """Rewrites ``latents/<shard>.parquet`` with ``media_type``, ``text_row`` and nullable ``fps``/``source_fps``
     when the writer's schema lacks them (same row groups, compression and metadata)."""
     import pyarrow as pa
