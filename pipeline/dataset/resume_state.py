@@ -102,9 +102,10 @@ class ReaderState:
                              "LatentDataset.state_dict() or LatentDataset.combine_states() returned")
         try:
             reader = data["reader"] and Reader(**{k: int(v) for k, v in data["reader"].items()})
-            buckets = data["buckets"] and Buckets(int(data["buckets"]["batch_size"]), bool(data["buckets"]["mix_media"]),
-                                                  [(tuple(key), [int(p) for p in positions])
-                                                   for key, positions in data["buckets"]["pending"]])
+            saved = data["buckets"]
+            buckets = saved and Buckets(int(saved["batch_size"]), bool(saved["mix_media"]),
+                                        [(tuple(key), [int(p) for p in positions])
+                                         for key, positions in saved["pending"]])
             return cls(int(data["epoch"]), dict(data["order"]), ShardSet.from_dict(data["shards"]),
                        [(int(a), int(b)) for a, b in data["plan"]], reader or None, int(data["taken"]), buckets or None)
         except (KeyError, TypeError, ValueError) as err:

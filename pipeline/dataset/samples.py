@@ -80,8 +80,9 @@ class SampleReader:
         media = values["media_type"] if "media_type" in values else (
             table.column("media_type").to_pylist() if "media_type" in present else ["video"] * n)
         columns = [values[name] for name in self.row_fields]
-        samples = [{"latent": latent, **dict(zip(self.row_fields, row))} for latent, row in zip(latents, zip(*columns))] \
-            if columns else [{"latent": latent} for latent in latents]
+        rows_values = zip(*columns) if columns else ((),) * n
+        samples = [{"latent": latent, **dict(zip(self.row_fields, values))}
+                   for latent, values in zip(latents, rows_values)]
         if self.text_fields:
             text_rows = _text_rows(table.column("text_row")) if joined else np.full(n, -1, dtype=np.int64)
             keys = table.column("key").to_pylist() if joined else []
@@ -112,8 +113,8 @@ class SampleReader:
                 j = int(np.searchsorted(wanted, row))
                 if text_keys[j] != keys[i]:
                     raise RuntimeError(f"shard {files.output.shards[shard].name}: the latent row of {keys[i]!r} points "
-                                       f"to text row {row}, which is {text_keys[j]!r}: the text file does not belong to "
-                                       "this latents file (rewritten after it was committed?)")
+                                       f"to text row {row}, which is {text_keys[j]!r}: the text file does not belong "
+                                       "to this latents file (rewritten after it was committed?)")
                 length = int(lengths[j])
                 embedding = None
                 if embeddings is not None:

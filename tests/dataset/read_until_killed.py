@@ -5,8 +5,8 @@
 Reads ``--epochs`` epochs of OUT through a StatefulDataLoader with worker processes, appending one JSON
 line per batch to LOG (its samples and a digest of its latents). With ``--save-at``, after that item of
 that epoch it writes a checkpoint (the loader's state, the epoch, the lines logged so far) and, once it
-is on disk, ``FILE.saved`` with its worker processes' ids and the lines logged; then it goes on slowly, to be killed. With
-``--resume`` it starts from such a checkpoint.
+is on disk, ``FILE.saved`` with its worker processes' ids and the lines logged; then it goes on slowly,
+to be killed. With ``--resume`` it starts from such a checkpoint.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ TEXT_DIM = 8
 
 @pytest.fixture(scope="module")
 def output(tmp_path_factory):
-    """2 shards x (4 videos of 2 clips + 2 images) = 20 rows; samples 1 (an image) and 3 (a video) of a shard have no caption."""
+    """2 shards x (4 videos of 2 clips + 2 images) = 20 rows; samples 1 (an image) and 3 (a video) of a shard
+    have no caption."""
     return published_output(tmp_path_factory.mktemp("text") / "out", shards=2, rows=6, uncommitted=(), clips=2,
                             media_types=("video", "image", "video"), text_dim=TEXT_DIM, uncaptioned=(1, 3))
 
@@ -47,7 +48,7 @@ def test_a_sample_carries_its_media_type_and_its_captions_embedding(output):
         else:  # no caption: an empty embedding
             assert sample["text_embedding"].shape == (0, TEXT_DIM) and sample["text_embedding"].dtype == torch.bfloat16
             assert sample["text_length"] == 0 and sample["caption"] is None
-    assert sum(sample["text_length"] == 0 for sample in samples) == 2 * 3  # per shard: sample 1 (an image), sample 3 (2 clips)
+    assert sum(sample["text_length"] == 0 for sample in samples) == 2 * 3  # a shard's sample 1 (image), 3 (2 clips)
 
 
 def test_clips_of_one_video_get_equal_embeddings_that_do_not_share_memory(output):

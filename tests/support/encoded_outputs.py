@@ -156,10 +156,10 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     published and then lose their commit marker, as when a worker dies between the two.
 
     Sample i of a shard is a ``media_types[i % len(media_types)]``: a video has ``clips`` clips (latent
-    t = ``video_latent_frames``), an image one (t = 1, fps null). With ``text_dim`` the job had a text encoder: every sample
-    not numbered in ``uncaptioned`` has a caption, and ``text/<shard>.parquet`` its embedding, of
-    [2 + (shard + i) % 4, text_dim] values in ``text_dtype``, shared by the sample's clips. The
-    defaults write what the job wrote before images and text (no ``media_type``/``text_row`` columns)."""
+    t = ``video_latent_frames``), an image one (t = 1, fps null). With ``text_dim`` the job had a text
+    encoder: every sample not numbered in ``uncaptioned`` has a caption, and ``text/<shard>.parquet``
+    its embedding, of [2 + (shard + i) % 4, text_dim] values in ``text_dtype``, shared by the sample's
+    clips. The defaults write what the job wrote before images and text (no ``media_type``/``text_row`` columns)."""
     import torch
 
     from pipeline.output.records import CommitRecord
@@ -180,7 +180,8 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     for s, name in enumerate(names):
         stats, latent_rows, text_rows = LatentStats(), [], []
         for i in range(rows):
-            key, image, captioned = f"{name}-v{i:02d}", media_types[i % len(media_types)] == "image", i not in uncaptioned
+            key, captioned = f"{name}-v{i:02d}", i not in uncaptioned
+            image = media_types[i % len(media_types)] == "image"
             text_row = None
             if text_dim is not None and captioned:
                 text_row, length = len(text_rows), 2 + (s + i) % 4
@@ -275,7 +276,8 @@ def add_image_and_text_columns(layout, shard: str, rows: list[dict]) -> None:
         table = table.set_column(table.schema.get_field_index(name), pa.field(name, pa.float32()), column)
     table = table.append_column(pa.field("media_type", pa.string(), nullable=False),
                                 pa.array([row["media_type"] for row in rows], pa.string()))
-    table = table.append_column(pa.field("text_row", pa.int32()), pa.array([row["text_row"] for row in rows], pa.int32()))
+    text_rows = pa.array([row["text_row"] for row in rows], pa.int32())
+    table = table.append_column(pa.field("text_row", pa.int32()), text_rows)
     compression = {name: "none" if name in UNCOMPRESSED else "zstd" for name in table.column_names}
     dictionary = [name for name in table.column_names if name not in NO_DICTIONARY]
     write_atomically(layout.fs, path, lambda file: pq.write_table(table, file, row_group_size=ROW_GROUP_ROWS,
