@@ -34,7 +34,8 @@ class LatentDataset(IterableDataset):
     Each sample is a dict: ``latent`` (a (C, t, h, w) tensor), ``key``, ``caption``, ``media_type``
     ('image' or 'video') and the row's other fields; with an output of a job that had a text encoder,
     ``text_embedding`` ([L, D], the caption's embedding) and ``text_length`` (L). A sample without a
-    caption gets a [0, D] embedding and text_length 0. ``fields=`` picks fewer, which reads less:
+    caption gets a [0, D] embedding and text_length 0 (in a batch: zeros, its ``text_mask`` row all
+    false; what "no caption" means is the model's choice). ``fields=`` picks fewer, which reads less:
     without the text fields the text files are never opened. With ``batch_size`` the dataset yields
     batches itself (use ``DataLoader(dataset, batch_size=None)``): see batching.py.
 
@@ -61,7 +62,12 @@ class LatentDataset(IterableDataset):
     Resuming: ``state_dict()`` / ``load_state_dict()`` (what torchdata's ``StatefulDataLoader`` calls
     in each worker) save and restore where a reader is in its share, so a run restarted from a saved
     state delivers the rest of the epoch, each remaining row once, in the order the uninterrupted run
-    would have; nothing already delivered is read again. See resume_state.py for the state's format.
+    would have, with the same posterior noise. Nothing is replayed: no row already delivered becomes a
+    sample again (only the row groups a reader stopped in are read again, for the rows still due in
+    them). Keep StatefulDataLoader's ``snapshot_every_n_steps=1`` (its default; a state is a few
+    numbers): with more, the loader itself replays the batches since its last snapshot. A state is
+    for its epoch: call ``set_epoch`` with that epoch (or none) before the loader resumes it. See
+    resume_state.py for the state's format.
       - Another number of ranks or workers: give every reader's state of one checkpoint to
         ``LatentDataset.combine_states``, load the result into the new dataset (before making the
         loader), and use a fresh loader. The epoch's order stays; the rows no reader had delivered are
