@@ -68,6 +68,14 @@ def test_fewer_or_more_readers_take_the_rest_of_the_same_order(output):
     assert after[0] == [row for pair in itertools.zip_longest(*halves) for row in pair if row is not None]
 
 
+def test_a_loader_without_workers_resumed_by_two_ranks(output):
+    order = _epoch_order(output)
+    delivered, states = _run(output, world_size=1, workers=0, stops=(7,))
+    assert delivered[0] == order[:7]
+    after, _ = _run(output, world_size=2, workers=1, stops=(None, None), state=LatentDataset.combine_states(states))
+    assert after == _split(order[7:], 2)
+
+
 def test_rows_held_in_buckets_go_back_to_the_plan_and_a_change_can_follow_a_change(output):
     order = _epoch_order(output)
     first, states = _run(output, world_size=2, workers=2, stops=(3, 2), batch_size=3)
