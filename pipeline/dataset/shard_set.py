@@ -30,9 +30,6 @@ class ShardSet:
     def of(cls, names: Sequence[str], rows: Sequence[int]) -> ShardSet:
         return cls(len(names), sum(rows), digest(names, rows), encode_names(names))
 
-    def names(self) -> list[str]:
-        return sorted(decode_names(self.runs))
-
     def to_dict(self) -> dict[str, Any]:
         return {"count": self.count, "rows": self.rows, "digest": self.digest, "runs": self.runs}
 
