@@ -56,7 +56,7 @@ def main() -> None:
     from pipeline.encode.batching import to_video
     from pipeline.encode.canary import QualityCanary
     from pipeline.dtypes import COMPUTE_DTYPES
-    from pipeline.job.encoder_actor import resolve_dtype
+    from pipeline.dtypes import resolve_dtype
     from wfvae import WFVAE
 
     device = torch.device(args.device)

@@ -113,7 +113,7 @@ def _encoder_loop(args: argparse.Namespace, spec: str, tc: int):
 
     from pipeline.encode.batching import ClipBatcher, PendingClip, to_video
     from pipeline.dtypes import COMPUTE_DTYPES
-    from pipeline.job.encoder_actor import resolve_dtype
+    from pipeline.dtypes import resolve_dtype
     from pipeline.reading import Clip, list_shards, read_shard
     from wfvae import WFVAE
 

@@ -85,7 +85,7 @@ def fabricate(base: str, count: int, storage_options: dict | None, put, killed: 
     job = config_from_args(job_args(spec, f"{base}/out", storage_options))
     plan = Plan(job)
     vae = WFVAE.from_pretrained(job.where.model)  # the model as the job's actors identify it
-    identity = plan.identity("float32").with_weights(ModelIdentity.of(vae, job.where.model))
+    identity = plan.identity(on_gpu=False).with_encoders(ModelIdentity.of(vae, job.where.model))
     layout = OutputSink(job.where.output, job.where.storage_options).layout
     write_json(layout.fs, layout.job_manifest, Manifest(identity, job.public_dict()).to_dict())
     tokens = source_tokens(plan.urls, storage_options)
@@ -132,7 +132,7 @@ def measure(stage: str, spec: str, out: str, storage_options: dict | None) -> di
         plan = Plan(job)
         sink = OutputSink(job.where.output, job.where.storage_options)
         with sink.hold(plan.run_id, 60, log=lambda line: None):
-            left = sink.start(plan.urls, plan.names, plan.identity("float32"))
+            left = sink.start(plan.urls, plan.names, plan.identity(on_gpu=False))
             assert len(left.todo) == LEFT, len(left.todo)
             sink.begin(sink.manifest())
             for url in left.todo:

@@ -47,3 +47,9 @@ DTYPES: Mapping[str, torch.dtype] = _Dtypes()
 LATENT_DTYPES = DTYPES
 COMPUTE_DTYPES = DTYPES
 COMPUTE_DTYPE_CHOICES = ("auto", *DTYPES)
+
+
+def resolve_dtype(name: str, on_gpu: bool) -> str:
+    """``auto`` is bfloat16 on GPUs and float32 on CPU (for WF-VAE, whose latents stay within 1e-2 in
+    bfloat16, and for T5-family text encoders, trained in bfloat16 and out of float16's range); a name stays."""
+    return ("bfloat16" if on_gpu else "float32") if name == "auto" else name

@@ -13,6 +13,7 @@ Arithmetic is in float32 whatever the stored or output dtype.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -23,31 +24,27 @@ NORMALIZATIONS = ("raw", "model", "measured")
 @dataclass(frozen=True)
 class LatentTransform:
     """Applied row by row: a row's float32 copy (~0.6 MB for 16x9x32x32) is reused from the heap,
-    while a whole block's (~150 MB) is fresh memory whose page faults cost 3x the arithmetic."""
+    while a whole block's (~150 MB) is fresh memory whose page faults cost 3x the arithmetic. Noise
+    is drawn per row from the row's own seed, so a row gets the same draw however the epoch is read
+    (whole, resumed, or split among other readers)."""
 
     dtype: torch.dtype | None  # None: keep the stored dtype
     shift: tuple[float, ...] | None  # per channel; normalised = (z - shift) * factor
     factor: tuple[float, ...] | None
     sample: bool  # draw z = mean + exp(logvar / 2) * noise instead of taking the mean
 
-    def __call__(self, mean: torch.Tensor, logvar: torch.Tensor | None,
-                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """mean, logvar: (n, C, t, h, w) in the stored dtype -> n tensors (C, t, h, w)."""
+    def __call__(self, mean: torch.Tensor, logvar: torch.Tensor | None, seed: int | None) -> torch.Tensor:
+        """One row: mean, logvar (C, t, h, w) in the stored dtype; ``seed`` seeds the row's noise."""
         out_dtype = self.dtype or mean.dtype
         if self.shift is None and not self.sample:
-            return list(mean.unbind(0) if mean.dtype == out_dtype else (row.to(out_dtype) for row in mean.unbind(0)))
-        shift, factor = (None, None) if self.shift is None else (_per_channel(self.shift, mean),
-                                                                 _per_channel(self.factor, mean))
-        rows = []
-        for i, row in enumerate(mean.unbind(0)):
-            z = row.to(torch.float32, copy=True)
-            if self.sample:
-                noise = torch.randn(z.shape, generator=generator, dtype=torch.float32)
-                z.addcmul_(logvar[i].float().mul(0.5).exp_(), noise)  # mul, not mul_: logvar may be the stored bytes
-            if shift is not None:
-                z.sub_(shift).mul_(factor)
-            rows.append(z if out_dtype == torch.float32 else z.to(out_dtype))
-        return rows
+            return mean if mean.dtype == out_dtype else mean.to(out_dtype)
+        z = mean.to(torch.float32, copy=True)
+        if self.sample:
+            noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+            z.addcmul_(logvar.float().mul(0.5).exp_(), noise)  # mul, not mul_: logvar may be the stored bytes
+        if self.shift is not None:
+            z.sub_(_per_channel(self.shift, z)).mul_(_per_channel(self.factor, z))
+        return z if out_dtype == torch.float32 else z.to(out_dtype)
 
     def invert(self, normalised: torch.Tensor) -> torch.Tensor:
         """Back to the model's latent space (before decoding generated latents); channels at dim -4."""
@@ -61,6 +58,12 @@ def _per_channel(values: tuple[float, ...], like: torch.Tensor) -> torch.Tensor:
     """(C, 1, 1, 1) float32, to broadcast over (..., C, t, h, w)."""
     if len(values) != like.shape[-4]:
         raise ValueError(f"normalisation has {len(values)} channels, latents have {like.shape[-4]}")
+    return _column(values)
+
+
+@functools.lru_cache(maxsize=8)
+def _column(values: tuple[float, ...]) -> torch.Tensor:
+    """Made once, not per row (only ever read)."""
     return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1)
 
 

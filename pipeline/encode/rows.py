@@ -13,9 +13,10 @@ if TYPE_CHECKING:
     from ..reading import ErrorRecord
 
 
-def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor | None,
-               latent_dtype: str) -> dict[str, Any]:
-    """``info`` is a pipeline.reading.ClipInfo; ``mean``/``logvar`` are one clip's (C, t, h, w)."""
+def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor | None, latent_dtype: str,
+               text_row: int | None = None) -> dict[str, Any]:
+    """``info`` is a pipeline.reading.ClipInfo; ``mean``/``logvar`` are one clip's (C, t, h, w); ``text_row``: the
+    row of its sample's caption embedding in the shard's text file."""
     dtype = LATENT_DTYPES[latent_dtype]
     return {
         "key": info.key,
@@ -41,7 +42,13 @@ def latent_row(info: Any, shard: str, mean: torch.Tensor, logvar: torch.Tensor |
         "source_num_frames": info.source_num_frames,
         "source_frames_estimated": info.source_frames_estimated,
         "source_ended_early": info.source_ended_early,
+        "text_row": text_row,
     }
+
+
+def text_row(key: str, embedding: torch.Tensor) -> dict[str, Any]:
+    """The text table's row of a sample's caption embedding ``[L, D]`` (``output.schema.TEXT_SCHEMA``)."""
+    return {"key": key, "text_embedding": tensor_bytes(embedding), "text_length": int(embedding.shape[0])}
 
 
 def error_row(record: ErrorRecord) -> dict[str, Any]:

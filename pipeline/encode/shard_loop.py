@@ -7,7 +7,8 @@ clips, or pieces of a whole-video clip, in order, with the reader's warnings abo
 ``SampleError`` after the last good one), ``decode_seconds`` and ``close()``.
 
 Images and videos are batched apart, each at its own batch size: a one-frame clip costs a fraction
-of a video clip's encode.
+of a video clip's encode. With a text encoder, each sample's caption is embedded once (in batches of
+captions), however many clips the sample gives: its clips' rows name its row in the text table.
 
 Clips are batched by shape in input order; whole-video clips stream through the Causal Cache piece
 by piece. On a GPU the encoder never waits for a copy it does not need (``batching.py``): a batch's
@@ -24,11 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..output.records import CommitRecord, ShardTimings
+from ..output.shard_writer import TextRows
 from ..reading.records import (LEVEL_ERROR, LEVEL_WARNING, LEVELS, SHARD_DAMAGE, STAGE_SHARD, ClipPiece, ErrorRecord,
                                SampleError)
 from .batching import ClipBatcher, DeviceStats, HostLatents, PendingClip, to_video
 from .canary import QualityCanary
-from .rows import error_row, latent_row
+from .rows import error_row, latent_row, text_row
 
 
 class DecodedSample(Protocol):
@@ -71,6 +73,7 @@ class EncodedShard:
     record: CommitRecord
     rows: list[dict[str, Any]]
     errors: list[dict[str, Any]]
+    text: TextRows | None = None  # with a text encoder
 
 
 @dataclass
@@ -85,14 +88,18 @@ class _Shard:
     timings: ShardTimings = field(default_factory=ShardTimings)
     in_flight: HostLatents | None = None  # the last batch's latents, on their way to the host
     canary: Any = None  # a ShardCanary with --check-every
+    text_rows: list[dict[str, Any]] = field(default_factory=list)  # caption embeddings, in input order
+    captions: list[tuple[str, str]] = field(default_factory=list)  # (key, caption) waiting for the text encoder
+    text_of: dict[int, int] = field(default_factory=dict)  # sample number -> its row in the text table
 
 
 class ShardLoop:
     """Holds the model and the settings; ``encode`` runs one shard at a time."""
 
-    def __init__(self, vae: Any, settings: EncodeSettings, canary: QualityCanary | None = None) -> None:
-        """``vae``: a loaded ``wfvae.WFVAE``."""
-        self.vae, self.settings, self.canary = vae, settings, canary
+    def __init__(self, vae: Any, settings: EncodeSettings, canary: QualityCanary | None = None,
+                 text: Any = None) -> None:
+        """``vae``: a loaded ``wfvae.WFVAE``; ``text``: a ``pipeline.text.TextEncoder``, for captions."""
+        self.vae, self.settings, self.canary, self.text = vae, settings, canary, text
         self.current: _Shard | None = None
         self._warm = False  # whether any piece has arrived yet (the first also waited for decoders to start)
 
@@ -124,6 +131,7 @@ class ShardLoop:
             for batch in batcher.drain():
                 self._encode_batch(shard, batch)
             self._land(shard)
+            self._embed(shard)
             quality = shard.canary.finish() if shard.canary else None  # decodes on the device
         finally:
             self.current = None
@@ -133,7 +141,7 @@ class ShardLoop:
         record = CommitRecord(name, samples=shard.samples, stats=shard.stats.to_stats(), canary=quality,
                               errors_by_type=dict(sorted(by_level[LEVEL_ERROR].items())),
                               warnings_by_type=dict(sorted(by_level[LEVEL_WARNING].items())), timings=shard.timings)
-        return EncodedShard(record, [row for _, row in shard.rows], shard.errors)
+        return EncodedShard(record, [row for _, row in shard.rows], shard.errors, self._text_rows(shard))
 
     # -- waiting for the decoders -------------------------------------------------------------------
     def _waited(self, shard: _Shard, things: Iterator) -> Iterator:
@@ -162,6 +170,11 @@ class ShardLoop:
                 shard.errors.append(error_row(piece))
                 continue
             order = (shard.samples, piece.info.clip_index)
+            if self.text is not None and piece.info.caption is not None and shard.samples not in shard.text_of:
+                shard.text_of[shard.samples] = len(shard.text_rows) + len(shard.captions)
+                shard.captions.append((piece.info.key, piece.info.caption))
+                if len(shard.captions) >= self.text.batch_size:
+                    self._embed(shard)
             if self.settings.piece_frames is None or piece.info.media_type == "image":  # each piece a whole clip
                 if batch := batcher.add(PendingClip(order, piece.info, piece.frames)):
                     self._encode_batch(shard, batch)
@@ -194,6 +207,23 @@ class ShardLoop:
         self._land(shard)
         shard.in_flight = latents
 
+    def _embed(self, shard: _Shard) -> None:
+        """The captions waiting, embedded together (the text encoder batches them by length)."""
+        if not shard.captions:
+            return
+        began = time.perf_counter()
+        embeddings = self.text.encode([caption for _, caption in shard.captions])
+        shard.text_rows += [text_row(key, embedding) for (key, _), embedding in zip(shard.captions, embeddings)]
+        shard.captions.clear()
+        shard.timings.text_seconds += time.perf_counter() - began
+
+    def _text_rows(self, shard: _Shard) -> TextRows | None:
+        if self.text is None:
+            return None
+        identity = self.text.identity
+        return TextRows(shard.text_rows, {"text_encoder": identity.source, "text_dim": identity.hidden_size,
+                                          "text_dtype": identity.dtype, "max_text_tokens": identity.max_text_tokens})
+
     def _land(self, shard: _Shard) -> None:
         latents, shard.in_flight = shard.in_flight, None
         if latents is None:
@@ -202,4 +232,4 @@ class ShardLoop:
         for index, (order, info) in enumerate(latents.items):
             logvar = latents.logvar[index] if latents.logvar is not None else None
             shard.rows.append((order, latent_row(info, shard.name, latents.mean[index], logvar,
-                                                 self.settings.latent_dtype)))
+                                                 self.settings.latent_dtype, shard.text_of.get(order[0]))))

@@ -15,7 +15,8 @@ from ..output.sink import OutputSink
 from ..reading.records import describe
 from .config import ConfigError, JobConfig
 from .decode_capacity import ENCODER_CPUS, DecodeWorkers, NoDecodeCPU
-from .encoder_actor import CONCURRENCY_GROUPS, ActorIdentity, EncoderActor, resolve_dtype
+from ..dtypes import resolve_dtype
+from .encoder_actor import CONCURRENCY_GROUPS, ActorIdentity, EncoderActor
 from .errors import JobError
 from .local_ray import Watchdog
 from .stopping import StopRequest
@@ -102,6 +103,10 @@ class Placement:
     gpus_per_actor: float
     decode_workers: DecodeWorkers
     compute_dtype: str
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpus_per_actor > 0
 
 
 def place(job: JobConfig, output_is_local: bool, log: Callable[[str], None]) -> Placement:

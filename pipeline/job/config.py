@@ -25,6 +25,7 @@ import yaml
 
 from ..dtypes import COMPUTE_DTYPE_CHOICES, LATENT_DTYPES
 from ..reading.config import ReadConfig
+from ..text.settings import DEFAULT_MAX_TEXT_TOKENS, TEXT_DTYPE_CHOICES, check_max_text_tokens
 from ..settings import (ConfigError, boolean, check_fields, flag_fields, integer, mapping, non_empty_text, number,
                         one_of, optional, setting)
 from .paths import absolute, absolute_model, has_scheme, inside_ray_temp
@@ -126,6 +127,29 @@ class Latents:
 
 
 @dataclass(frozen=True)
+class Text:
+    """Each caption's text-encoder embedding, computed once per sample beside its latents (optional)."""
+
+    DEFINES_OUTPUT: ClassVar[bool] = True  # the encoder itself by content, as the model (Plan)
+
+    text_encoder: str | None = setting(
+        None, "a T5-family text encoder (T5, mT5, umT5: a full encoder-decoder checkpoint gives its encoder) and "
+              "its tokenizer: Hugging Face id, local folder, or a folder at an fsspec URL (read with "
+              "--model-storage-options, else --storage-options; fetched once per node)",
+        optional(_PATH), shown="none: no text embeddings")
+    max_text_tokens: int = setting(DEFAULT_MAX_TEXT_TOKENS, "captions are cut to this many tokens, EOS included "
+                                   "(512: Wan 2.1, Open-Sora-Plan v1.3; 226: CogVideoX; 128: LTX-Video)",
+                                   check_max_text_tokens, arg_type=int)
+    text_dtype: str = setting("auto", f"text encoder precision, and the embeddings' ({_AUTO})",
+                              one_of(TEXT_DTYPE_CHOICES, f" ({_AUTO})"), choices=TEXT_DTYPE_CHOICES)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.text_encoder is not None:
+            object.__setattr__(self, "text_encoder", absolute_model(self.text_encoder))
+
+
+@dataclass(frozen=True)
 class Run:
     """How the work is spread over the cluster and paced; changing these never changes the output."""
 
@@ -178,6 +202,7 @@ class JobConfig:
     where: Where = field(default_factory=Where)
     read: ReadConfig = field(default_factory=_job_read_section)  # temporal compression: None until the model is read
     latents: Latents = field(default_factory=Latents)
+    text: Text = field(default_factory=Text)
     run: Run = field(default_factory=Run)
 
     @classmethod
@@ -200,6 +225,9 @@ class JobConfig:
                     for name, value in _settings_of(section).items()}
         if not self.read.image_extensions:
             del settings["image_extensions"], settings["max_image_pixels"]
+        del settings["text_encoder"]  # by content: the encoder's identity (weights, tokenizer) is in _job.json
+        if self.text.text_encoder is None:
+            del settings["max_text_tokens"], settings["text_dtype"]
         return settings
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,6 +374,7 @@ def make_config(values: dict[str, Any]) -> JobConfig:
                 raise ConfigError(err.reason, err.field or name) from None
         return JobConfig(where=Where(**sections["where"]),
                          read=ReadConfig(temporal_compression=None, **sections["read"]),
-                         latents=Latents(**sections["latents"]), run=Run(**sections["run"]))
+                         latents=Latents(**sections["latents"]), text=Text(**sections["text"]),
+                         run=Run(**sections["run"]))
     except ConfigError as err:
         raise err.named_as_flag() from None

@@ -53,7 +53,7 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print, stop: StopReques
                 connect(job.run.ray_address, log)
                 stop.install()  # again: ray.init replaced the SIGTERM handler
                 placement = place(job, sink.local, log)
-                sink.check(plan.identity(placement.compute_dtype))
+                sink.check(plan.identity(placement.on_gpu))
                 abandoned = encode(plan, placement, sink, left.todo, log, started, stop)
             summary = sink.finish(seconds=time.perf_counter() - started, stopped_by=stop.name, abandoned=abandoned,
                                   balance=run_balance(sink.records))
@@ -72,14 +72,14 @@ def encode(plan: Plan, placement: Placement, sink: OutputSink, todo: list[str], 
     """Starts the encoder actors, begins the output once they hold the model, and hands them the shards.
     Returns the shards a signal abandoned mid-way."""
     job = plan.job
-    identity = plan.identity(placement.compute_dtype)
+    identity = plan.identity(placement.on_gpu)
     actors = start_actors(job, plan.read_config, sink, placement, identity.fingerprint, plan.run_id,
                           min(placement.num_actors, len(todo)))
     try:
         identities = wait_for_actors(actors, stop)
         if identities is None:
             return []
-        opened = sink.begin(Manifest(identity.with_weights(identities[0].model), job.public_dict()))
+        opened = sink.begin(Manifest(identity.with_encoders(identities[0].model, identities[0].text), job.public_dict()))
         log(f"output {sink.url}: {opened}; {len(actors)} encoder actor(s) on {identities[0].device} "
             f"({identities[0].dtype}), {placement.decode_workers} decode worker(s) each")
         return dispatch(actors, todo, sink, job.run, log, started, stop)

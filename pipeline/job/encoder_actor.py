@@ -16,6 +16,7 @@ import ray
 from ..output.manifest import ModelIdentity
 from ..output.records import ActorInfo
 from ..reading.records import describe
+from ..text.identity import TextEncoderIdentity
 
 if TYPE_CHECKING:
     from ..output.sink import OutputSink
@@ -39,6 +40,7 @@ class ActorIdentity:
     device: str = ""
     dtype: str = ""
     error: str | None = None
+    text: TextEncoderIdentity | None = None  # with --text-encoder
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,6 @@ class ActorProgress:
     clips: int = 0
     errors: int = 0
     workers_waiting_for_cpu: int = 0  # decode workers holding samples, not up (the encoder waits for them)
-
-
-def resolve_dtype(name: str, on_gpu: bool) -> str:
-    """``auto`` is bfloat16 on GPUs (fast, and WF-VAE's latents stay within 1e-2) and float32 on CPU."""
-    return ("bfloat16" if on_gpu else "float32") if name == "auto" else name
 
 
 def piece_frames(job: JobConfig, temporal_compression: int) -> int | None:
@@ -90,7 +87,7 @@ class EncoderActor:
 
         from wfvae import WFVAE
 
-        from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES
+        from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES, resolve_dtype
         from ..encode.canary import QualityCanary
         from ..encode.shard_loop import EncodeSettings, ShardLoop
         from ..output.sink import latents_metadata
@@ -104,11 +101,20 @@ class EncoderActor:
         else:  # use exactly the CPUs Ray reserved for this actor
             torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
         self.load_error: str | None = None
+        self.text = None
         try:
             self.vae = WFVAE.from_pretrained(job.where.model, device=self.device, dtype=COMPUTE_DTYPES[compute_dtype],
                                              storage_options=job.where.model_options)
+            if job.text.text_encoder is not None:  # transformers is imported only then
+                from ..text.loading import load_text_encoder
+
+                self.text = load_text_encoder(job.text.text_encoder, max_text_tokens=job.text.max_text_tokens,
+                                              dtype=resolve_dtype(job.text.text_dtype, on_gpu), device=self.device,
+                                              storage_options=job.where.model_options)
         except Exception as err:  # noqa: BLE001 - reported by identity(): one line, not a crashed actor's dump
-            self.load_error = f"could not load the model {job.where.model} on {socket.gethostname()}: {describe(err)}"
+            which = "text encoder" if hasattr(self, "vae") else "model"
+            source = job.text.text_encoder if which == "text encoder" else job.where.model
+            self.load_error = f"could not load the {which} {source} on {socket.gethostname()}: {describe(err)}"
             dataflow.close()
             return
         tc = self.vae.temporal_compression
@@ -125,7 +131,8 @@ class EncoderActor:
             if job.run.check_every else None
         metadata = latents_metadata(self.vae, self.model, store=latents.store, latent_dtype=latents.latent_dtype,
                                     compute_dtype=compute_dtype, fingerprint=fingerprint)
-        self.encoder = ShardEncoder(ShardLoop(self.vae, settings, canary), dataflow, sink, metadata, run_id=run_id,
+        self.encoder = ShardEncoder(ShardLoop(self.vae, settings, canary, self.text), dataflow, sink, metadata,
+                                    run_id=run_id,
                                     actor=ActorInfo(os.getpid(), socket.gethostname(), str(self.device)),
                                     metrics=JobMetrics(sink.url))
 
@@ -133,7 +140,8 @@ class EncoderActor:
         """What the driver checks before handing out shards; ``error`` if the model did not load."""
         if self.load_error:
             return ActorIdentity(error=self.load_error)
-        return ActorIdentity(self.model, os.getpid(), str(self.device), str(self.vae.dtype).removeprefix("torch."))
+        return ActorIdentity(self.model, os.getpid(), str(self.device), str(self.vae.dtype).removeprefix("torch."),
+                             text=self.text.identity if self.text else None)
 
     @ray.method(concurrency_group="shards", num_returns="streaming")
     def encode_shard(self, url: str, attempt: int):

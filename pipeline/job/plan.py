@@ -14,6 +14,7 @@ from typing import Any
 from wfvae.config import WFVAEConfig
 from wfvae.loading import check_weights, read_config
 
+from ..dtypes import resolve_dtype
 from ..output.layout import shard_name
 from ..output.manifest import ModelIdentity, OutputIdentity
 from ..output.resume import duplicate_names
@@ -34,6 +35,18 @@ def model_config(model: str, storage_options: dict[str, Any] | None = None) -> W
     return config
 
 
+def text_model_config(source: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The text encoder's config.json, read and checked (a T5-family model) without transformers."""
+    from ..text.loading import check_model_type, read_text_config
+
+    try:
+        config = read_text_config(source, storage_options)
+        check_model_type(config, source)
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"--text-encoder: {err}") from None
+    return config
+
+
 class Plan:
     def __init__(self, job: JobConfig) -> None:
         self.job = job
@@ -51,17 +64,21 @@ class Plan:
             raise ConfigError(f"--input: several shards share the file name(s) {duplicates[:5]}; outputs are named "
                               "after shard file names, so run one job (with its own --output) per folder")
         self.model = model_config(job.where.model, job.where.model_options)
+        if job.text.text_encoder is not None:
+            text_model_config(job.text.text_encoder, job.where.model_options)
         self.read_config = check_against_model(job, self.model.temporal_compression)
         self.notes = check_captions(self.read_config, self.urls[:PROBED_SHARDS], job.where.storage_options)
 
-    def identity(self, compute_dtype: str | None = None) -> OutputIdentity:
-        """What the output must hold: with ``--dtype auto`` the compute dtype is known once the cluster's devices
-        are (before that, it is left out of the comparison)."""
+    def identity(self, on_gpu: bool | None = None) -> OutputIdentity:
+        """What the output must hold: ``auto`` precisions are known once the cluster's devices are (``on_gpu``;
+        before that, they are left out of the comparison)."""
         settings = self.job.output_settings()
-        if compute_dtype is not None:
-            settings["dtype"] = compute_dtype
-        elif settings["dtype"] == "auto":
-            settings.pop("dtype")
+        for name in ("dtype", "text_dtype"):
+            if settings.get(name) == "auto":
+                if on_gpu is None:
+                    del settings[name]
+                else:
+                    settings[name] = resolve_dtype("auto", on_gpu)
         model = ModelIdentity(self.job.where.model, self.model.to_dict(), self.model.temporal_compression)
         return OutputIdentity(settings, model)
 

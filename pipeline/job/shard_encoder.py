@@ -55,7 +55,7 @@ class ShardEncoder:
                          encoding_started_at=encoding_started_at, encoded_at=time.time(),
                          balance=balance(timings.encoder_seconds, timings.decode_wait_seconds, timings.decode_seconds,
                                          **self.dataflow.pool.placed()))
-        committed = self.sink.publish(record, encoded.rows, encoded.errors, self.metadata)
+        committed = self.sink.publish(record, encoded.rows, encoded.errors, self.metadata, encoded.text)
         if self.metrics:
             self.metrics.shard_committed(committed, encoded.errors)
         yield committed

@@ -3,7 +3,8 @@
     OUT/_lease/<generation>.json      the running job's hold on the folder (see lease.py)
     OUT/_job.json                     job config, model identity, code version
     OUT/latents/<shard>.parquet       one row per clip
-    OUT/errors/<shard>.parquet        one row per failed sample
+    OUT/errors/<shard>.parquet        one row per failed sample (and per warning about one)
+    OUT/text/<shard>.parquet          with a text encoder: one row per captioned sample, its embedding
     OUT/_committed/<shard>.json       written last: the shard is complete
     OUT/_given_up/<shard>.json        a shard that failed max-shard-attempts times
     OUT/_runs/<started>-<run>[.<part>].json   each run's commit records added up (see index.py)
@@ -24,7 +25,7 @@ from .records import CommitRecord, GivenUp
 from .storage import filesystem, is_local
 
 READ_BATCH = 1000  # commit records read concurrently at a time (bounded memory)
-FOLDERS = ("latents", "errors", "_committed", "_given_up", "_runs")  # what a job writes, besides its files
+FOLDERS = ("latents", "errors", "text", "_committed", "_given_up", "_runs")  # what a job writes, besides its files
 
 
 def shard_name(url: str) -> str:
@@ -56,6 +57,9 @@ class OutputLayout:
 
     def errors(self, shard: str) -> str:
         return f"{self.root}/errors/{shard}.parquet"
+
+    def text(self, shard: str) -> str:
+        return f"{self.root}/text/{shard}.parquet"
 
     def committed(self, shard: str) -> str:
         return f"{self.root}/_committed/{shard}.json"
@@ -153,7 +157,7 @@ def remove_partial_files(layout: OutputLayout) -> None:
     object stores never publish a partial upload, and listing them would cost requests)."""
     if not is_local(layout.fs):
         return
-    for folder in ("latents", "errors", "_committed", "_runs"):
+    for folder in ("latents", "errors", "text", "_committed", "_runs"):
         path = f"{layout.root}/{folder}"
         try:
             names = os.listdir(path)

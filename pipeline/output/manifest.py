@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..text.identity import TextEncoderIdentity
+
 ROOT = Path(__file__).resolve().parents[2]
 # 2: input and model identified by content, not spelling; 3: the input's shards are not part of the
 # identity (a version-2 output resumes: its input_shards are ignored), commit records name their source
@@ -65,11 +67,12 @@ class ModelIdentity:
 
 @dataclass(frozen=True)
 class OutputIdentity:
-    """What defines an output: its settings (``JobConfig.output_settings``, with the compute ``dtype`` once the
-    cluster's devices resolve it) and its model."""
+    """What defines an output: its settings (``JobConfig.output_settings``, with the ``auto`` precisions once the
+    cluster's devices resolve them), its model, and its text encoder (known once an encoder has loaded it)."""
 
     settings: dict[str, Any]
     model: ModelIdentity
+    text: TextEncoderIdentity | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -94,10 +97,16 @@ class OutputIdentity:
             found.append("the model's config differs")
         if new.model.weights_sha256 and self.model.weights_sha256 != new.model.weights_sha256:
             found.append("the model's weights differ")
+        if new.text is not None:  # (whether a text encoder is used at all, the settings say)
+            if self.text is None:
+                found.append(f"a text encoder now ({new.text.source}), none then")
+            else:
+                found += [f"text encoder {difference}" for difference in self.text.differences(new.text)]
         return found
 
-    def with_weights(self, model: ModelIdentity) -> OutputIdentity:
-        return replace(self, model=model)
+    def with_encoders(self, model: ModelIdentity, text: TextEncoderIdentity | None = None) -> OutputIdentity:
+        """The identity once an encoder actor has loaded the model (and the text encoder)."""
+        return replace(self, model=model, text=text)
 
 
 @dataclass(frozen=True)
@@ -116,13 +125,17 @@ class Manifest:
         return self.identity.model
 
     def to_dict(self) -> dict[str, Any]:
+        text = self.identity.text
         return {"version": self.version, "fingerprint": self.identity.fingerprint,
                 "output_settings": self.identity.settings, "config": self.config, "model": asdict(self.model),
+                **({"text_encoder": text.to_dict()} if text else {}),
                 "code_version": self.code_version, "created_at": self.created_at}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        identity = OutputIdentity(dict(data.get("output_settings", {})), ModelIdentity.from_dict(data.get("model")))
+        text = TextEncoderIdentity.from_dict(data["text_encoder"]) if data.get("text_encoder") else None
+        identity = OutputIdentity(dict(data.get("output_settings", {})), ModelIdentity.from_dict(data.get("model")),
+                                  text)
         return cls(identity, dict(data.get("config", {})), str(data.get("code_version", "")),
                    float(data.get("created_at", 0.0)), data.get("version", 1))
 

@@ -83,6 +83,7 @@ class ShardTimings:
     startup_seconds: float = 0.0  # the encoder's first wait for its decode workers' processes to start
     decode_wait_seconds: float = 0.0  # waiting for decoded clips
     encode_seconds: float = 0.0
+    text_seconds: float = 0.0  # embedding its captions, with a text encoder
     decode_seconds: float = 0.0  # the decode workers' own time on its samples
     encoder_seconds: float = 0.0  # the encoder's time on the shard, less ``startup_seconds``
     total_seconds: float = 0.0  # from its opening to its last batch encoded

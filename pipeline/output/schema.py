@@ -46,6 +46,18 @@ LATENTS_SCHEMA = pa.schema([
     # the video holds fewer frames than its header claims (null: not known, as when a first clip stops reading
     # early); its error rows then hold an EndedEarly warning
     pa.field("source_ended_early", pa.bool_()),
+    # with a text encoder: the row of this sample's caption embedding in text/<shard>.parquet (null: no caption)
+    pa.field("text_row", pa.int32()),
+])
+
+# text/<shard>.parquet, with a text encoder: one row per sample whose clips have a caption, in input order; its
+# clips' latent rows name it (text_row). ``text_embedding``: the encoder's last hidden state over the caption's
+# tokens, [text_length, text_dim] C-contiguous little-endian bytes of ``text_dtype`` (key-value metadata, with
+# text_encoder, text_dim and max_text_tokens), stored once per sample however many clips share it.
+TEXT_SCHEMA = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("text_embedding", pa.binary(), nullable=False),
+    pa.field("text_length", pa.int32(), nullable=False),
 ])
 
 ERRORS_SCHEMA = pa.schema([

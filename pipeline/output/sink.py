@@ -43,7 +43,7 @@ from .lease import Lease, OutputBusy, busy
 from .manifest import Manifest, OutputConflict, OutputIdentity, code_version
 from .records import Balance, CommitRecord, GivenUp, RunRecord, Totals
 from .resume import ResumePlan, plan_resume
-from .shard_writer import publish_shard
+from .shard_writer import TextRows, publish_shard
 from .sources import source_tokens
 from .storage import create_exclusively, is_local, json_bytes, read_json, write_json
 from .summary import OutputSummary, summarize
@@ -294,9 +294,10 @@ class OutputSink:
 
     # -- the encoder actors ---------------------------------------------------------------------
     def publish(self, record: CommitRecord, latent_rows: list[dict[str, Any]], error_rows: list[dict[str, Any]],
-                metadata: dict[str, Any]) -> CommitRecord:
-        """A shard's latents and errors, then its commit marker (shard_writer.py); returns the record written."""
-        return publish_shard(self.layout, record, latent_rows, error_rows, metadata)
+                metadata: dict[str, Any], text: TextRows | None = None) -> CommitRecord:
+        """A shard's text embeddings, latents and errors, then its commit marker (shard_writer.py); returns the
+        record written."""
+        return publish_shard(self.layout, record, latent_rows, error_rows, metadata, text)
 
     # -- inside ---------------------------------------------------------------------------------
     def _active(self) -> _Run:

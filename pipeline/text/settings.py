@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..dtypes import DTYPES
+from ..dtypes import DTYPES, resolve_dtype
 from ..settings import ConfigError
 
 DEFAULT_MAX_TEXT_TOKENS = 512
@@ -58,6 +58,4 @@ def resolve_text_dtype(name: str, on_gpu: bool) -> str:
     if name not in TEXT_DTYPE_CHOICES:
         raise ConfigError(f"must be one of {TEXT_DTYPE_CHOICES} (auto: bfloat16 on a GPU, float32 on CPU), "
                           f"got {name!r}", "text_dtype")
-    if name == "auto":
-        return "bfloat16" if on_gpu else "float32"
-    return name
+    return resolve_dtype(name, on_gpu)

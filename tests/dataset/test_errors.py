@@ -39,6 +39,7 @@ def test_a_commit_marker_that_disagrees_with_its_file(moments, tmp_path):
     ({"fields": ["key", "latnt"]}, r"unknown fields \['latnt'\]"),
     ({"fields": "key"}, "fields must be a list"),
     ({"drop_last": True}, "drop_last=True needs batch_size"),
+    ({"mix_media": True}, "mix_media=True needs batch_size"),
     ({"batch_size": 0}, "batch_size must be an integer >= 1"),
     ({"rank": 2, "world_size": 2}, "rank must be below world_size"),
     ({"rank": 0}, "give both rank and world_size"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from types import SimpleNamespace
 
 import pytest
@@ -10,19 +12,35 @@ from torch.utils.data import DataLoader
 
 from pipeline.dataset import LatentDataset
 from pipeline.dataset import latent_dataset as module
-from pipeline.dataset.plan import epoch_order, make_blocks, share_of
+from pipeline.dataset.plan import EpochOrder, make_blocks, share_of
 from tests.support.outputs import ids, read_rows
 
 
 @pytest.mark.parametrize("shard_rows", [[10], [7, 0, 13, 1], [3] * 5])
 @pytest.mark.parametrize("slots", [1, 2, 3, 7, 40])
-def test_shares_partition_the_rows_and_differ_by_at_most_one(shard_rows, slots):
-    blocks = epoch_order(make_blocks(shard_rows, block_rows=4), shuffle=True, seed=3, epoch=1)
-    shares = [share_of(blocks, slot, slots) for slot in range(slots)]
-    rows = [(b.shard, r) for share in shares for b in share for r in range(b.start, b.stop)]
-    assert sorted(rows) == [(s, r) for s, n in enumerate(shard_rows) for r in range(n)]
-    sizes = [sum(b.rows for b in share) for share in shares]
-    assert max(sizes) - min(sizes) <= 1
+def test_shares_partition_the_plan_in_order_and_differ_by_at_most_one(shard_rows, slots):
+    rows = sum(shard_rows)
+    for plan in ([(0, rows)], [(0, 2), (5, rows)]):  # a whole epoch; one resumed after other readers took 2..4
+        shares = [share_of(plan, slot, slots) for slot in range(slots)]
+        positions = [p for share in shares for start, stop in share for p in range(start, stop)]
+        assert positions == [p for start, stop in plan for p in range(start, stop)]
+        sizes = [sum(stop - start for start, stop in share) for share in shares]
+        assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("shard_rows", [[10], [7, 0, 13, 1], [3] * 5])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_the_epoch_order_numbers_every_row_once(shard_rows, shuffle):
+    order = EpochOrder(make_blocks(shard_rows, block_rows=4), shuffle=shuffle, seed=3, epoch=1, window_blocks=2)
+    rows = []
+    for window, blocks in enumerate(order.windows):
+        starts = [0, *itertools.accumulate(block.rows for block in blocks)]
+        for local in order.window_order(window).tolist():
+            index = bisect.bisect_right(starts, local) - 1
+            rows.append((blocks[index].shard, blocks[index].start + local - starts[index]))
+    expected = [(s, r) for s, n in enumerate(shard_rows) for r in range(n)]
+    assert len(rows) == order.rows == len(expected) and sorted(rows) == expected
+    assert (rows == expected) is (not shuffle or sum(shard_rows) <= 1)
 
 
 def _slot_samples(dataset, worker, workers, monkeypatch):

@@ -38,7 +38,7 @@ def start_output(config) -> OutputLayout:
     """The output folder as a real run of ``config`` on CPU creates it."""
     plan = Plan(config)
     layout = OutputLayout(config.where.output)
-    write_json(layout.fs, layout.job_manifest, Manifest(plan.identity("float32"), config.public_dict()).to_dict())
+    write_json(layout.fs, layout.job_manifest, Manifest(plan.identity(on_gpu=False), config.public_dict()).to_dict())
     return layout
 
 

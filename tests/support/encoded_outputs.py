@@ -55,7 +55,7 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> OutputSumm
     job = config_from_args(["--input", input_spec, "--output", str(out), *args])
     plan = Plan(job)  # lists the shards and checks the settings against the model, as the driver does
     vae = WFVAE.from_pretrained(job.where.model)
-    identity = plan.identity("float32").with_weights(ModelIdentity.of(vae, job.where.model))
+    identity = plan.identity(on_gpu=False).with_encoders(ModelIdentity.of(vae, job.where.model))
     latents = job.latents
     loop = ShardLoop(vae, EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments",
                                          image_batch_size=job.image_batch_size))
@@ -123,17 +123,26 @@ def mean_only(tmp_path_factory) -> EncodedOutput:
 # -- outputs written with the output package directly (no job run: milliseconds) ------------
 
 def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dtype: str = "bfloat16",
-                     store: str = "mean", uncommitted: tuple[int, ...] = (1,), seed: int = 0) -> EncodedOutput:
-    """An output folder as the job writes it, through ``pipeline.output``: ``shards`` shards of
-    ``rows`` clips in two latent shapes, one error row each; the shards numbered in ``uncommitted``
-    are published and then lose their commit marker, as when a worker dies between the two."""
+                     store: str = "mean", uncommitted: tuple[int, ...] = (1,), seed: int = 0,
+                     media_types: tuple[str, ...] = ("video",), clips: int = 1, text_dim: int | None = None,
+                     text_dtype: str = "bfloat16", uncaptioned: tuple[int, ...] = (),
+                     video_latent_frames: int = 2) -> EncodedOutput:
+    """An output folder as the job writes it, through ``pipeline.output``: ``shards`` shards of ``rows``
+    samples in two latent shapes, one error row each; the shards numbered in ``uncommitted`` are
+    published and then lose their commit marker, as when a worker dies between the two.
+
+    Sample i of a shard is a ``media_types[i % len(media_types)]``: a video has ``clips`` clips (latent
+    t = ``video_latent_frames``), an image one (t = 1, fps null). With ``text_dim`` the job had a text
+    encoder: every sample not numbered in ``uncaptioned`` has a caption, and ``text/<shard>.parquet``
+    its embedding, of [2 + (shard + i) % 4, text_dim] values in ``text_dtype``, shared by the sample's
+    clips."""
     import torch
 
     from pipeline.output.layout import OutputLayout
     from pipeline.output.manifest import Manifest, ModelIdentity, OutputIdentity
     from pipeline.output.records import CommitRecord
     from pipeline.output.schema import LATENT_DTYPES, tensor_bytes
-    from pipeline.output.shard_writer import publish_shard
+    from pipeline.output.shard_writer import TextRows, publish_shard
     from pipeline.output.stats import LatentStats
     from pipeline.output.storage import write_json
 
@@ -143,31 +152,44 @@ def published_output(folder: Path, *, shards: int = 3, rows: int = 5, latent_dty
     manifest = Manifest(OutputIdentity(settings, ModelIdentity(weights_sha256="0" * 64, temporal_compression=4)),
                         settings)
     write_json(layout.fs, layout.job_manifest, manifest.to_dict())
-    generator = torch.Generator().manual_seed(seed)
+    generator, text_generator = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     metadata = {"stored": store, "latent_dtype": latent_dtype, "latent_channels": 4, "scale": [0.5] * 4,
                 "shift": [0.25] * 4}
     names = [f"part-{s:06d}" for s in range(shards)]
     for s, name in enumerate(names):
-        stats, latent_rows = LatentStats(), []
+        stats, latent_rows, text_rows = LatentStats(), [], []
         for i in range(rows):
-            shape = (4, 2, 4, 4) if i % 2 == 0 else (4, 2, 8, 4)
-            mean = torch.randn(*shape, generator=generator) * 3
-            stored = mean.to(LATENT_DTYPES[latent_dtype])
-            stats.add(stored.float())
-            logvar = torch.randn(*shape, generator=generator).to(stored.dtype) if store == "moments" else None
-            latent_rows.append({
-                "key": f"{name}-v{i:02d}", "shard": name, "media_type": "video", "clip": 0, "frame_start": 0,
-                "num_frames": 5,
-                "fps": 8.0, "height": 8 * shape[2], "width": 8 * shape[3], "caption": f"caption {name}-v{i:02d}",
-                "meta": json.dumps({"s": s, "i": i}), "latent": tensor_bytes(stored), "latent_shape": list(shape),
-                "latent_dtype": latent_dtype, "logvar": None if logvar is None else tensor_bytes(logvar),
-                "frame_indices": [0, 1, 2, 3, 4], "timestamps": [0.0, 0.125, 0.25, 0.375, 0.5],
-                "source_fps": 8.0, "source_height": 8 * shape[2], "source_width": 8 * shape[3],
-                "source_num_frames": 12})
+            key, captioned = f"{name}-v{i:02d}", i not in uncaptioned
+            image = media_types[i % len(media_types)] == "image"
+            text_row = None
+            if text_dim is not None and captioned:
+                text_row, length = len(text_rows), 2 + (s + i) % 4
+                embedding = torch.randn(length, text_dim, generator=text_generator).to(LATENT_DTYPES[text_dtype])
+                text_rows.append({"key": key, "text_embedding": tensor_bytes(embedding), "text_length": length})
+            for clip in range(1 if image else clips):
+                frames_t = 1 if image else video_latent_frames
+                shape = (4, frames_t, 4, 4) if i % 2 == 0 else (4, frames_t, 8, 4)
+                mean = torch.randn(*shape, generator=generator) * 3
+                stored = mean.to(LATENT_DTYPES[latent_dtype])
+                stats.add(stored.float())
+                logvar = torch.randn(*shape, generator=generator).to(stored.dtype) if store == "moments" else None
+                frames = [0] if image else [5 * clip + f for f in range(5)]
+                row = {"key": key, "shard": name, "clip": clip, "frame_start": frames[0], "num_frames": len(frames),
+                       "fps": None if image else 8.0, "height": 8 * shape[2], "width": 8 * shape[3],
+                       "caption": f"caption {key}" if captioned else None, "meta": json.dumps({"s": s, "i": i}),
+                       "latent": tensor_bytes(stored), "latent_shape": list(shape), "latent_dtype": latent_dtype,
+                       "logvar": None if logvar is None else tensor_bytes(logvar), "frame_indices": frames,
+                       "timestamps": [f / 8 for f in frames], "source_fps": None if image else 8.0,
+                       "source_height": 8 * shape[2], "source_width": 8 * shape[3],
+                       "source_num_frames": 1 if image else 12, "media_type": "image" if image else "video",
+                       "text_row": text_row}
+                latent_rows.append(row)
         errors = [{"key": f"{name}-broken", "shard": name, "stage": "decode", "error_type": "InvalidData",
                    "message": "not a video"}]
+        text = TextRows(text_rows, {"text_encoder": "test-encoder", "text_dim": text_dim, "text_dtype": text_dtype,
+                                    "max_text_tokens": 8}) if text_dim is not None else None
         publish_shard(layout, CommitRecord(name, stats=stats, errors_by_type={"InvalidData": 1}), latent_rows, errors,
-                      metadata)
+                      metadata, text)
         if s in uncommitted:
             layout.fs.rm(layout.committed(name))
     committed = tuple(n for s, n in enumerate(names) if s not in uncommitted)
