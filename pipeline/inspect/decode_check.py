@@ -15,7 +15,6 @@ import torch
 
 from wfvae import WFVAE
 
-from ..dataset.plan import Block
 from ..dataset.shard_files import ShardFiles
 from ..dataset.source import CommittedOutput, open_output
 from ..output.schema import tensor_from_bytes
@@ -93,6 +92,6 @@ def check_decoding(output_url: str, model: str, input_spec: str | None = None,
 def _read_rows(output: CommittedOutput, places: list[tuple[int, int]]) -> list[dict[str, Any]]:
     files = ShardFiles(output)
     try:
-        return [files.read(Block(shard, row, row + 1), COLUMNS).to_pylist()[0] for shard, row in places]
+        return [files.read("latents", shard, np.array([row]), COLUMNS).to_pylist()[0] for shard, row in places]
     finally:
         files.close()

@@ -180,7 +180,9 @@ class Run:
                                          "abandoned", number(0, inclusive=True, what="a number of seconds >= 0"),
                                    arg_type=float)
     progress_seconds: float = setting(10.0, "seconds between progress lines", _SECONDS, arg_type=float)
-    ray_address: str | None = setting(None, "Ray cluster to join", _ray_address,
+    ray_address: str | None = setting(None, "Ray cluster to join: host:port, ray://host:port, auto, or local (a "
+                                            "private local runtime, even when a cluster runs on this machine; it "
+                                            "ends with the job, a killed one too)", _ray_address,
                                       shown="RAY_ADDRESS, else the running cluster, else a local one")
     check_every: int | None = setting(
         None, "quality canary: decode every Nth clip (the first of each shard included) on the "
@@ -303,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode WebDataset video shards to WF-VAE latents in Parquet, on a Ray cluster or locally. "
                     "Re-running the same command resumes: committed shards are skipped.")
     parser.add_argument("--config", type=Path,
-                        help="YAML file of these settings (keys as the flags, with _ or -); flags override it")
+                        help="YAML file of these settings (keys as the flags, with _ or -; the sections where, read, "
+                             "latents, text and run may group them); flags override it")
     for name, (_, f) in SETTINGS.items():
         flag, help_text = "--" + name.replace("_", "-"), f.metadata["help"]
         if isinstance(f.default, bool):  # an off switch: the flag turns it on
@@ -312,9 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, type=f.metadata["arg_type"], choices=f.metadata["choices"],
                                 help=f"{help_text} (default: {shown_default(f)})".replace("%", "%%"))
     parser.add_argument("--dry-run", action="store_true",
-                        help="list shards (committed, pending, given up), probe the first sample of a few pending "
-                             "shards and estimate what the run would write, without starting Ray or encoding anything")
+                        help="the run's pre-flight: every check it makes before starting its encoders, exiting as it "
+                             "would (2, or 1 for an output another job holds); then the shards by state, the first "
+                             "sample of a few shards to encode probed, and an estimate of what the run would write; "
+                             "nothing is written, Ray is not started")
     return parser
+
+
+def flag_table() -> str:
+    """The README's table of the job's flags, from the parser (so from the settings' own help and defaults):
+    ``python -m pipeline.job.config`` prints it, and a test holds the README to it."""
+    rows = ["| flag | meaning (default) |", "|---|---|"]
+    for action in build_parser()._actions:
+        if action.option_strings and action.dest != "help":
+            text = (action.help or "").replace("%%", "%").replace("|", "\\|")
+            rows.append(f"| `{action.option_strings[-1]}` | {text} |")
+    return "\n".join(rows)
 
 
 def config_from_args(argv: list[str] | None = None) -> JobConfig:
@@ -378,3 +394,7 @@ def make_config(values: dict[str, Any]) -> JobConfig:
                          run=Run(**sections["run"]))
     except ConfigError as err:
         raise err.named_as_flag() from None
+
+
+if __name__ == "__main__":
+    print(flag_table())

@@ -86,7 +86,8 @@ def test_model_points(tmp_path):
     for row in rows:
         assert "error" not in row, row
         assert positive(row["seconds"]) and positive(row["frames_per_s"]), row
-        assert finite(row["peak_mib_above_baseline"]) and row["peak_mib_above_baseline"] >= 0, row  # ~0 MiB here
+        # ~0 MiB at these sizes, give or take a page the allocator gave back
+        assert finite(row["peak_mib_above_baseline"]) and row["peak_mib_above_baseline"] > -1, row
         assert row["latent_shape"] == [4, 3, 4, 4], row  # tiny-4x: 4 channels, 1 + 8/4 frames, 32/8
         assert positive(row["rel_error_vs_fp32"]), row
 

@@ -53,16 +53,25 @@ def test_ray_job_submit_refuses_an_output_inside_rays_copy_of_the_working_dir(ra
 
 
 def test_a_model_that_does_not_load_ends_the_job_with_one_line(ray_head, dataset, tmp_path):
-    model = tmp_path / "model"
-    shutil.copytree(TINY_MODEL, model)
-    weights = next(model.glob("*.safetensors"))
-    weights.write_bytes(weights.read_bytes()[:1000])  # config.json is fine: the driver accepts it
-    result = run_cli(ray_head, "--input", dataset.spec, "--output", str(tmp_path / "out"),
-                     *[str(model) if a == str(TINY_MODEL) else a for a in SMALL_CLIPS], check=False, timeout=180)
-    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "could not load the model" in errors[0] and str(model) in errors[0], result.stderr
-    assert "Fatal Python error" not in result.stderr and "Traceback" not in result.stderr
+    """Weights cut short are refused before anything starts (exit 2, nothing written); weights that are whole
+    but do not fit their config.json are found when an encoder loads them (exit 1): one line each."""
+    out = tmp_path / "out"
+    cut, mismatched = tmp_path / "cut", tmp_path / "mismatched"
+    for model in (cut, mismatched):
+        shutil.copytree(TINY_MODEL, model)
+    weights = next(cut.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:30000])
+    config = json.loads((mismatched / "config.json").read_text())
+    (mismatched / "config.json").write_text(json.dumps({**config, "base_channels": config["base_channels"] * 2}))
+    for model, status, words in ((cut, 2, "cut short"), (mismatched, 1, "could not load the model")):
+        result = run_cli(ray_head, "--input", dataset.spec, "--output", str(out),
+                         *[str(model) if a == str(TINY_MODEL) else a for a in SMALL_CLIPS], check=False, timeout=180)
+        assert result.returncode == status, result.stdout[-3000:] + result.stderr[-3000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and words in errors[0] and str(model) in errors[0], result.stderr
+        assert "Fatal Python error" not in result.stderr and "Traceback" not in result.stderr
+        if status == 2:
+            assert not out.exists()  # the run checks the model before it writes anything
 
 
 @pytest.mark.slow
