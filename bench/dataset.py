@@ -13,7 +13,7 @@ column chunks of every row group the dataset asked for (what pyarrow fetches fro
 Prints a markdown table for docs/benchmarks.md; ``--json FILE`` writes the figures.
 
     .venv/bin/python bench/dataset.py [--rows 2048] [--shards 4] [--repeat 3] [--folder DIR] [--json FILE]
-    .venv/bin/python bench/dataset.py --smoke      # 64 rows, one pass each: seconds, for tests/bench
+    .venv/bin/python bench/dataset.py --tiny      # 64 rows, one pass each: seconds, for tests/bench
 """
 
 from __future__ import annotations
@@ -178,10 +178,10 @@ def main() -> None:
     parser.add_argument("--cpu", type=int, default=0, help="the core to pin to")
     parser.add_argument("--folder", type=Path, default=Path("/tmp/wfvae-bench-dataset-text"),
                         help="where the job-format output is written")
-    parser.add_argument("--smoke", action="store_true", help="64 rows in 2 shards, one timed pass: seconds")
+    parser.add_argument("--tiny", action="store_true", help="64 rows in 2 shards, one timed pass: seconds")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if args.smoke:
+    if args.tiny:
         args.rows, args.shards, args.repeat = 64, 2, 1
     os.sched_setaffinity(0, {args.cpu})
     torch.set_num_threads(1)
@@ -193,7 +193,7 @@ def main() -> None:
           f"{args.shards} shards of local Parquet, warm page cache.\n")
     print(f"- Machine: **{figures['machine']}** (Python {platform.python_version()}, torch {torch.__version__}); one "
           f"process pinned to core {args.cpu} (`os.sched_setaffinity`), `torch.set_num_threads(1)`.")
-    print(f"- Command: `.venv/bin/python bench/dataset.py{' --smoke' if args.smoke else ''} --repeat {args.repeat}` "
+    print(f"- Command: `.venv/bin/python bench/dataset.py{' --tiny' if args.tiny else ''} --repeat {args.repeat}` "
           f"(median of {args.repeat} full passes after an untimed one).")
     print("- Bytes read: the stored size of the column chunks of every row group read, per sample.\n")
     floor = arrow_rate(args.folder, args.repeat)

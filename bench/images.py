@@ -17,7 +17,7 @@ then 1 and 8: how far JPEG's DCT scaling and Pillow's box reduce go before Lancz
 swscale's area filter, the video path's (`pyav_video.SCALE_FLAGS`; from RGB, no chroma to bring up).
 
     .venv/bin/python bench/images.py [--repeat 15] [--core 0] [--json figures.json]
-    .venv/bin/python bench/images.py --smoke        # a few seconds: the same cases, 3 rounds
+    .venv/bin/python bench/images.py --tiny        # a few seconds: the same cases, 3 rounds
 """
 
 from __future__ import annotations
@@ -154,22 +154,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15, help="interleaved timed rounds (after one warm-up round)")
     parser.add_argument("--core", type=int, default=None, help="the CPU core to pin to (default: not pinned)")
     parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--smoke", action="store_true", help="3 rounds, fewer quality rounds: a few seconds")
+    parser.add_argument("--tiny", action="store_true", help="3 rounds, fewer quality rounds: a few seconds")
     args = parser.parse_args()
-    repeat = 3 if args.smoke else args.repeat
+    repeat = 3 if args.tiny else args.repeat
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
     load_before = os.getloadavg()[0]
     config = ReadConfig(resolution=OUT)
     cases = make_cases(source_picture())
     seconds = timed(cases, config, repeat)
-    rows = quality(cases, config, 1 if args.smoke else max(3, repeat // 3))
+    rows = quality(cases, config, 1 if args.tiny else max(3, repeat // 3))
     load_after = os.getloadavg()[0]
 
     base = {name: seconds["jpeg" if name.startswith("jpeg") else "png" if name.startswith("png") else name]
             for name in cases}
     print("## Images\n")
-    print(f"`bench/images.py`{' --smoke' if args.smoke else ''}: `decode_clips` of a {SIZE[1]}x{SIZE[0]} image to "
+    print(f"`bench/images.py`{' --tiny' if args.tiny else ''}: `decode_clips` of a {SIZE[1]}x{SIZE[0]} image to "
           f"{OUT[0]}x{OUT[1]}, one thread, CPU time, median of {repeat} interleaved rounds after a warm-up.\n")
     print(f"- Machine: **{describe_machine()}** (Python {platform.python_version()}, Pillow {PIL.__version__}); "
           f"{'pinned to core ' + str(args.core) if args.core is not None else 'not pinned'}; load average (1 min) "

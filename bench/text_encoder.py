@@ -1,7 +1,7 @@
 """The caption encoder's cost (``pipeline.text``): measured on CPU, estimated for umT5-XXL on an H100.
 
     python bench/text_encoder.py            # about a minute on 2 cores
-    python bench/text_encoder.py --smoke    # seconds: every section, at small sizes
+    python bench/text_encoder.py --tiny    # seconds: every section, at small sizes
 
 Prints one JSON object:
 
@@ -11,9 +11,9 @@ Prints one JSON object:
   32128-token vocabulary). Median of the rounds, after a warm-up round; ``tokenize_ms`` is the
   tokenizer's share, ``gflop`` the forward pass's FLOPs per caption (counted), so ``gflops`` is the
   rate this CPU reached.
-- ``load``: a t5-small-shaped model (smoke: a 9 MB encoder beside a 40 MB decoder) loaded in a fresh
+- ``load``: a t5-small-shaped model (--tiny: a 9 MB encoder beside a 40 MB decoder) loaded in a fresh
   child process from its full encoder-decoder checkpoint and from its encoder alone, in float32 and in
-  bfloat16 (smoke: bfloat16): parameters on the device, and the resident memory that the load and one
+  bfloat16 (--tiny: bfloat16): parameters on the device, and the resident memory that the load and one
   encode (which touches every encoder weight) added: at its peak (VmHWM), at the end, anonymous (copies:
   bfloat16 weights converted from a float32 file) and file-backed (float32 weights stay memory-mapped views
   of the safetensors file). Equal figures for both checkpoints show that the decoder is never read.
@@ -212,7 +212,7 @@ def h100_section() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="every section at small sizes, in seconds")
+    parser.add_argument("--tiny", action="store_true", help="every section at small sizes, in seconds")
     parser.add_argument("--load-memory", nargs=3, help=argparse.SUPPRESS)  # the load section's child
     args = parser.parse_args()
     if args.load_memory:
@@ -221,9 +221,9 @@ def main() -> None:
         return
     from tests.support.text_models import T5_SMALL, TINY, TextModelShape, make_text_model
 
-    # smoke, in place of t5-small: a decoder of 40 MB beside an encoder of 9 MB, for the load section
+    # --tiny, in place of t5-small: a decoder of 40 MB beside an encoder of 9 MB, for the load section
     small = TextModelShape(d_model=256, d_kv=32, d_ff=1024, num_layers=2, num_decoder_layers=8, num_heads=8,
-                           vocab_size=1024) if args.smoke else T5_SMALL
+                           vocab_size=1024) if args.tiny else T5_SMALL
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -231,13 +231,13 @@ def main() -> None:
         tiny = make_text_model(root / "tiny", "t5", shape=TINY)
         small_encoder = make_text_model(root / "small", "t5", shape=small)
         small_full = make_text_model(root / "small-full", "t5", shape=small, full=True)
-        report: dict = {"smoke": args.smoke, "cpu_count": os.cpu_count(), "seconds": {}}
+        report: dict = {"tiny": args.tiny, "cpu_count": os.cpu_count(), "seconds": {}}
         sections = {
-            "cpu": lambda: cpu_section({"tiny": tiny, "t5_small_shape": small_encoder}, 1 if args.smoke else 5),
+            "cpu": lambda: cpu_section({"tiny": tiny, "t5_small_shape": small_encoder}, 1 if args.tiny else 5),
             "load": lambda: load_section(small_full, small_encoder, tiny,
-                                         ["bfloat16"] if args.smoke else ["float32", "bfloat16"]),
+                                         ["bfloat16"] if args.tiny else ["float32", "bfloat16"]),
             "h100": h100_section,
-            "digest": lambda: digest_section(32 if args.smoke else 512, small_full, report["h100"])}
+            "digest": lambda: digest_section(32 if args.tiny else 512, small_full, report["h100"])}
         for name, run in sections.items():
             section_started = time.perf_counter()
             report[name] = run()

@@ -96,9 +96,8 @@ class Call:
 
     def next_part(self, decode: SampleDecode) -> Part:
         """The next part of ``decode``'s sample (parts of samples closed before they ended are dropped)."""
-        lock = self.pool.lock
         while True:
-            with lock:
+            with self.pool.locked():
                 while self.parts:
                     part = self.parts.popleft()
                     if self.base + part.index == decode.index:
@@ -119,18 +118,15 @@ class Call:
                 pass
             except Exception as err:  # noqa: BLE001 - every failure is a sample's, or its worker's
                 error = err
-            try:
-                with lock:
-                    if self.gen is not gen:
-                        continue  # handed to a fresh worker meanwhile: the old stream's news is stale
-                    if parcel is not None:
-                        self.parts.extend(parcel)
-                    elif error is None:
-                        self.gen = None
-                    else:
-                        self.pool.failed(self, decode, error)
-            finally:
-                self.pool.release()
+            with self.pool.locked():
+                if self.gen is not gen:
+                    continue  # handed to a fresh worker meanwhile: the old stream's news is stale
+                if parcel is not None:
+                    self.parts.extend(parcel)
+                elif error is None:
+                    self.gen = None
+                else:
+                    self.pool.failed(self, decode, error)
 
 
 def failure(err: BaseException, decode: SampleDecode) -> ErrorRecord:
@@ -179,11 +175,10 @@ class DecodePool:
             if not self.workers:
                 raise
             return  # keeps what it has
-        with self.lock:
+        with self.locked():
             self.workers += [_Worker(self, []) for _ in range(target - len(self.workers))]
             for worker in [w for w in self.workers if not w.calls][:max(0, len(self.workers) - target)]:
                 self._retire(worker)
-        self.release()
 
     def group_size(self) -> int:
         """Samples for the next call: as many as make a call last about ``CALL_SECONDS`` (one until one is seen)."""
@@ -193,16 +188,14 @@ class DecodePool:
 
     def placed(self) -> dict[str, Any]:
         """Workers, how many are up per node, and how many found no CPU in ``PLACE_SECONDS``."""
-        with self.lock:
-            self._apply_news()
+        with self.locked():
             nodes = Counter(w.node for w in self.workers if w.state == "up")
             return {"workers": len(self.workers), "nodes": dict(nodes),
                     "unplaced": sum(w.state == "late" for w in self.workers)}
 
     def waiting_for_cpu(self) -> int:
         """Workers not up that hold calls: the encoder waits for them (a replacement after a lost node)."""
-        with self.lock:
-            self._apply_news()
+        with self.locked():
             return sum(1 for w in self.workers if w.calls and w.state != "up")
 
     # -- news from Ray's and the timers' threads -------------------------------------------------------
@@ -216,8 +209,7 @@ class DecodePool:
         a replacement whose node went away, and no CPU is free for it), they go with the open calls of the up
         worker holding fewest, in input order, to one fresh process in that worker's place (the pool is one
         smaller until the next shard re-sizes it; while none is up, they wait for a CPU)."""
-        with self.lock:
-            self._apply_news()
+        with self.locked():
             if worker.state == "starting":
                 worker.state = "late"
             hosts = [w for w in self.workers if w.state == "up"]
@@ -226,10 +218,25 @@ class DecodePool:
                 self._retire(worker)
                 host.calls = sorted(host.calls + worker.calls, key=lambda call: call.seq)
                 self._replace(host)
-        self.release()
         self.wake.set()
 
     # -- under the lock ----------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self):
+        """The pool's lock, the placements posted meanwhile applied; the workers retired under it are killed
+        once it is released (a kill waits for the cluster)."""
+        retired: list[_Worker] = []
+        try:
+            with self.lock:
+                self._apply_news()
+                try:
+                    yield
+                finally:
+                    retired, self._retired = self._retired, []
+        finally:
+            for worker in retired:
+                ray.kill(worker.actor, no_restart=True)
+
     def _apply_news(self) -> None:
         while not self._news.empty():
             worker, node = self._news.get()
@@ -268,23 +275,15 @@ class DecodePool:
             call.worker = fresh
             self._submit(call, again=True)
 
-    def release(self) -> None:
-        """Kills the workers retired under the lock (after it: a kill waits for the cluster)."""
-        with self.lock:
-            retired, self._retired = self._retired, []
-        for worker in retired:
-            ray.kill(worker.actor, no_restart=True)
-
     # -- the feeder ----------------------------------------------------------------------------------
     def assign(self, call: Call, stopped) -> bool:
         """Hands the call to the up worker with the fewest open calls once one has room; False if stopped first.
         NoDecodeCPU if every worker is late and the cluster has no free CPU."""
         while True:
             self.wake.clear()
-            with self.lock:
+            with self.locked():
                 if stopped():
                     return False
-                self._apply_news()
                 for worker in [w for w in self.workers if w.state == "failed"]:
                     self._replace(worker)
                 ready = [w for w in self.workers if w.state == "up" and len(w.calls) < DEPTH]
@@ -293,7 +292,6 @@ class DecodePool:
                     call.worker.calls.append(call)
                     self._submit(call, again=False)
                 all_late = all(w.state == "late" for w in self.workers)
-            self.release()
             if call.worker is not None:
                 return True
             if all_late and ray.available_resources().get("CPU", 0) < 1:
@@ -324,7 +322,7 @@ class DecodePool:
         """The encoder is done with a sample; after a call's last, its worker has room again (a worker
         still on a call given up before it ended is replaced)."""
         call = decode.call
-        with self.lock:
+        with self.locked():
             if decode.ended:
                 seconds, mean = decode.decode_seconds, self.sample_seconds
                 self.sample_seconds = seconds if mean is None else 0.9 * mean + 0.1 * seconds
@@ -333,14 +331,12 @@ class DecodePool:
             call.worker.calls.remove(call)
             if call.gen is not None and not all(d.ended for d in call.decodes):
                 self._replace(call.worker)
-        self.release()
         self.wake.set()
 
     def close(self) -> None:
-        with self.lock:
+        with self.locked():
             for worker in list(self.workers):
                 self._retire(worker)
-        self.release()
 
 
 class ShardFeed:

@@ -1,4 +1,4 @@
-"""bench/dataset.py --smoke in a process of its own: it writes its output, reads every configuration, and
+"""bench/dataset.py --tiny in a process of its own: it writes its output, reads every configuration, and
 its figures say what was read. The rates of 64 rows on a shared machine are only checked to be rates; the
 bytes per sample are exact: what the stored columns hold."""
 
@@ -15,9 +15,9 @@ TEXT = 120 * 4096 * 2  # of a 120 x 4096 bfloat16 caption embedding, stored raw
 SMALL_FIELDS = 2_000  # everything else a row stores, zstd-compressed, is well below this
 
 
-def test_the_smoke_run_reads_every_configuration_and_counts_the_bytes(tmp_path):
+def test_the_tiny_run_reads_every_configuration_and_counts_the_bytes(tmp_path):
     figures_path = tmp_path / "figures.json"
-    run = subprocess.run([sys.executable, "bench/dataset.py", "--smoke", "--folder", str(tmp_path / "out"),
+    run = subprocess.run([sys.executable, "bench/dataset.py", "--tiny", "--folder", str(tmp_path / "out"),
                           "--json", str(figures_path)], cwd=REPO, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(figures_path.read_text())

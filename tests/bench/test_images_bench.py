@@ -1,4 +1,4 @@
-"""bench/images.py --smoke: the image benchmark still runs and measures something (a few seconds)."""
+"""bench/images.py --tiny: the image benchmark still runs and measures something (a few seconds)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_image_benchmark_smoke_run_gives_positive_figures(tmp_path):
+def test_the_image_benchmark_tiny_run_gives_positive_figures(tmp_path):
     figures_file = tmp_path / "figures.json"
-    run = subprocess.run([sys.executable, str(REPO / "bench" / "images.py"), "--smoke", "--json", str(figures_file)],
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "images.py"), "--tiny", "--json", str(figures_file)],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     figures = json.loads(figures_file.read_text())

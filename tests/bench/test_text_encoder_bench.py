@@ -1,4 +1,4 @@
-"""bench/text_encoder.py --smoke: every section runs, and its figures are the ones the report quotes."""
+"""bench/text_encoder.py --tiny: every section runs, and its figures are the ones the report quotes."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_smoke_run_measures_every_section():
-    result = subprocess.run([sys.executable, "bench/text_encoder.py", "--smoke"], cwd=REPO, capture_output=True,
+def test_the_tiny_run_measures_every_section():
+    result = subprocess.run([sys.executable, "bench/text_encoder.py", "--tiny"], cwd=REPO, capture_output=True,
                             text=True, timeout=240, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    assert report["smoke"] is True and set(report["seconds"]) == {"cpu", "load", "h100", "digest", "total"}
+    assert report["tiny"] is True and set(report["seconds"]) == {"cpu", "load", "h100", "digest", "total"}
 
     for model in ("tiny", "t5_small_shape"):
         cpu = report["cpu"][model]

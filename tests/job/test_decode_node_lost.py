@@ -94,9 +94,11 @@ def _most_waiting_for_cpu(runner: threading.Thread, deadline: float) -> int:
 
 
 def _decode_workers_on(node_id: str) -> int:
+    import ray
     from ray.util.state import list_actors
 
-    return sum(1 for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+    return sum(1 for actor in list_actors(address=ray.get_runtime_context().gcs_address,
+                                          filters=[("state", "=", "ALIVE")], limit=1000)
                if actor.class_name == "DecodeWorker" and actor.node_id == node_id)
 
 

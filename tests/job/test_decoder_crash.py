@@ -17,6 +17,7 @@ import signal
 import time
 
 import pytest
+import ray
 from ray.util.state import list_actors
 
 from pipeline.job import decode_workers
@@ -58,7 +59,8 @@ def _kill_while_reading_long(encoder, killed: set[int]) -> int:
     def fresh_worker() -> int | None:
         """The pid of the one decode worker alive, once Ray's state shows just one (a test before this one
         killed its encoder's workers, which the state may show alive for a moment)."""
-        alive = list_actors(filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")])
+        alive = list_actors(address=ray.get_runtime_context().gcs_address,  # this session's head: others may run
+                            filters=[("class_name", "=", "DecodeWorker"), ("state", "=", "ALIVE")])
         pids = [actor.pid for actor in alive if actor.pid not in killed]
         return pids[0] if len(pids) == 1 else None
 

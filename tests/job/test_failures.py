@@ -283,3 +283,22 @@ def test_a_shard_given_up_in_this_run_counts_as_given_up_without_its_marker(tmp_
     (output.out / "_given_up" / "part-000003.json").write_text("{}")
     again = summarize(layout.url, state, [*layout.given_up_shards(), "part-000001"], names)
     assert again.given_up == ["part-000001", "part-000003"] and again.shards.pending == 0
+
+
+@pytest.mark.slow
+def test_a_signal_while_a_finished_job_shuts_down_keeps_the_runs_status(ray_head, dataset, tmp_path):
+    """Ctrl-C as the job leaves its own local Ray runtime (after the summary): the run's status, and one line."""
+    log = tmp_path / "job.log"
+    job = start_cli(ray_head, "--input", dataset.spec, "--output", str(tmp_path / "out"), *SMALL_CLIPS,
+                    "--ray-address", "local", log=log)
+    try:
+        _wait_for(lambda: "latent std" in log.read_text(), 180, "the summary")
+        job.send_signal(signal.SIGINT)
+        status = job.wait(timeout=60)
+    finally:
+        job.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    # leaving a local runtime takes a second or more: the signal comes while it does
+    assert status == 0 and "SIGINT received after the run ended; exit status 0" in text, text
+    assert shards_by_state(read_summary(tmp_path / "out")) == (3, 3, 0, 0)
