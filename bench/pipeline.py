@@ -221,7 +221,8 @@ def the_job(args: argparse.Namespace, spec: str, out: Path) -> dict:
     balance, first = run_balance(steady), summary.this_run.balance
     return {"clips": clips, "seconds": round(seconds, 3), "clips_per_second": round(clips / seconds, 2),
             "wall_seconds_with_startup": round(wall, 3), "errors": summary.samples_failed,
-            "balance": asdict(balance) if balance else None, "balance_with_first_shard": asdict(first) if first else None,
+            "balance": asdict(balance) if balance else None,
+            "balance_with_first_shard": asdict(first) if first else None,
             **_canary_share(steady, seconds)}
 
 

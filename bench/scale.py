@@ -281,7 +281,8 @@ def killed_job(count: int, at: int) -> list[dict]:
         for i in range(count):
             tarfile.open(base / "in" / f"{name(i)}.tar", "w").close()
         spec, out = str(base / "in" / "part-*.tar"), base / "out"
-        job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "encode_dataset.py"), *job_args(spec, str(out), None),
+        job = subprocess.Popen([sys.executable, str(ROOT / "jobs" / "encode_dataset.py"),
+                                *job_args(spec, str(out), None),
                                 "--ray-address", "local"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
         began = time.perf_counter()

@@ -79,7 +79,8 @@ def encode(plan: Plan, placement: Placement, sink: OutputSink, todo: list[str], 
         identities = wait_for_actors(actors, stop)
         if identities is None:
             return []
-        opened = sink.begin(Manifest(identity.with_encoders(identities[0].model, identities[0].text), job.public_dict()))
+        loaded = identity.with_encoders(identities[0].model, identities[0].text)
+        opened = sink.begin(Manifest(loaded, job.public_dict()))
         log(f"output {sink.url}: {opened}; {len(actors)} encoder actor(s) on {identities[0].device} "
             f"({identities[0].dtype}), {placement.decode_workers} decode worker(s) each")
         return dispatch(actors, todo, sink, job.run, log, started, stop)

@@ -11,7 +11,8 @@ def format_summary(summary: OutputSummary) -> str:
     failed = summary.samples_failed
     lines = [
         f"output        {summary.output}",
-        f"shards        {shards.committed}/{shards.total} committed, {shards.given_up} given up, {shards.pending} pending"
+        f"shards        {shards.committed}/{shards.total} committed, {shards.given_up} given up, "
+        f"{shards.pending} pending"
         + (f"; {shards.not_in_input} more committed earlier, no longer in the input (kept)" if shards.not_in_input
            else ""),
         f"clips         {summary.clips} encoded{_by_media(summary.media)}, {failed} sample{'' if failed == 1 else 's'} "

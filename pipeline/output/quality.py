@@ -60,8 +60,8 @@ class CanaryResults:
 
     def to_dict(self) -> dict[str, Any]:
         return {"every": self.every, "seen": self.seen, "checked": self.checked, "psnr_sum": self.psnr_sum,
-                "psnr_min": self.psnr_min, "psnr_mean": self.psnr_mean, "worst": [clip.to_dict() for clip in self.worst],
-                "seconds": round(self.seconds, 3)}
+                "psnr_min": self.psnr_min, "psnr_mean": self.psnr_mean,
+                "worst": [clip.to_dict() for clip in self.worst], "seconds": round(self.seconds, 3)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> CanaryResults | None:

@@ -138,7 +138,8 @@ class CommitRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CommitRecord:
         known = _known(cls, data)
-        known.update(stats=LatentStats.from_dict(data.get("stats")), timings=ShardTimings.from_dict(data.get("timings")),
+        known.update(stats=LatentStats.from_dict(data.get("stats")),
+                     timings=ShardTimings.from_dict(data.get("timings")),
                      actor=ActorInfo.from_dict(data.get("actor")), canary=CanaryResults.from_dict(data.get("canary")),
                      balance=Balance.from_dict(data.get("balance")), decoding=Decoding.from_dict(data.get("decoding")),
                      bytes={**dict.fromkeys(BYTE_KINDS, 0), **data.get("bytes", {})})

@@ -31,7 +31,8 @@ def _publish(layout: OutputLayout, shard: str, latents: list[torch.Tensor], erro
     for i, latent in enumerate(latents):
         stats.add(latent)
         rows.append(latent_row(_info(f"{shard}-{i}"), shard, latent, None, "float32"))
-    error_rows = [error_row(ErrorRecord("decode", "CorruptVideo", "broken", shard, f"{shard}-bad{i}")) for i in range(errors)]
+    error_rows = [error_row(ErrorRecord("decode", "CorruptVideo", "broken", shard, f"{shard}-bad{i}"))
+                  for i in range(errors)]
     publish_shard(layout, CommitRecord(shard, stats=stats, errors_by_type={"CorruptVideo": errors} if errors else {}),
                   rows, error_rows, {"model": "m"})
 
