@@ -53,7 +53,8 @@ def run_job(job: JobConfig, log: Callable[[str], None] = print, stop: StopReques
                 connect(job.run.ray_address, log)
                 stop.install()  # again: ray.init replaced the SIGTERM handler
                 placement = place(job, sink.local, log)
-                sink.check(plan.identity(placement.on_gpu))
+                if not job.where.overwrite:  # again, with the precisions the cluster's devices resolve
+                    sink.check(plan.identity(placement.on_gpu))
                 abandoned = encode(plan, placement, sink, left.todo, log, started, stop)
             summary = sink.finish(seconds=time.perf_counter() - started, stopped_by=stop.name, abandoned=abandoned,
                                   balance=run_balance(sink.records))

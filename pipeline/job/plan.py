@@ -8,6 +8,7 @@ refuses, with the same words; nothing here writes anything.
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..output.manifest import ModelIdentity, OutputIdentity
 from ..output.resume import duplicate_names
 from ..reading import ReadConfig, Sample, iter_samples, list_shards
 from .config import ConfigError, JobConfig, check_against_model
+from .paths import has_scheme
 
 PROBED_SHARDS = 3  # shards whose first sample is read before the run (and by the dry run)
 
@@ -108,6 +110,9 @@ def check_captions(config: ReadConfig, urls: list[str], storage_options: dict[st
 
 
 def _first_sample(url: str, config: ReadConfig, storage_options: dict[str, Any] | None) -> Sample | None:
+    """None for a local file that cannot be read twice (a FIFO): the probe would take what the run needs."""
+    if not has_scheme(url) and os.path.exists(url) and not os.path.isfile(url):
+        return None
     samples = iter_samples(url, config, storage_options)
     try:
         return next((item for item in samples if isinstance(item, Sample)), None)

@@ -43,17 +43,19 @@ def source_tokens(urls: list[str], storage_options: dict[str, Any] | None = None
 
 
 def _list_folder(folder: str, storage_options: dict[str, Any] | None) -> dict[str, str]:
-    """Name -> token of every file in a folder (one listing)."""
+    """Name -> token of every file in a folder (one listing); nothing for a folder that cannot be listed (gone,
+    no access, a web server that lists nothing): its shards' sources are not checked, and reading them is the
+    run's to find out."""
     fs, path = filesystem(folder, storage_options)
     if is_local(fs):
         try:
             with os.scandir(path) as entries:
                 return {entry.name: _local_token(entry.stat()) for entry in entries if entry.is_file()}
-        except FileNotFoundError:
+        except OSError:
             return {}
     try:
         listing = fs.ls(path, detail=True, refresh=True)
-    except FileNotFoundError:
+    except Exception:  # noqa: BLE001 - every protocol fails in its own way (aiohttp, botocore, OSError)
         return {}
     return {info["name"].rsplit("/", 1)[-1]: token_of(info) for info in listing if info.get("type") == "file"}
 
