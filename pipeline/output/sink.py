@@ -252,7 +252,7 @@ class OutputSink:
         try:
             write_json(self.layout.fs, path, GivenUp(url, attempts, reason, time.time()).to_dict())
         except Exception as err:  # noqa: BLE001 - the exit status already says it
-            self._failed_write(path, err)
+            self._failed_write(path, err, "record the given-up shard in")
 
     def lease_lost(self) -> str | None:
         """Why this job no longer holds the output (another job took it over), or None."""
@@ -340,10 +340,10 @@ class OutputSink:
         self._latest_run = max(time.time(), self._latest_run + 0.001)
         return self._latest_run
 
-    def _failed_write(self, path: str, err: BaseException) -> None:
+    def _failed_write(self, path: str, err: BaseException, what: str = "write") -> None:
         url = self.layout.url_of(path)
         self._active().write_failures.append(f"{url}: {type(err).__name__}: {err}")
-        self._active().log(f"warning: could not write {url}: {type(err).__name__}: {err}")
+        self._active().log(f"warning: could not {what} {url}: {type(err).__name__}: {err}")
 
 
 def latents_metadata(vae: Any, model: Any, *, store: str, latent_dtype: str, compute_dtype: str,

@@ -133,6 +133,33 @@ def test_shards_that_keep_failing_are_given_up_recorded_and_retried_by_a_rerun(r
     assert len(read_rows(out)) == 6
 
 
+def _blocking_dataset(tmp_path, shards: int):
+    """``shards`` shards whose last one is a FIFO: a job reading it blocks until the test writes it."""
+    data = write_shards(tmp_path / "shards", 2, shards=shards)
+    last = data.folder / f"part-{shards - 1:06d}.tar"
+    payload = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)
+    return data, last, payload
+
+
+def _stuck_job(ray_head, tmp_path, shards: int, grace: int):
+    """A job on ``shards`` shards (``--grace-seconds grace``), started once all but its last, blocked one
+    are committed; returns (job, its args, the output, the FIFO, what unblocks it)."""
+    data, fifo, payload = _blocking_dataset(tmp_path, shards=shards)
+    out = tmp_path / "out"
+    args = ["--input", data.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1", "--grace-seconds",
+            str(grace)]
+    job = start_cli(ray_head, *args, log=tmp_path / "job.log")
+    try:
+        _wait_for(lambda: len(list((out / "_committed").glob("*.json"))) == shards - 1, 180,
+                  f"{shards - 1} committed shard(s)")
+    except BaseException:
+        job.kill()
+        raise
+    return job, args, out, fifo, payload
+
+
 @pytest.mark.slow
 def test_sigterm_abandons_a_stuck_shard_after_the_grace_period_writes_the_summary_and_exits_143(ray_head, tmp_path):
     job, args, out, fifo, payload = _stuck_job(ray_head, tmp_path, shards=4, grace=2)
