@@ -324,7 +324,7 @@ def main() -> None:
         print(json.dumps(measure(stage, spec, out, json.loads(options))))
         return
     if args.tiny:
-        args.local, args.s3, args.killed_local = "100", "50", "100"
+        args.local, args.s3, args.killed_local = "100", "20", "100"
     rows = []
     for count in (int(c) for c in args.local.split(",") if c):
         rows += local_rows(count)
