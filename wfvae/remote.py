@@ -78,19 +78,19 @@ def fetch_model(url: str, storage_options: dict[str, Any] | None = None,
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     for folder in ("blobs", "refs", "locks"):
         (cache / folder).mkdir(parents=True, exist_ok=True)
-    identity = [_identity(fs, config_info), _identity(fs, weights_info)]
+    identity = [identity_of(fs, config_info), identity_of(fs, weights_info)]
     cacheable = all(len(part) > 2 for part in identity)  # more than name and size
     key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
     weights_url = fs.unstrip_protocol(weights_info["name"])
-    with _locked(cache / "locks" / f"{key}.lock"):
+    with locked(cache / "locks" / f"{key}.lock"):
         ref = cache / "refs" / f"{key}.json"
         if cacheable and (hit := _cached(cache, ref, config_info, weights_info)) is not None:
             config, weights, digest = hit
             return FetchedModel(weights_url, config, weights, digest, downloaded=False)
-        config, _ = _download(fs, config_info, cache)
-        weights, digest = _download(fs, weights_info, cache)
+        config, _ = download_blob(fs, config_info, cache)
+        weights, digest = download_blob(fs, weights_info, cache)
         if cacheable:
-            _write_atomically(ref, json.dumps({
+            write_atomically(ref, json.dumps({
                 "url": weights_url, "identity": identity, "sha256": digest, "fetched_at": time.time(),
                 "config": str(config.relative_to(cache)), "weights": str(weights.relative_to(cache))},
                 indent=2, default=str).encode())
@@ -127,7 +127,7 @@ def _locate(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractF
             config = listing.get("config.json")
             if config is None:
                 raise FileNotFoundError(f"{url}: no config.json ({expected})")
-            return fs, _full_info(fs, config), _full_info(fs, weights)
+            return fs, full_info(fs, config), full_info(fs, weights)
         if not info["name"].endswith(WEIGHT_SUFFIXES):
             raise FileNotFoundError(f"{url}: not a weights file ({expected})")
         parent = info["name"].rstrip("/").rsplit("/", 1)[0]
@@ -137,12 +137,17 @@ def _locate(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractF
             raise FileNotFoundError(f"{url}: no config.json beside it ({expected})") from None
         return fs, config, info
     except FileNotFoundError as err:
-        if str(err).startswith(url):
-            raise
-        raise FileNotFoundError(f"{url}: not found ({expected})") from None
+        raise explained(url, expected, err) from None
     except (OSError, ValueError, ImportError) as err:  # no access, unknown protocol, bad options
-        raise FileNotFoundError(f"{url}: could not be read ({type(err).__name__}: {err}); check the URL and the "
-                                "storage options (credentials, endpoint)") from None
+        raise explained(url, expected, err) from None
+
+
+def explained(url: str, expected: str, err: BaseException) -> FileNotFoundError:
+    """A failure to read a model at ``url``, as the one error that names it and says what is expected there."""
+    if isinstance(err, FileNotFoundError):
+        return err if str(err).startswith(url) else FileNotFoundError(f"{url}: not found ({expected})")
+    return FileNotFoundError(f"{url}: could not be read ({type(err).__name__}: {err}); check the URL and the "
+                             "storage options (credentials, endpoint)")
 
 
 def _pick_weights(url: str, listing: dict[str, dict], expected: str) -> dict:
@@ -157,14 +162,14 @@ def _pick_weights(url: str, listing: dict[str, dict], expected: str) -> dict:
     raise FileNotFoundError(f"{url}: no weights found ({expected})")
 
 
-def _full_info(fs: fsspec.AbstractFileSystem, entry: dict) -> dict:
+def full_info(fs: fsspec.AbstractFileSystem, entry: dict) -> dict:
     """Listings may omit change tokens that info() has (and vice versa): use both."""
     if any(entry.get(token) for token in _CHANGE_TOKENS):
         return entry
     return {**entry, **fs.info(entry["name"])}
 
 
-def _identity(fs: fsspec.AbstractFileSystem, info: dict) -> dict:
+def identity_of(fs: fsspec.AbstractFileSystem, info: dict) -> dict:
     """What the storage says about a file without reading it; equal identities mean equal contents."""
     found = {"url": fs.unstrip_protocol(info["name"]), "size": int(info["size"])}
     found.update({token: str(info[token]) for token in _CHANGE_TOKENS if info.get(token) not in (None, "")})
@@ -186,7 +191,7 @@ def _cached(cache: Path, ref: Path, config_info: dict, weights_info: dict) -> tu
     return (config, weights, data["sha256"]) if sizes_match else None
 
 
-def _download(fs: fsspec.AbstractFileSystem, info: dict, cache: Path) -> tuple[Path, str]:
+def download_blob(fs: fsspec.AbstractFileSystem, info: dict, cache: Path) -> tuple[Path, str]:
     """Stream a file into the cache; returns (local path, SHA-256). Verified against the listing."""
     url, name = fs.unstrip_protocol(info["name"]), info["name"].rstrip("/").rsplit("/", 1)[-1]
     sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
@@ -215,14 +220,14 @@ def _download(fs: fsspec.AbstractFileSystem, info: dict, cache: Path) -> tuple[P
             os.unlink(temporary)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     temporary.write_bytes(data)
     os.replace(temporary, path)
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
     """An exclusive lock between processes of this machine; released by the kernel if the holder dies."""
     with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

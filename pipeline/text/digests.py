@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from wfvae.remote import _write_atomically, default_cache_dir
+from wfvae.remote import default_cache_dir, write_atomically
 
 _CHUNK = 8 << 20
 
@@ -38,7 +38,7 @@ def file_sha256(path: Path, cache_dir: str | Path | None = None) -> str:
         while chunk := source.read(_CHUNK):
             digest.update(chunk)
     memo_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomically(memo, json.dumps({"version": version, "sha256": digest.hexdigest()}).encode())
+    write_atomically(memo, json.dumps({"version": version, "sha256": digest.hexdigest()}).encode())
     return digest.hexdigest()
 
 

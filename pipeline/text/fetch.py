@@ -32,7 +32,8 @@ import fsspec
 
 # The download, the cache's locking and the storage's change tokens are WF-VAE's (private there: see the
 # report of the text-encoder work for making them public).
-from wfvae.remote import _download, _full_info, _identity, _locked, _write_atomically, default_cache_dir
+from wfvae.remote import (default_cache_dir, download_blob, explained, full_info, identity_of, locked,
+                          write_atomically)
 
 from .files import EXPECTED, model_files
 
@@ -52,17 +53,17 @@ def fetch_text_model(url: str, storage_options: dict[str, Any] | None = None,
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     for part in ("blobs", "refs", "locks", "snapshots"):
         (cache / part).mkdir(parents=True, exist_ok=True)
-    identity = [_identity(fs, infos[name]) for name in sorted(infos)]
+    identity = [identity_of(fs, infos[name]) for name in sorted(infos)]
     cacheable = all(len(part) > 2 for part in identity)  # more than URL and size: a change token
     key = "text-" + hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
     ref = cache / "refs" / f"{key}.json"
-    with _locked(cache / "locks" / f"{key}.lock"):
+    with locked(cache / "locks" / f"{key}.lock"):
         if cacheable and (digests := _cached(cache, ref, infos)) is not None:
             return FetchedFolder(folder_url, _snapshot(cache, digests), digests, downloaded=False)
-        digests = {name: _download(fs, infos[name], cache)[1] for name in sorted(infos)}
+        digests = {name: download_blob(fs, infos[name], cache)[1] for name in sorted(infos)}
         folder = _snapshot(cache, digests)
         if cacheable:
-            _write_atomically(ref, json.dumps({"url": folder_url, "identity": identity, "sha256": digests,
+            write_atomically(ref, json.dumps({"url": folder_url, "identity": identity, "sha256": digests,
                                                "fetched_at": time.time()}, indent=2, default=str).encode())
     return FetchedFolder(folder_url, folder, digests, downloaded=True)
 
@@ -78,15 +79,10 @@ def _locate(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractF
         listing = {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry
                    for entry in fs.ls(path, detail=True) if entry.get("type") != "directory"}
         names = model_files(url, listing, lambda name: fs.cat_file(listing[name]["name"]).decode())
-    except FileNotFoundError as err:
-        if str(err).startswith(url):
-            raise
-        raise FileNotFoundError(f"{url}: not found (expected {EXPECTED})") from None
-    except (OSError, ValueError, ImportError) as err:  # no access, unknown protocol, bad options
-        raise FileNotFoundError(f"{url}: could not be read ({type(err).__name__}: {err}); check the URL and the "
-                                "storage options (credentials, endpoint)") from None
+    except (OSError, ValueError, ImportError) as err:  # missing, no access, unknown protocol, bad options
+        raise explained(url, f"expected {EXPECTED}", err) from None
     wanted = [name for group in names.values() for name in group]
-    return fs, fs.unstrip_protocol(path), {name: _full_info(fs, listing[name]) for name in wanted}
+    return fs, fs.unstrip_protocol(path), {name: full_info(fs, listing[name]) for name in wanted}
 
 
 def _cached(cache: Path, ref: Path, infos: dict[str, dict]) -> dict[str, str] | None:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from tests.support.encoded_outputs import published_output
+from tests.support.processes import gone
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,14 +36,6 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> No
         time.sleep(0.05)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -61,10 +54,10 @@ def test_killed_after_a_checkpoint_and_resumed_in_a_fresh_process(tmp_path):
     killed.communicate(timeout=60)
     assert killed.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 30  # its DataLoader workers see their parent gone and leave
-    while not all(_gone(pid) for pid in saved["workers"]) and time.monotonic() < deadline:
+    while not all(gone(pid) for pid in saved["workers"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in saved["workers"]:
-        if not _gone(pid):
+        if not gone(pid):
             os.kill(pid, signal.SIGKILL)
 
     _finish(_start(out, str(tmp_path / "resumed.log"), "--resume", str(checkpoint)))

@@ -17,6 +17,7 @@ import torch
 
 from tests.support.encoded_outputs import published_output
 from tests.support.outputs import ids, read_rows
+from tests.support.processes import gone
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "train_latent_diffusion.py"
@@ -40,14 +41,6 @@ def _log(run: Path) -> list[dict]:
 
 def _children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def test_it_trains_and_its_loss_falls(moments, tmp_path):
@@ -81,10 +74,10 @@ def test_killed_mid_epoch_it_resumes_from_its_checkpoint(tmp_path):
     training.communicate(timeout=60)
     assert training.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 30  # its loader's workers see their parent gone and leave
-    while not all(_gone(pid) for pid in workers) and time.monotonic() < deadline:
+    while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in workers:
-        if not _gone(pid):
+        if not gone(pid):
             os.kill(pid, signal.SIGKILL)
     saved = torch.load(checkpoint, weights_only=False)
 

@@ -159,17 +159,17 @@ def test_a_download_that_does_not_match_the_listing_is_refused(s3, fixtures_dir,
     """A transfer is checked against what the storage listed: size, and the ETag where it is an MD5."""
     import fsspec
 
-    from wfvae.remote import _download
+    from wfvae.remote import download_blob
 
     url = upload(s3, fixtures_dir / "tiny-4x", ["config.json"])
     fs, path = fsspec.core.url_to_fs(url + "config.json", **s3.storage_options)
     info = fs.info(path)
     (tmp_path / "blobs").mkdir()
-    local, digest = _download(fs, info, tmp_path)
+    local, digest = download_blob(fs, info, tmp_path)
     assert local.read_bytes() == (fixtures_dir / "tiny-4x" / "config.json").read_bytes()
     size = info["size"]
     with pytest.raises(OSError, match=f"downloaded {size} bytes but the storage lists {size + 1}"):
-        _download(fs, {**info, "size": size + 1}, tmp_path)
+        download_blob(fs, {**info, "size": size + 1}, tmp_path)
     with pytest.raises(OSError, match="do not match the storage's checksum"):
-        _download(fs, {**info, "ETag": '"' + "0" * 32 + '"'}, tmp_path)
+        download_blob(fs, {**info, "ETag": '"' + "0" * 32 + '"'}, tmp_path)
     assert sorted(p.name for p in (tmp_path / "blobs").iterdir()) == [digest]  # nothing half-written
