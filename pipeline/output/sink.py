@@ -236,7 +236,7 @@ class OutputSink:
         if len(update.shards) < UPDATE_COMMITS and time.monotonic() - run.updated_at < UPDATE_SECONDS:
             return
         try:
-            write_json(self.layout.fs, self.layout.run_index(update.file_name), update.to_dict())
+            write_json(self.layout.fs, self.layout.run_index(update.file_name), update.to_dict(), compact=True)
         except Exception as err:  # noqa: BLE001 - kept, and tried again at the next update
             run.log(f"warning: could not update this run's file {update.file_name}: {type(err).__name__}: {err}")
             return
@@ -270,7 +270,8 @@ class OutputSink:
         run = self._active()
         if run.whole is not None:
             try:
-                write_json(self.layout.fs, self.layout.run_index(run.whole.file_name), run.whole.to_dict())
+                path = self.layout.run_index(run.whole.file_name)
+                write_json(self.layout.fs, path, run.whole.to_dict(), compact=True)
                 for part in range(1, run.update.part):
                     self.layout.fs.rm(self.layout.run_index(RunIndex(run.run_id, run.whole.started_at, part).file_name))
             except Exception as err:  # noqa: BLE001 - the next run reads this run's commit records instead
@@ -327,7 +328,7 @@ class OutputSink:
         adopted = state.adopted
         adopted.run_id = f"adopted-{int(adopted.started_at)}"
         if adopted.shards:
-            write_json(self.layout.fs, self.layout.run_index(adopted.file_name), adopted.to_dict())
+            write_json(self.layout.fs, self.layout.run_index(adopted.file_name), adopted.to_dict(), compact=True)
         for name in state.replaced:
             try:
                 self.layout.fs.rm(self.layout.run_index(name))

@@ -160,12 +160,15 @@ def create_exclusively(fs: AbstractFileSystem, path: str, payload: bytes) -> boo
     return retrying(once, f"creating {path}")
 
 
-def json_bytes(data: Any) -> bytes:
+def json_bytes(data: Any, compact: bool = False) -> bytes:
+    """Indented for people; ``compact`` for files of 10^5-10^6 entries that programs read (run files)."""
+    if compact:
+        return (json.dumps(data, separators=(",", ":"), default=str) + "\n").encode()
     return (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
 
 
-def write_json(fs: AbstractFileSystem, path: str, data: Any) -> int:
-    payload = json_bytes(data)
+def write_json(fs: AbstractFileSystem, path: str, data: Any, compact: bool = False) -> int:
+    payload = json_bytes(data, compact)
     return write_atomically(fs, path, lambda file: file.write(payload))
 
 

@@ -10,6 +10,7 @@ is reported as damage.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
 import re
@@ -193,9 +194,14 @@ class _Folders:
             store = member.store
             if member.glob:
                 member.kind = "glob"
-                found = store.fs.glob(store.fs._strip_protocol(member.url), detail=True)
-                member.urls = [store.canonical(store.fs.unstrip_protocol(path)) for path, info in found.items()
-                               if info.get("type") == "file"]
+                folder, _, pattern = store.path(member.url).rpartition("/")
+                if store.local and not _GLOB.search(folder):  # one listing of the folder, no stat per file
+                    paths = [f"{folder}/{name}" for name, is_folder in sorted(self.listing(store, folder).items())
+                             if not is_folder and fnmatch.fnmatchcase(name, pattern)]
+                else:
+                    found = store.fs.glob(store.fs._strip_protocol(member.url), detail=True)
+                    paths = [path for path, info in found.items() if info.get("type") == "file"]
+                member.urls = [store.canonical(store.fs.unstrip_protocol(path)) for path in paths]
             elif not store.listable:
                 member.kind, member.urls = "file", [member.url]
             else:
