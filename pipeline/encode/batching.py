@@ -28,6 +28,14 @@ class PendingClip:
     frames: np.ndarray  # (T, H, W, 3) uint8
 
 
+def images_per_batch(batch_size: int, num_frames: int, temporal_compression: int) -> int:
+    """As many images as a batch of ``batch_size`` video clips has latent frames. An image encodes to one latent
+    frame and costs about what one latent frame of a clip costs (measured, demo model on CPU: an image 34 ms, a
+    17-frame clip of 5 latent frames 208 ms; a batch of 20 images held 520 MiB, one of 4 such clips 662 MiB),
+    so the image batch does about the video batch's work in no more memory (docs/benchmarks.md, Images)."""
+    return batch_size * (1 + (num_frames - 1) // temporal_compression)
+
+
 class ClipBatcher:
     """Collects clips and releases batches of one media type and shape: up to ``batch_size`` video clips, or
     ``image_batch_size`` images (one-frame clips, each a fraction of a video clip's work)."""

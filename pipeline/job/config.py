@@ -168,7 +168,8 @@ class Run:
     batch_size: int = setting(4, "video clips of the same shape encoded together", _POSITIVE, arg_type=int)
     image_batch_size: int | None = setting(
         None, "images of the same shape encoded together (an image is a one-frame clip)", optional(_POSITIVE),
-        shown="as many images as a video batch has frames: --batch-size x --num-frames", arg_type=int)
+        shown="as many images as a video batch has latent frames: --batch-size x (1 + (--num-frames - 1) / the "
+              "model's temporal compression), about the same work and memory", arg_type=int)
     chunk_frames: int | None = setting(
         None, "encode long clips through the Causal Cache in chunks of this many frames",
         optional(integer(1, "a positive multiple of the model's temporal compression")),
@@ -211,11 +212,6 @@ class JobConfig:
     def from_flags(cls, **settings: Any) -> JobConfig:
         """``JobConfig.from_flags(input=..., num_frames=33, batch_size=8)``: see ``make_config``."""
         return make_config(settings)
-
-    @property
-    def image_batch_size(self) -> int:
-        """--image-batch-size, else as many images as a video batch has frames (the same work and memory)."""
-        return self.run.image_batch_size or self.run.batch_size * self.read.num_frames
 
     def sections(self) -> list[Any]:
         return [getattr(self, f.name) for f in dataclasses.fields(self)]

@@ -88,6 +88,7 @@ class EncoderActor:
         from wfvae import WFVAE
 
         from ..dtypes import COMPUTE_DTYPES, LATENT_DTYPES, resolve_dtype
+        from ..encode.batching import images_per_batch
         from ..encode.canary import QualityCanary
         from ..encode.shard_loop import EncodeSettings, ShardLoop
         from ..output.sink import latents_metadata
@@ -124,8 +125,9 @@ class EncoderActor:
             dataflow = Dataflow(read_config, options, pieces, decode_workers)
         self.model = ModelIdentity.of(self.vae, job.where.model)
         latents = job.latents
+        images = job.run.image_batch_size or images_per_batch(job.run.batch_size, job.read.num_frames, tc)
         settings = EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments",
-                                  job.run.chunk_frames, pieces, job.image_batch_size)
+                                  job.run.chunk_frames, pieces, images)
         canary = QualityCanary(self.vae, job.run.check_every, LATENT_DTYPES[latents.latent_dtype],
                                job.run.chunk_frames // tc if job.run.chunk_frames else None) \
             if job.run.check_every else None

@@ -42,6 +42,7 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> OutputSumm
     """What ``jobs/encode_dataset.py --input input_spec --output out *args`` writes, on CPU in float32, for one
     attempt per shard: the driver's steps (plan, the output sink's life) and the encoder's loop, without Ray
     (samples decoded in this process). A shard whose publishing fails is given up at once. Returns the summary."""
+    from pipeline.encode.batching import images_per_batch
     from pipeline.encode.shard_loop import EncodeSettings, ShardLoop
     from pipeline.job.config import config_from_args
     from pipeline.job.plan import Plan
@@ -57,8 +58,10 @@ def encode_in_process(input_spec: str, out: Path, args: list[str]) -> OutputSumm
     vae = WFVAE.from_pretrained(job.where.model)
     identity = plan.identity(on_gpu=False).with_encoders(ModelIdentity.of(vae, job.where.model))
     latents = job.latents
+    images = job.run.image_batch_size or images_per_batch(job.run.batch_size, job.read.num_frames,
+                                                          vae.temporal_compression)
     loop = ShardLoop(vae, EncodeSettings(job.run.batch_size, latents.latent_dtype, latents.store == "moments",
-                                         image_batch_size=job.image_batch_size))
+                                         image_batch_size=images))
     metadata = latents_metadata(vae, identity.model, store=latents.store, latent_dtype=latents.latent_dtype,
                                 compute_dtype="float32", fingerprint=identity.fingerprint)
     sink = OutputSink(str(out))
