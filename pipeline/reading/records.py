@@ -125,7 +125,7 @@ class Clip:
 @dataclass(frozen=True)
 class ErrorRecord:
     """Something that could not be read, and why: what readers yield, what a `SampleError` carries and
-    what the job's error row is made of (`pipeline.job.rows.error_row`). A warning (`level`) is
+    what the job's error row is made of (`pipeline.encode.rows.error_row`). A warning (`level`) is
     yielded beside what was read and ends nothing; it is never raised.
 
     Code deep in decoding meets a problem before it knows whose it is: it leaves `shard` and `key`
