@@ -27,8 +27,12 @@ $(VENV)/.test: $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(PY) jobs/encode_dataset.py
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), each with its own Ray head: a test waits on its
+# job's processes much of the time, so two keep a 2-core machine busy.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.test
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(VENV)/.test
 	$(PY) bench/model.py

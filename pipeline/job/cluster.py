@@ -117,7 +117,7 @@ def place(job: JobConfig, output_is_local: bool, log: Callable[[str], None]) -> 
     if joining:
         log("no GPUs in the cluster yet: encoder actors wait for GPU nodes (autoscaling)")
     num_actors = job.run.num_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor and gpus else 1)
-    decode_workers = DecodeWorkers(job.run.decode_workers, num_actors)
+    decode_workers = DecodeWorkers(job.run.decode_workers, num_actors, job.run.decode_start_seconds)
     if not joining:  # (GPU nodes that join bring CPUs too)
         try:
             decode_workers.now()

@@ -165,6 +165,10 @@ class Run:
         None, "decode worker processes per encoder actor: on its node when it has room, else on any node with a "
               "free CPU", optional(_POSITIVE),
         shown="its share of the cluster's CPUs that no encoder needs, taken again as each shard starts", arg_type=int)
+    decode_start_seconds: float = setting(
+        30.0, "a decode worker not running this long after it was asked for (no CPU free for it, e.g. its node "
+              "went away) hands its samples to a running one; with none running and no CPU free, the job ends "
+              "saying what to add", _SECONDS, arg_type=float)
     batch_size: int = setting(4, "video clips of the same shape encoded together", _POSITIVE, arg_type=int)
     image_batch_size: int | None = setting(
         None, "images of the same shape encoded together (an image is a one-frame clip)", optional(_POSITIVE),

@@ -47,8 +47,6 @@ from .decode_workers import CALL_SECONDS, MAX_CALL_BYTES, MAX_CALL_SAMPLES, WORK
 
 DEPTH = 4  # open calls per worker: the one it decodes and three more, so it does not run dry while the encoder
 # encodes a batch (decode-bound stand-in, docs/benchmarks.md: 2 left it idle 12-17%; 4 is 4% faster than 3)
-PLACE_SECONDS = 30  # a worker not up after this long is late (a process starts in seconds, even on a busy node);
-# a late replacement's calls then go to another worker; when none is up and no CPU is free, NoDecodeCPU ends the job
 FIRST_CALL_SAMPLES = 1  # samples per call until a sample's decoding time is known
 
 
@@ -140,12 +138,12 @@ def failure(err: BaseException, decode: SampleDecode) -> ErrorRecord:
 class _Worker:
     """One worker actor (placed on the encoder's node if it has room, else wherever the cluster has a CPU),
     its open calls in the order they were handed to it, and its state: "starting", "up" (on ``node``),
-    "late" (not up after ``PLACE_SECONDS``), "failed" (died before it was up) or "gone" (retired)."""
+    "late" (not up after the settings' ``start_seconds``), "failed" (died before it was up) or "gone" (retired)."""
 
     def __init__(self, pool: DecodePool, calls: list[Call]) -> None:
         self.actor = WORKER.options(scheduling_strategy=pool.placement).remote()
         self.state, self.node, self.calls = "starting", None, calls
-        self.deadline = threading.Timer(PLACE_SECONDS, pool.late, (self,))
+        self.deadline = threading.Timer(pool.settings.start_seconds, pool.late, (self,))
         self.deadline.daemon = True
         self.deadline.start()
         self.actor.where.remote().future().add_done_callback(lambda done: pool.placed_news(self, done))
@@ -187,7 +185,7 @@ class DecodePool:
         return max(1, min(MAX_CALL_SAMPLES, int(CALL_SECONDS / max(self.sample_seconds, 1e-4))))
 
     def placed(self) -> dict[str, Any]:
-        """Workers, how many are up per node, and how many found no CPU in ``PLACE_SECONDS``."""
+        """Workers, how many are up per node, and how many found no CPU in ``start_seconds``."""
         with self.locked():
             nodes = Counter(w.node for w in self.workers if w.state == "up")
             return {"workers": len(self.workers), "nodes": dict(nodes),
@@ -205,7 +203,7 @@ class DecodePool:
         self.wake.set()
 
     def late(self, worker: _Worker) -> None:
-        """A worker's ``PLACE_SECONDS`` are up. If it is still not up and holds calls (the encoder waits for them:
+        """A worker's ``start_seconds`` are up. If it is still not up and holds calls (the encoder waits for them:
         a replacement whose node went away, and no CPU is free for it), they go with the open calls of the up
         worker holding fewest, in input order, to one fresh process in that worker's place (the pool is one
         smaller until the next shard re-sizes it; while none is up, they wait for a CPU)."""

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import ray
 
+from .config import Run
+
 ENCODER_CPUS = 1  # what an encoder actor asks for (driver._start_actors)
 
 
@@ -44,6 +46,7 @@ class DecodeWorkers:
 
     count: int | None = None
     encoders: int = 1
+    start_seconds: float = Run.decode_start_seconds  # a worker not up after this long is late
 
     def now(self) -> int:
         return self.count or workers_per_encoder(alive_nodes(), self.encoders)

@@ -50,6 +50,7 @@ def valid(tmp_path) -> list[str]:
     (["--gpus-per-actor", "nan"], "--gpus-per-actor: must be a non-negative number"),
     (["--num-actors", "0"], "--num-actors: must be a positive integer"),
     (["--decode-workers", "0"], "--decode-workers: must be a positive integer"),
+    (["--decode-start-seconds", "0"], "--decode-start-seconds: must be a positive number of seconds"),
     (["--max-shard-attempts", "0"], "--max-shard-attempts: must be a positive integer"),
     (["--progress-seconds", "inf"], "--progress-seconds: must be a positive number of seconds"),
     (["--lease-seconds", "0"], "--lease-seconds: must be a positive number of seconds"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_script import encoder_mid_shard, run_cluster_script
+from tests.support.cluster_script import HEAD_NODE_ARGS, encoder_mid_shard, run_cluster_script
 
 @pytest.mark.slow
 def test_losing_the_encoders_node_mid_shard_re_encodes_its_shards_elsewhere_identically(tmp_path):
@@ -38,7 +38,7 @@ def main(folder: Path) -> None:
     from tests.support.outputs import read_rows
     from tests.support.shards import write_shards
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD_NODE_ARGS)
     os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
     try:
         nodes = [cluster.add_node(num_cpus=2, num_gpus=1) for _ in range(2)]

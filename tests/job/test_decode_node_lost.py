@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_script import encoder_mid_shard, run_cluster_script
+from tests.support.cluster_script import HEAD_NODE_ARGS, encoder_mid_shard, run_cluster_script
 
 
 @pytest.mark.slow
@@ -42,7 +42,7 @@ def main(folder: Path) -> None:
     from tests.support.outputs import read_rows
     from tests.support.shards import write_shards
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD_NODE_ARGS)
     os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
     try:
         cluster.add_node(num_cpus=1, num_gpus=1)
@@ -54,7 +54,8 @@ def main(folder: Path) -> None:
         def job(out: str) -> JobConfig:
             return JobConfig.from_flags(input=data.spec, output=out, model=str(TINY_MODEL), num_frames=5,
                                         resolution=(32, 32), clips="all", batch_size=2, num_actors=1,
-                                        gpus_per_actor=1, dtype="float32", progress_seconds=5, shared_output=True)
+                                        gpus_per_actor=1, dtype="float32", progress_seconds=5, shared_output=True,
+                                        decode_start_seconds=5)  # (30 by default)
 
         outcome: dict = {}
         runner = threading.Thread(target=lambda: outcome.update(summary=run_job(job(str(folder / "cut")), print)),

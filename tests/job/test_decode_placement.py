@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_script import run_cluster_script
+from tests.support.cluster_script import HEAD_NODE_ARGS, run_cluster_script
 
 @pytest.mark.slow
 def test_decode_workers_spill_to_the_cpu_only_node_and_every_shard_is_committed(tmp_path):
@@ -34,7 +34,7 @@ def main(folder: Path) -> None:
     from tests.support.jobs import TINY_MODEL
     from tests.support.shards import write_shards
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD_NODE_ARGS)
     os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
     try:
         cluster.add_node(num_cpus=1, num_gpus=1)

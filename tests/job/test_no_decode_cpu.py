@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cluster_script import run_cluster_script
+from tests.support.cluster_script import HEAD_NODE_ARGS, run_cluster_script
 
 @pytest.mark.slow
 def test_a_cluster_without_cpu_for_decoding_fails_fast_with_what_to_add(tmp_path):
@@ -33,7 +33,7 @@ def main(folder: Path) -> None:
     from tests.support.jobs import TINY_MODEL
     from tests.support.shards import write_shards
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args=HEAD_NODE_ARGS)
     os.environ["RAY_ADDRESS"] = cluster.address  # never any other Ray instance on this machine
     try:
         cluster.add_node(num_cpus=1, num_gpus=1)

@@ -113,6 +113,8 @@ def test_a_stale_cluster_record_starts_a_local_runtime(ray_head, dataset, tmp_pa
 
 @pytest.mark.slow
 def test_a_local_output_on_a_multi_node_cluster_needs_shared_output(dataset, tmp_path):
+    from ray.util.state import list_nodes
+
     from tests.support.ray_head import RAY, RayHead, free_port
 
     head = RayHead(num_cpus=2).start()
@@ -121,14 +123,9 @@ def test_a_local_output_on_a_multi_node_cluster_needs_shared_output(dataset, tmp
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            probe = subprocess.run([RAY, "status", f"--address={head.address}"], env=head.env, capture_output=True,
-                                   text=True, timeout=60)
-            if probe.stdout.count("node_") >= 2:
-                break
-            time.sleep(1)
-        else:
-            raise AssertionError("the second node did not join")
+        while len(list_nodes(address=head.dashboard_url, filters=[("state", "=", "ALIVE")])) < 2:  # (its HTTP API)
+            assert time.monotonic() < deadline, "the second node did not join"
+            time.sleep(0.5)
         out = tmp_path / "out"
         args = ["--input", dataset.spec, "--output", str(out), *SMALL_CLIPS, "--num-actors", "1"]
         refused = run_cli(head, *args, timeout=180, check=False)

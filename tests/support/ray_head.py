@@ -25,7 +25,9 @@ def free_port() -> int:
 
 
 class RayHead:
-    def __init__(self, num_cpus: int = 4) -> None:
+    # 3 CPUs: a job gets its encoder actor and, by default, two decode workers (more than one, as on a
+    # cluster, in fewer processes: each costs a start and its imports, and each xdist worker has a head)
+    def __init__(self, num_cpus: int = 3) -> None:
         self.num_cpus = num_cpus
         self.port, self.dashboard_port, self.metrics_port = free_port(), free_port(), free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a limit
@@ -48,7 +50,8 @@ class RayHead:
             [RAY, "start", "--head", "--block", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
              "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={self.num_cpus}",
              f"--metrics-export-port={self.metrics_port}",
-             f"--dashboard-agent-listen-port={free_port()}",  # the default (52365) may be another head's
+             f"--dashboard-agent-listen-port={free_port()}",  # the defaults (52365, 10001) may be another
+             f"--ray-client-server-port={free_port()}",  # head's: each pytest-xdist worker starts one
              f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
