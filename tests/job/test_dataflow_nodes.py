@@ -47,9 +47,10 @@ def main(folder: Path) -> None:
         data = write_shards(folder / "shards", 6, shards=4, frames=40)
 
         def job(out: str) -> JobConfig:
-            return JobConfig.from_flags(input=data.spec, output=out, model=str(TINY_MODEL), num_frames=5, resolution=(32, 32),
-                             clips="all", batch_size=2, num_actors=1, gpus_per_actor=1, dtype="float32",
-                             progress_seconds=1, shared_output=True)  # the nodes share this machine's disk
+            return JobConfig.from_flags(input=data.spec, output=out, model=str(TINY_MODEL), num_frames=5,
+                                        resolution=(32, 32), clips="all", batch_size=2, num_actors=1,
+                                        gpus_per_actor=1, dtype="float32", progress_seconds=1,
+                                        shared_output=True)  # the nodes share this machine's disk
 
         logs: list[str] = []
         outcome: dict = {}

@@ -42,8 +42,9 @@ def main(folder: Path) -> None:
         data = write_shards(folder / "shards", 2, shards=2, frames=20)
         started = time.monotonic()
         try:
-            run_job(JobConfig.from_flags(input=data.spec, output=str(folder / "out"), model=str(TINY_MODEL), num_frames=17,
-                              resolution=(64, 64), dtype="float32", shared_output=True), lambda line: None)
+            run_job(JobConfig.from_flags(input=data.spec, output=str(folder / "out"), model=str(TINY_MODEL),
+                                         num_frames=17, resolution=(64, 64), dtype="float32", shared_output=True),
+                    lambda line: None)
             outcome = {"error": None}
         except JobError as err:
             outcome = {"error": "JobError", "message": str(err)}

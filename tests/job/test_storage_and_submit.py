@@ -119,7 +119,8 @@ def test_a_local_output_on_a_multi_node_cluster_needs_shared_output(dataset, tmp
 
     head = RayHead(num_cpus=2).start()
     worker = subprocess.Popen([RAY, "start", "--block", f"--address={head.address}", "--num-cpus=2",
-                               f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"], env={k: v for k, v in head.env.items() if k != "RAY_ADDRESS"},
+                               f"--dashboard-agent-listen-port={free_port()}", "--disable-usage-stats"],
+                              env={k: v for k, v in head.env.items() if k != "RAY_ADDRESS"},
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
