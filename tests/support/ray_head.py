@@ -18,10 +18,20 @@ from pathlib import Path
 RAY = str(Path(sys.executable).with_name("ray"))
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free now: held open together, so the OS cannot hand out one twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 class RayHead:
@@ -29,12 +39,17 @@ class RayHead:
     # cluster, in fewer processes: each costs a start and its imports, and each xdist worker has a head)
     def __init__(self, num_cpus: int = 3) -> None:
         self.num_cpus = num_cpus
-        self.port, self.dashboard_port, self.metrics_port = free_port(), free_port(), free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # short: Ray's socket paths have a limit
+        self.process: subprocess.Popen | None = None
+        self._choose_ports()
+
+    def _choose_ports(self) -> None:
+        # all five chosen here: Ray's defaults (52365 for the agent, 10001 for the client server) would be
+        # another head's, as each pytest-xdist worker starts one
+        self.port, self.dashboard_port, self.metrics_port, self.agent_port, self.client_port = free_ports(5)
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"  # Prometheus format
-        self.process: subprocess.Popen | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -43,23 +58,40 @@ class RayHead:
         return {**os.environ, "RAY_ADDRESS": self.address, "RAY_AUTH_MODE": "disabled",
                 "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
 
-    def start(self, timeout: float = 90.0) -> "RayHead":
+    def start(self, timeout: float = 90.0, attempts: int = 3) -> "RayHead":
+        """Starts the head; if ``ray start`` exits at once (a port taken meanwhile, e.g. by the other xdist
+        worker's head), again on fresh ports."""
+        for attempt in range(1, attempts + 1):
+            exited = self._start_once(timeout)
+            if exited is None:
+                return self
+            if attempt == attempts:
+                raise RuntimeError(f"ray start exited: {exited}")
+            self._choose_ports()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> str | None:
+        """None once the head answers; the end of its log if ``ray start`` exited."""
         env = {k: v for k, v in self.env.items() if k != "RAY_ADDRESS"}
         self.log = open(Path(self.temp_dir) / "head.log", "w")
         self.process = subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--port={self.port}", f"--dashboard-port={self.dashboard_port}",
              "--dashboard-host=127.0.0.1", "--include-dashboard=true", f"--num-cpus={self.num_cpus}",
-             f"--metrics-export-port={self.metrics_port}",
-             f"--dashboard-agent-listen-port={free_port()}",  # the defaults (52365, 10001) may be another
-             f"--ray-client-server-port={free_port()}",  # head's: each pytest-xdist worker starts one
-             f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
+             f"--metrics-export-port={self.metrics_port}", f"--dashboard-agent-listen-port={self.agent_port}",
+             f"--ray-client-server-port={self.client_port}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats"],
             env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start exited: {Path(self.log.name).read_text()[-2000:]}")
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)  # what it started before it gave up
+                except ProcessLookupError:
+                    pass
+                self.process = None
+                self.log.close()
+                return Path(self.log.name).read_text()[-2000:]
             if _listening(self.dashboard_port) and _listening(self.port):
-                return self
+                return None
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("the Ray head did not come up in time")
